@@ -1,0 +1,47 @@
+# Thin wrapper around CMake. `make` builds Release with native SIMD and leaves
+# the tools at the repo root; `make test` builds and runs every test via CTest.
+BUILD   ?= build
+JOBS    ?= $(shell nproc)
+CMAKE_FLAGS ?=
+TOOLS   := bench-ops
+
+.PHONY: all deps configure test test-portable test-neon test-sanitize bench clean
+
+all: deps configure
+	cmake --build $(BUILD) -j $(JOBS)
+	@for t in $(TOOLS); do cp -f $(BUILD)/tools/$$t ./$$t; done
+
+deps:
+	@bash scripts/install-deps.sh
+
+configure:
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release $(CMAKE_FLAGS) >/dev/null
+
+test: all
+	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+
+# The build must also pass with native flags off (portable x86-64 baseline).
+test-portable: deps
+	cmake -S . -B build-portable -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=OFF >/dev/null
+	cmake --build build-portable -j $(JOBS)
+	cd build-portable && ctest --output-on-failure -j $(JOBS)
+
+# NEON kernels: cross-compile for aarch64 and run the op tests under qemu-user.
+test-neon:
+	@bash scripts/install-deps.sh --cross
+	cmake -S . -B build-aarch64 -DCMAKE_BUILD_TYPE=Release \
+	  -DCMAKE_TOOLCHAIN_FILE=cmake/aarch64-linux-gnu.cmake -DGGML_BLAS=OFF >/dev/null
+	cmake --build build-aarch64 -j $(JOBS)
+	cd build-aarch64 && ctest --output-on-failure -j $(JOBS)
+
+# The whole suite under AddressSanitizer + UndefinedBehaviorSanitizer.
+test-sanitize: deps
+	cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DGGML_SANITIZE=ON -DGGML_BLAS=OFF >/dev/null
+	cmake --build build-asan -j $(JOBS)
+	cd build-asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ctest --output-on-failure -j $(JOBS)
+
+bench: all
+	./bench-ops
+
+clean:
+	rm -rf $(BUILD) build-portable build-aarch64 build-asan $(TOOLS)

@@ -1,0 +1,67 @@
+#pragma once
+// CPU kernel sets: one per instruction set, chosen at run time. The scalar set
+// is the reference that every SIMD kernel is tested against.
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "types.h"
+
+namespace ggml::cpu {
+
+struct Features {
+  bool avx2 = false, fma = false, f16c = false;
+  bool avx512f = false, avx512bw = false, avx512vl = false, avx512dq = false;
+  bool avx512vnni = false, avx512bf16 = false, avxvnni = false;
+  bool neon = false, dotprod = false;
+  std::string str() const;
+};
+const Features& features();
+
+using dot_fn = float (*)(int64_t n, const void* x, const void* y);
+// s[j * ldc + i] = dot(row i of x, row j of y) for i < nx, j < ny. Each result
+// must equal dot() on the same rows bit for bit, so work splits never matter.
+using tile_fn = void (*)(int64_t n, float* s, size_t ldc, const void* x, size_t bx, int nx, const void* y,
+                         size_t by, int ny);
+using quant_fn = void (*)(const float* x, void* y, int64_t n);
+using dequant_fn = void (*)(const void* x, float* y, int64_t n);
+
+constexpr int TYPE_SLOTS = 32;
+constexpr int TILE_MAX = 4;  // largest nx and ny a tile kernel is asked for
+inline int slot(Type t) { return t == Type::Q8_S ? 31 : int(t); }
+
+struct KernelSet {
+  const char* name = "scalar";
+  dot_fn dot[TYPE_SLOTS] = {};           // weight type -> dot with its vec_dot_type
+  tile_fn tile[TYPE_SLOTS] = {};         // weight type -> multi-row dot products
+  quant_fn from_float[TYPE_SLOTS] = {};  // F32 -> type (activations, copies)
+  dequant_fn to_float[TYPE_SLOTS] = {};  // type -> F32
+};
+
+const KernelSet& scalar();
+// Kernel sets built into this binary that this CPU can run, scalar first.
+std::vector<const KernelSet*> available();
+// The fastest set this CPU can run; GGML_KERNELS=scalar|avx2|avx512|neon forces one.
+const KernelSet& best();
+
+// Fills unset entries of k from base (a SIMD set falls back to narrower ones).
+void inherit(KernelSet& k, const KernelSet& base);
+// A tile kernel built from a dot kernel, for types without a specialised one.
+template <dot_fn D>
+void tile_from_dot(int64_t n, float* s, size_t ldc, const void* x, size_t bx, int nx, const void* y, size_t by,
+                   int ny) {
+  for (int j = 0; j < ny; j++) {
+    for (int i = 0; i < nx; i++) {
+      s[size_t(j) * ldc + size_t(i)] =
+          D(n, static_cast<const char*>(x) + size_t(i) * bx, static_cast<const char*>(y) + size_t(j) * by);
+    }
+  }
+}
+
+// Defined in the per-ISA files; nullptr when not built for this architecture.
+const KernelSet* avx2_kernels();
+const KernelSet* avx512_kernels();
+const KernelSet* neon_kernels();
+
+}  // namespace ggml::cpu

@@ -1,0 +1,67 @@
+#pragma once
+// A static compute graph: built once from its outputs, memory-planned, then
+// executed any number of times with new input data.
+#include <cstddef>
+#include <memory>
+#include <string>
+#include <unordered_set>
+#include <vector>
+
+#include "cpu.h"
+#include "tensor.h"
+
+namespace ggml {
+
+class Graph {
+ public:
+  // Adds t and every tensor it depends on, in dependency order, and marks t
+  // as an output (its memory is never reused).
+  void expand(Tensor* t);
+  const std::vector<Tensor*>& nodes() const { return nodes_; }  // ops, in execution order
+  const std::vector<Tensor*>& leafs() const { return leafs_; }  // tensors with op NONE
+  std::string dump() const;  // one line per node: index, op, shape, sources
+
+ private:
+  void visit(Tensor* t);
+  std::vector<Tensor*> nodes_, leafs_;
+  std::unordered_set<const Tensor*> seen_;
+};
+
+// Assigns memory to every op result of a graph from one buffer it owns. With
+// reuse, a result's block returns to the free list after its last reader has
+// run (views count as readers of their root), so intermediates share memory.
+class GraphAllocator {
+ public:
+  enum class Mode { Reuse, NoReuse };
+  explicit GraphAllocator(Mode mode = Mode::Reuse) : mode_(mode) {}
+  void allocate(Graph& g);
+  size_t buffer_size() const { return size_; }      // planned bytes
+  size_t unplanned_size() const { return unplanned_; }  // bytes without reuse
+
+ private:
+  struct FreeDel { void operator()(void* p) const; };
+  Mode mode_;
+  std::unique_ptr<void, FreeDel> buf_;
+  size_t size_ = 0, unplanned_ = 0, capacity_ = 0;
+};
+
+// Runs a graph's nodes on n threads (one OpenMP team for the whole graph, a
+// barrier between nodes). Kernels come from the given set, or the CPU's best.
+class Executor {
+ public:
+  explicit Executor(int n_threads = 1, const cpu::KernelSet* kernels = nullptr);
+  void set_threads(int n);
+  int threads() const { return n_threads_; }
+  const cpu::KernelSet& kernels() const { return *k_; }
+  // Every leaf must have data and every result memory (GraphAllocator).
+  // Throws ggml::Error for bad runtime input (e.g. a token id out of range).
+  void compute(Graph& g);
+  size_t work_size() const { return work_.size(); }
+
+ private:
+  int n_threads_;
+  const cpu::KernelSet* k_;
+  std::vector<unsigned char> work_;
+};
+
+}  // namespace ggml

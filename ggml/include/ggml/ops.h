@@ -1,0 +1,64 @@
+#pragma once
+// Op constructors: each checks its inputs, records shapes and sources, and
+// computes nothing. Bad shapes or types throw ggml::Error with a clear message.
+#include "tensor.h"
+
+namespace ggml {
+
+// Views share memory with a; offsets and strides are in bytes.
+Tensor* view_1d(Context& ctx, Tensor* a, int64_t ne0, size_t offset);
+Tensor* view_2d(Context& ctx, Tensor* a, int64_t ne0, int64_t ne1, size_t nb1, size_t offset);
+Tensor* view_3d(Context& ctx, Tensor* a, int64_t ne0, int64_t ne1, int64_t ne2, size_t nb1, size_t nb2, size_t offset);
+Tensor* view_4d(Context& ctx, Tensor* a, int64_t ne0, int64_t ne1, int64_t ne2, int64_t ne3,
+                size_t nb1, size_t nb2, size_t nb3, size_t offset);
+// a must be contiguous; the element count is kept.
+Tensor* reshape(Context& ctx, Tensor* a, std::initializer_list<int64_t> ne);
+// Dimension i of a becomes dimension axes[i] of the result.
+Tensor* permute(Context& ctx, Tensor* a, int ax0, int ax1, int ax2, int ax3);
+Tensor* transpose(Context& ctx, Tensor* a);  // swaps dims 0 and 1
+
+Tensor* cont(Context& ctx, Tensor* a);              // contiguous copy, same type
+Tensor* cast(Context& ctx, Tensor* a, Type type);   // contiguous copy as type
+// Writes a (converted) into b, e.g. a view of the KV cache; returns a view of b.
+Tensor* cpy(Context& ctx, Tensor* a, Tensor* b);
+
+Tensor* add(Context& ctx, Tensor* a, Tensor* b);    // b broadcast over a
+Tensor* mul(Context& ctx, Tensor* a, Tensor* b);    // b broadcast over a
+Tensor* scale(Context& ctx, Tensor* a, float s);
+
+Tensor* get_rows(Context& ctx, Tensor* a, Tensor* ids);  // F32 [a.ne0, ids.ne0]
+// a: weights [K, M, B2, B3] (rows contiguous), b: [K, N, C2, C3] with C2 % B2 ==
+// 0 and C3 % B3 == 0. Result F32 [M, N, C2, C3]; b's batch i uses a's i / (C/B).
+Tensor* mul_mat(Context& ctx, Tensor* a, Tensor* b);
+
+Tensor* rms_norm(Context& ctx, Tensor* a, float eps);
+Tensor* norm(Context& ctx, Tensor* a, float eps);   // (x - mean) / sqrt(var + eps)
+// Layer norm with weight and bias: norm(a) * w + b (three nodes).
+Tensor* layer_norm(Context& ctx, Tensor* a, Tensor* w, Tensor* b, float eps);
+
+enum class RopeMode : int32_t {
+  Interleaved = 0,  // GPT-J: rotates (x[2i], x[2i+1])
+  Neox = 2,         // LLaMA/NeoX as stored by HF and GGUF: (x[i], x[i + n_dims/2])
+};
+// a: [head_dim, n_head, n_tokens, 1] F32; pos: I32 [n_tokens]. Rotates the first
+// n_dims of each head by pos * freq_scale * freq_base^(-2i/n_dims).
+Tensor* rope(Context& ctx, Tensor* a, Tensor* pos, int n_dims, RopeMode mode,
+             float freq_base = 10000.0f, float freq_scale = 1.0f);
+
+// softmax over dim 0 of a * scale + mask. mask (optional): F32 [ne0, >= ne1],
+// broadcast over dims 2 and 3. causal_n_past >= 0 masks column j of row i1 when
+// j > causal_n_past + i1 (the row's absolute position); -1 for no causal mask.
+Tensor* soft_max(Context& ctx, Tensor* a, float scale, Tensor* mask = nullptr, int32_t causal_n_past = -1);
+
+Tensor* silu(Context& ctx, Tensor* a);
+Tensor* gelu(Context& ctx, Tensor* a);      // tanh approximation
+Tensor* gelu_erf(Context& ctx, Tensor* a);  // exact, with erf
+
+inline float op_param_f32(const Tensor* t, int i) {
+  float f;
+  static_assert(sizeof(float) == sizeof(int32_t));
+  __builtin_memcpy(&f, &t->op_params[i], 4);
+  return f;
+}
+
+}  // namespace ggml

@@ -1,0 +1,96 @@
+#pragma once
+// Block layouts, bit-identical to GGUF / llama.cpp (ggml-common.h), and the
+// scalar reference quantize / dequantize / dot routines. The SIMD kernels are
+// tested against these.
+#include <cstddef>
+#include <cstdint>
+
+#include "fp16.h"
+
+namespace ggml {
+
+constexpr int QK4_0 = 32, QK4_1 = 32, QK5_0 = 32, QK5_1 = 32, QK8_0 = 32, QK8_1 = 32;
+constexpr int QK_K = 256;
+constexpr int K_SCALE_SIZE = 12;
+
+// x = (q - 8) * d; qs[j] holds element j in its low nibble and j+16 in its high.
+struct block_q4_0 { fp16_t d; uint8_t qs[QK4_0 / 2]; };
+// x = q * d + m
+struct block_q4_1 { fp16_t d; fp16_t m; uint8_t qs[QK4_1 / 2]; };
+// x = (q - 16) * d; bit 4 of element j is bit j of qh.
+struct block_q5_0 { fp16_t d; uint8_t qh[4]; uint8_t qs[QK5_0 / 2]; };
+struct block_q5_1 { fp16_t d; fp16_t m; uint8_t qh[4]; uint8_t qs[QK5_1 / 2]; };
+struct block_q8_0 { fp16_t d; int8_t qs[QK8_0]; };
+// s = d * sum(qs)
+struct block_q8_1 { fp16_t d; fp16_t s; int8_t qs[QK8_1]; };
+// Internal activations for the 32-blocks: exact integer sum for offset types.
+struct block_q8_s { float d; int32_t sum; int8_t qs[32]; };
+
+// 8 sub-blocks of 32: x = d * sc * q - dmin * m, 6-bit sc and m packed in scales.
+struct block_q4_K { fp16_t d; fp16_t dmin; uint8_t scales[K_SCALE_SIZE]; uint8_t qs[QK_K / 2]; };
+struct block_q5_K { fp16_t d; fp16_t dmin; uint8_t scales[K_SCALE_SIZE]; uint8_t qh[QK_K / 8]; uint8_t qs[QK_K / 2]; };
+// 16 sub-blocks of 16: x = d * scales[i] * (q - 32), q 6 bits split in ql/qh.
+struct block_q6_K { uint8_t ql[QK_K / 2]; uint8_t qh[QK_K / 4]; int8_t scales[QK_K / 16]; fp16_t d; };
+// Activations for the K-quants; bsums are sums of 16 consecutive qs.
+struct block_q8_K { float d; int8_t qs[QK_K]; int16_t bsums[QK_K / 16]; };
+
+static_assert(sizeof(block_q4_0) == 18);
+static_assert(sizeof(block_q4_1) == 20);
+static_assert(sizeof(block_q5_0) == 22);
+static_assert(sizeof(block_q5_1) == 24);
+static_assert(sizeof(block_q8_0) == 34);
+static_assert(sizeof(block_q8_1) == 36);
+static_assert(sizeof(block_q8_s) == 40);
+static_assert(sizeof(block_q4_K) == 144);
+static_assert(sizeof(block_q5_K) == 176);
+static_assert(sizeof(block_q6_K) == 210);
+static_assert(sizeof(block_q8_K) == 292);
+
+namespace ref {
+// n is the element count; it must be a multiple of the block size.
+void quantize_q4_0(const float* x, void* y, int64_t n);
+void quantize_q4_1(const float* x, void* y, int64_t n);
+void quantize_q5_0(const float* x, void* y, int64_t n);
+void quantize_q5_1(const float* x, void* y, int64_t n);
+void quantize_q8_0(const float* x, void* y, int64_t n);
+void quantize_q8_1(const float* x, void* y, int64_t n);
+void quantize_q8_s(const float* x, void* y, int64_t n);
+void quantize_q8_K(const float* x, void* y, int64_t n);
+void quantize_f16(const float* x, void* y, int64_t n);
+void quantize_bf16(const float* x, void* y, int64_t n);
+void quantize_q4_K(const float* x, void* y, int64_t n);
+void quantize_q5_K(const float* x, void* y, int64_t n);
+void quantize_q6_K(const float* x, void* y, int64_t n);
+
+void dequantize_q4_0(const void* x, float* y, int64_t n);
+void dequantize_q4_1(const void* x, float* y, int64_t n);
+void dequantize_q5_0(const void* x, float* y, int64_t n);
+void dequantize_q5_1(const void* x, float* y, int64_t n);
+void dequantize_q8_0(const void* x, float* y, int64_t n);
+void dequantize_q8_1(const void* x, float* y, int64_t n);
+void dequantize_q8_s(const void* x, float* y, int64_t n);
+void dequantize_q8_K(const void* x, float* y, int64_t n);
+void dequantize_q4_K(const void* x, float* y, int64_t n);
+void dequantize_q5_K(const void* x, float* y, int64_t n);
+void dequantize_q6_K(const void* x, float* y, int64_t n);
+void dequantize_f16(const void* x, float* y, int64_t n);
+void dequantize_bf16(const void* x, float* y, int64_t n);
+void dequantize_f32(const void* x, float* y, int64_t n);
+void quantize_f32(const float* x, void* y, int64_t n);
+
+// Dot products of one weight row with one activation row of n elements.
+// x is the weight type, y its vec_dot_type (see TypeTraits).
+float dot_f32(int64_t n, const void* x, const void* y);
+float dot_f16(int64_t n, const void* x, const void* y);   // y: F32
+float dot_bf16(int64_t n, const void* x, const void* y);  // y: F32
+float dot_q4_0(int64_t n, const void* x, const void* y);  // y: Q8_S
+float dot_q4_1(int64_t n, const void* x, const void* y);  // y: Q8_S
+float dot_q5_0(int64_t n, const void* x, const void* y);  // y: Q8_S
+float dot_q5_1(int64_t n, const void* x, const void* y);  // y: Q8_S
+float dot_q8_0(int64_t n, const void* x, const void* y);  // y: Q8_S
+float dot_q4_K(int64_t n, const void* x, const void* y);  // y: Q8_K
+float dot_q5_K(int64_t n, const void* x, const void* y);  // y: Q8_K
+float dot_q6_K(int64_t n, const void* x, const void* y);  // y: Q8_K
+}  // namespace ref
+
+}  // namespace ggml

@@ -1,0 +1,60 @@
+#pragma once
+// Internal interface between the executor and the CPU kernels of each op.
+#include <atomic>
+#include <mutex>
+#include <string>
+
+#include "ggml/cpu.h"
+#include "ggml/ops.h"
+#include "ggml/tensor.h"
+
+namespace ggml {
+
+// First runtime error raised by any thread during a compute.
+struct ErrorSink {
+  std::atomic<bool> set{false};
+  std::mutex mu;
+  std::string msg;
+  void raise(const std::string& m) {
+    std::lock_guard<std::mutex> lock(mu);
+    if (!set.exchange(true)) msg = m;
+  }
+};
+
+struct ComputeParams {
+  int ith = 0, nth = 1;           // this thread, thread count
+  void* wdata = nullptr;          // shared work buffer
+  size_t wsize = 0;
+  const cpu::KernelSet* k = nullptr;
+  ErrorSink* err = nullptr;
+  void barrier() const;           // all nth threads meet here
+};
+
+// [begin, end) of n items for thread ith, in contiguous ranges.
+inline void split_range(int64_t n, int ith, int nth, int64_t* begin, int64_t* end) {
+  *begin = n * ith / nth;
+  *end = n * (ith + 1) / nth;
+}
+
+// Bytes of shared work memory node needs with nth threads.
+size_t work_size(const Tensor* node, int nth);
+void compute_forward(const ComputeParams& p, Tensor* node);
+
+// Per-op kernels (compute_*.cpp).
+void compute_copy(const ComputeParams& p, Tensor* dst);  // CPY and CONT
+void compute_add(const ComputeParams& p, Tensor* dst);
+void compute_mul(const ComputeParams& p, Tensor* dst);
+void compute_scale(const ComputeParams& p, Tensor* dst);
+void compute_unary(const ComputeParams& p, Tensor* dst);  // SILU, GELU, GELU_ERF
+void compute_get_rows(const ComputeParams& p, Tensor* dst);
+void compute_mul_mat(const ComputeParams& p, Tensor* dst);
+size_t mul_mat_work_size(const Tensor* dst, int nth);
+void compute_rms_norm(const ComputeParams& p, Tensor* dst);
+void compute_norm(const ComputeParams& p, Tensor* dst);
+void compute_rope(const ComputeParams& p, Tensor* dst);
+void compute_soft_max(const ComputeParams& p, Tensor* dst);
+
+// Reads row (i1, i2, i3) of t, any layout, as F32 into out (ne0 floats).
+void load_row_f32(const cpu::KernelSet& k, const Tensor* t, int64_t i1, int64_t i2, int64_t i3, float* out);
+
+}  // namespace ggml

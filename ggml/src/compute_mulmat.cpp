@@ -1,0 +1,157 @@
+// Matrix multiplication: dst[i, j] = dot(row i of weights, row j of activations).
+//
+// Activations are converted once into the weight type's vec_dot_type (Q8 blocks
+// for quantized weights). The product is then cut into fixed work items (batch,
+// chunk of weight rows, chunk of activation rows) shared among threads; each item
+// sweeps its activation rows against a chunk of weights small enough to stay in
+// cache, TILE_MAX x TILE_MAX dot products at a time. Item boundaries do not
+// depend on the thread count, and tile kernels equal their dot kernel, so the
+// result is the same for any number of threads. Large F32/F16/BF16 products go
+// to OpenBLAS (one single-threaded sgemm per panel of weight rows) when built in.
+#include <algorithm>
+#include <cstring>
+#include <mutex>
+
+#include "compute.h"
+
+#if defined(GGML_USE_OPENBLAS)
+#include <cblas.h>
+#endif
+
+namespace ggml {
+
+namespace {
+constexpr int64_t M_CHUNK = 16;     // weight rows per work item
+constexpr int64_t N_CHUNK = 64;     // activation rows per work item
+constexpr int64_t BLAS_PANEL = 256; // weight rows per sgemm call
+constexpr int64_t BLAS_MIN = 32;    // smallest dimension worth a BLAS call
+
+bool use_blas(const Tensor* dst) {
+#if defined(GGML_USE_OPENBLAS)
+  const Tensor* a = dst->src[0];
+  const Tensor* b = dst->src[1];
+  const bool ftype = a->type == Type::F32 || a->type == Type::F16 || a->type == Type::BF16;
+  return ftype && b->ne[1] >= BLAS_MIN && a->ne[1] >= BLAS_MIN && a->ne[0] >= BLAS_MIN;
+#else
+  (void)dst;
+  return false;
+#endif
+}
+
+// Activation rows are used in place when already in the right format.
+bool needs_conversion(const Tensor* dst, bool blas) {
+  const Tensor* a = dst->src[0];
+  const Tensor* b = dst->src[1];
+  const Type vdt = blas ? Type::F32 : traits(a->type).vec_dot_type;
+  return !(vdt == Type::F32 && b->nb[0] == sizeof(float) && b->nb[1] % sizeof(float) == 0);
+}
+
+size_t align64(size_t n) { return (n + 63) / 64 * 64; }
+}  // namespace
+
+size_t mul_mat_work_size(const Tensor* dst, int nth) {
+  const Tensor* a = dst->src[0];
+  const Tensor* b = dst->src[1];
+  const bool blas = use_blas(dst);
+  const Type vdt = blas ? Type::F32 : traits(a->type).vec_dot_type;
+  size_t size = 0;
+  if (needs_conversion(dst, blas)) size += align64(row_size(vdt, b->ne[0]) * size_t(b->nrows()));
+  if (blas && a->type != Type::F32) size += size_t(nth) * align64(size_t(BLAS_PANEL * a->ne[0]) * sizeof(float));
+  return size + 64;
+}
+
+void compute_mul_mat(const ComputeParams& p, Tensor* dst) {
+  const Tensor* a = dst->src[0];
+  const Tensor* b = dst->src[1];
+  const cpu::KernelSet& k = *p.k;
+  const bool blas = use_blas(dst);
+  const Type vdt = blas ? Type::F32 : traits(a->type).vec_dot_type;
+  const int64_t K = a->ne[0], M = a->ne[1], N = b->ne[1];
+  const int64_t C2 = b->ne[2], C3 = b->ne[3];
+  const int64_t r2 = C2 / a->ne[2], r3 = C3 / a->ne[3];
+
+  // Phase 1: activations into vdt rows (row j of batch (i2, i3) at index
+  // j + N * (i2 + C2 * i3)), split by rows among threads.
+  char* wbase = static_cast<char*>(p.wdata);
+  const size_t act_row = row_size(vdt, K);
+  const bool convert = needs_conversion(dst, blas);
+  if (convert) {
+    const int64_t rows = b->nrows();
+    int64_t r0, r1;
+    split_range(rows, p.ith, p.nth, &r0, &r1);
+    float* tmp = nullptr;
+    std::vector<float> row_buf;
+    if (b->nb[0] != sizeof(float)) { row_buf.resize(size_t(K)); tmp = row_buf.data(); }
+    for (int64_t r = r0; r < r1; r++) {
+      const int64_t i1 = r % N, i2 = (r / N) % C2, i3 = r / (N * C2);
+      const float* src = reinterpret_cast<const float*>(b->row_ptr(i1, i2, i3));
+      if (tmp) { load_row_f32(k, b, i1, i2, i3, tmp); src = tmp; }
+      k.from_float[cpu::slot(vdt)](src, wbase + size_t(r) * act_row, K);
+    }
+    p.barrier();
+  }
+  auto act = [&](int64_t j, int64_t i2, int64_t i3) -> const char* {
+    if (convert) return wbase + size_t(j + N * (i2 + C2 * i3)) * act_row;
+    return b->row_ptr(j, i2, i3);
+  };
+  const size_t act_stride = convert ? act_row : b->nb[1];
+  const size_t ldc = dst->nb[1] / sizeof(float);
+  const int64_t batches = C2 * C3;
+
+#if defined(GGML_USE_OPENBLAS)
+  if (blas) {
+    static std::once_flag once;
+    std::call_once(once, [] { openblas_set_num_threads(1); });
+    const int64_t panels = (M + BLAS_PANEL - 1) / BLAS_PANEL;
+    float* panel_buf = reinterpret_cast<float*>(
+        wbase + (convert ? align64(act_row * size_t(b->nrows())) : 0) +
+        size_t(p.ith) * align64(size_t(BLAS_PANEL * K) * sizeof(float)));
+    int64_t w0, w1;
+    split_range(batches * panels, p.ith, p.nth, &w0, &w1);
+    for (int64_t w = w0; w < w1; w++) {
+      const int64_t batch = w / panels, m0 = (w % panels) * BLAS_PANEL;
+      const int64_t i2 = batch % C2, i3 = batch / C2;
+      const int64_t mp = std::min(BLAS_PANEL, M - m0);
+      const char* wrow = a->row_ptr(m0, i2 / r2, i3 / r3);
+      const float* A = reinterpret_cast<const float*>(wrow);
+      size_t lda = a->nb[1] / sizeof(float);
+      if (a->type != Type::F32 || a->nb[1] % sizeof(float) != 0) {
+        for (int64_t i = 0; i < mp; i++) k.to_float[cpu::slot(a->type)](wrow + size_t(i) * a->nb[1], panel_buf + i * K, K);
+        A = panel_buf;
+        lda = size_t(K);
+      }
+      float* C = reinterpret_cast<float*>(dst->row_ptr(0, i2, i3)) + m0;
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(N), int(mp), int(K), 1.0f,
+                  reinterpret_cast<const float*>(act(0, i2, i3)), int(act_stride / sizeof(float)), A, int(lda), 0.0f,
+                  C, int(ldc));
+    }
+    return;
+  }
+#endif
+
+  // Phase 2: tiled dot products over fixed work items.
+  const cpu::tile_fn tile = k.tile[cpu::slot(a->type)];
+  GGML_ASSERT(tile != nullptr);
+  const int64_t m_chunks = (M + M_CHUNK - 1) / M_CHUNK;
+  const int64_t n_chunks = (N + N_CHUNK - 1) / N_CHUNK;
+  int64_t w0, w1;
+  split_range(batches * m_chunks * n_chunks, p.ith, p.nth, &w0, &w1);
+  for (int64_t w = w0; w < w1; w++) {
+    const int64_t nc = w % n_chunks, mc = (w / n_chunks) % m_chunks, batch = w / (n_chunks * m_chunks);
+    const int64_t i2 = batch % C2, i3 = batch / C2;
+    const int64_t m_begin = mc * M_CHUNK, m_end = std::min(M, m_begin + M_CHUNK);
+    const int64_t n_begin = nc * N_CHUNK, n_end = std::min(N, n_begin + N_CHUNK);
+    float* out = reinterpret_cast<float*>(dst->row_ptr(0, i2, i3));
+    for (int64_t j = n_begin; j < n_end; j += cpu::TILE_MAX) {
+      const int ny = int(std::min<int64_t>(cpu::TILE_MAX, n_end - j));
+      const char* y = act(j, i2, i3);
+      for (int64_t i = m_begin; i < m_end; i += cpu::TILE_MAX) {
+        const int nx = int(std::min<int64_t>(cpu::TILE_MAX, m_end - i));
+        tile(K, out + size_t(j) * ldc + size_t(i), ldc, a->row_ptr(i, i2 / r2, i3 / r3), a->nb[1], nx, y,
+             act_stride, ny);
+      }
+    }
+  }
+}
+
+}  // namespace ggml

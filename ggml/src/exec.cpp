@@ -1,0 +1,95 @@
+#include <omp.h>
+
+#include <algorithm>
+
+#include "compute.h"
+#include "ggml/graph.h"
+
+namespace ggml {
+
+void ComputeParams::barrier() const {
+  if (nth > 1) {
+#pragma omp barrier
+  }
+}
+
+size_t work_size(const Tensor* node, int nth) {
+  switch (node->op) {
+    case Op::MUL_MAT: return mul_mat_work_size(node, nth);
+    case Op::CPY:
+    case Op::CONT:
+      // one F32 row per thread for conversions; flat copies convert 4096 at a time
+      return size_t(nth) * (size_t(std::max<int64_t>(node->src[0]->ne[0], 4096)) + 64) * sizeof(float);
+    default: return 0;
+  }
+}
+
+void compute_forward(const ComputeParams& p, Tensor* node) {
+  switch (node->op) {
+    case Op::CPY:
+    case Op::CONT: compute_copy(p, node); break;
+    case Op::ADD: compute_add(p, node); break;
+    case Op::MUL: compute_mul(p, node); break;
+    case Op::SCALE: compute_scale(p, node); break;
+    case Op::GET_ROWS: compute_get_rows(p, node); break;
+    case Op::MUL_MAT: compute_mul_mat(p, node); break;
+    case Op::RMS_NORM: compute_rms_norm(p, node); break;
+    case Op::NORM: compute_norm(p, node); break;
+    case Op::ROPE: compute_rope(p, node); break;
+    case Op::SOFT_MAX: compute_soft_max(p, node); break;
+    case Op::SILU:
+    case Op::GELU:
+    case Op::GELU_ERF: compute_unary(p, node); break;
+    case Op::NONE:
+    case Op::VIEW:
+    case Op::RESHAPE:
+    case Op::PERMUTE:
+    case Op::TRANSPOSE:
+    case Op::COUNT_: break;
+  }
+}
+
+Executor::Executor(int n_threads, const cpu::KernelSet* kernels) : k_(kernels ? kernels : &cpu::best()) {
+  set_threads(n_threads);
+}
+
+void Executor::set_threads(int n) {
+  if (n < 1 || n > 512) fail("thread count " + std::to_string(n) + " out of range (1 to 512)");
+  n_threads_ = n;
+}
+
+void Executor::compute(Graph& g) {
+  for (const Tensor* l : g.leafs()) check(l->data != nullptr, l, "leaf has no data (set it or allocate it)");
+  size_t ws = 0;
+  for (Tensor* n : g.nodes()) {
+    if (n->view_src) {
+      check(n->view_src->data != nullptr, n->view_src, "viewed tensor has no data");
+      n->data = static_cast<char*>(n->view_src->data) + n->view_offs;
+    }
+    check(n->data != nullptr, n, std::string(op_name(n->op)) + " result has no memory (run GraphAllocator first)");
+    ws = std::max(ws, ggml::work_size(n, n_threads_));
+  }
+  if (ws > work_.size()) work_.resize(ws + 64);
+
+  ErrorSink err;
+  const auto& nodes = g.nodes();
+  const int nth = n_threads_;
+#pragma omp parallel num_threads(nth)
+  {
+    ComputeParams p;
+    p.ith = omp_get_thread_num();
+    p.nth = omp_get_num_threads();  // the runtime may give fewer threads
+    p.wdata = work_.data();
+    p.wsize = work_.size();
+    p.k = k_;
+    p.err = &err;
+    for (Tensor* n : nodes) {
+      if (op_is_view(n->op)) continue;
+      compute_forward(p, n);
+      p.barrier();
+    }
+  }
+  if (err.set) fail(err.msg);
+}
+
+}  // namespace ggml

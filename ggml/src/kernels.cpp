@@ -1,0 +1,82 @@
+#include <cstdlib>
+#include <cstring>
+
+#include "ggml/cpu.h"
+#include "ggml/error.h"
+#include "ggml/quants.h"
+
+namespace ggml::cpu {
+
+namespace {
+KernelSet make_scalar() {
+  using namespace ref;
+  KernelSet k;
+  k.name = "scalar";
+  auto set = [&](Type t, dot_fn d, tile_fn tl) { k.dot[slot(t)] = d; k.tile[slot(t)] = tl; };
+  set(Type::F32, dot_f32, tile_from_dot<dot_f32>);
+  set(Type::F16, dot_f16, tile_from_dot<dot_f16>);
+  set(Type::BF16, dot_bf16, tile_from_dot<dot_bf16>);
+  set(Type::Q4_0, dot_q4_0, tile_from_dot<dot_q4_0>);
+  set(Type::Q4_1, dot_q4_1, tile_from_dot<dot_q4_1>);
+  set(Type::Q5_0, dot_q5_0, tile_from_dot<dot_q5_0>);
+  set(Type::Q5_1, dot_q5_1, tile_from_dot<dot_q5_1>);
+  set(Type::Q8_0, dot_q8_0, tile_from_dot<dot_q8_0>);
+  set(Type::Q4_K, dot_q4_K, tile_from_dot<dot_q4_K>);
+  set(Type::Q5_K, dot_q5_K, tile_from_dot<dot_q5_K>);
+  set(Type::Q6_K, dot_q6_K, tile_from_dot<dot_q6_K>);
+  for (uint32_t id = 0; id < 31; id++) {
+    if (!type_known(id)) continue;
+    const TypeTraits& tr = traits(Type(id));
+    k.from_float[id] = tr.from_float;
+    k.to_float[id] = tr.to_float;
+  }
+  k.from_float[slot(Type::Q8_S)] = quantize_q8_s;
+  k.to_float[slot(Type::Q8_S)] = dequantize_q8_s;
+  return k;
+}
+}  // namespace
+
+const KernelSet& scalar() {
+  static const KernelSet k = make_scalar();
+  return k;
+}
+
+void inherit(KernelSet& k, const KernelSet& base) {
+  for (int i = 0; i < TYPE_SLOTS; i++) {
+    // A tile kernel must match its set's dot bit for bit, so it is inherited
+    // only together with the dot kernel.
+    if (!k.dot[i]) { k.dot[i] = base.dot[i]; k.tile[i] = base.tile[i]; }
+    GGML_ASSERT(k.tile[i] || !k.dot[i]);
+    if (!k.from_float[i]) k.from_float[i] = base.from_float[i];
+    if (!k.to_float[i]) k.to_float[i] = base.to_float[i];
+  }
+}
+
+#if !defined(GGML_HAVE_X86_KERNELS)
+const KernelSet* avx2_kernels() { return nullptr; }
+const KernelSet* avx512_kernels() { return nullptr; }
+#endif
+#if !defined(GGML_HAVE_NEON_KERNELS)
+const KernelSet* neon_kernels() { return nullptr; }
+#endif
+
+std::vector<const KernelSet*> available() {
+  std::vector<const KernelSet*> v{&scalar()};
+  for (const KernelSet* k : {avx2_kernels(), avx512_kernels(), neon_kernels()}) if (k) v.push_back(k);
+  return v;
+}
+
+const KernelSet& best() {
+  static const KernelSet* chosen = [] {
+    const auto v = available();
+    if (const char* want = std::getenv("GGML_KERNELS")) {
+      for (const KernelSet* k : v) if (std::strcmp(k->name, want) == 0) return k;
+      fail(std::string("GGML_KERNELS=") + want + ": no such kernel set for this CPU");
+    }
+    return v.back();
+  }();
+  return *chosen;
+}
+
+}  // namespace ggml::cpu
+

@@ -1,0 +1,4 @@
+#include "ggml/cpu.h"
+namespace ggml::cpu {
+const KernelSet* avx2_kernels() { return nullptr; }
+}

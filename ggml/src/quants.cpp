@@ -1,0 +1,342 @@
+// Scalar reference quantization for F16, BF16 and the 32-element block types.
+// The quantizers follow llama.cpp's *_ref routines exactly (the same float
+// operations in the same order), so their bytes match files made there.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "ggml/quants.h"
+
+namespace ggml::ref {
+
+namespace {
+struct AbsMax { float amax; float max; };
+// Largest magnitude and the signed value that has it (first one on ties).
+AbsMax signed_absmax(const float* x, int n) {
+  AbsMax r{0.0f, 0.0f};
+  for (int j = 0; j < n; j++) {
+    if (r.amax < std::fabs(x[j])) { r.amax = std::fabs(x[j]); r.max = x[j]; }
+  }
+  return r;
+}
+void min_max(const float* x, int n, float* mn, float* mx) {
+  float lo = INFINITY, hi = -INFINITY;
+  for (int j = 0; j < n; j++) { lo = std::min(lo, x[j]); hi = std::max(hi, x[j]); }
+  *mn = lo; *mx = hi;
+}
+}  // namespace
+
+void quantize_q4_0(const float* x, void* vy, int64_t n) {
+  auto* y = static_cast<block_q4_0*>(vy);
+  for (int64_t i = 0; i < n / QK4_0; i++, x += QK4_0) {
+    const AbsMax a = signed_absmax(x, QK4_0);
+    const float d = a.max / -8;
+    const float id = d ? 1.0f / d : 0.0f;
+    y[i].d = fp32_to_fp16(d);
+    for (int j = 0; j < QK4_0 / 2; j++) {
+      const uint8_t x0 = std::min<int>(15, int8_t(x[j] * id + 8.5f));
+      const uint8_t x1 = std::min<int>(15, int8_t(x[j + QK4_0 / 2] * id + 8.5f));
+      y[i].qs[j] = uint8_t(x0 | (x1 << 4));
+    }
+  }
+}
+
+void quantize_q4_1(const float* x, void* vy, int64_t n) {
+  auto* y = static_cast<block_q4_1*>(vy);
+  for (int64_t i = 0; i < n / QK4_1; i++, x += QK4_1) {
+    float mn, mx;
+    min_max(x, QK4_1, &mn, &mx);
+    const float d = (mx - mn) / 15;
+    const float id = d ? 1.0f / d : 0.0f;
+    y[i].d = fp32_to_fp16(d);
+    y[i].m = fp32_to_fp16(mn);
+    for (int j = 0; j < QK4_1 / 2; j++) {
+      const uint8_t x0 = std::min<int>(15, int8_t((x[j] - mn) * id + 0.5f));
+      const uint8_t x1 = std::min<int>(15, int8_t((x[j + QK4_1 / 2] - mn) * id + 0.5f));
+      y[i].qs[j] = uint8_t(x0 | (x1 << 4));
+    }
+  }
+}
+
+void quantize_q5_0(const float* x, void* vy, int64_t n) {
+  auto* y = static_cast<block_q5_0*>(vy);
+  for (int64_t i = 0; i < n / QK5_0; i++, x += QK5_0) {
+    const AbsMax a = signed_absmax(x, QK5_0);
+    const float d = a.max / -16;
+    const float id = d ? 1.0f / d : 0.0f;
+    y[i].d = fp32_to_fp16(d);
+    uint32_t qh = 0;
+    for (int j = 0; j < QK5_0 / 2; j++) {
+      const uint8_t x0 = std::min<int>(31, int8_t(x[j] * id + 16.5f));
+      const uint8_t x1 = std::min<int>(31, int8_t(x[j + QK5_0 / 2] * id + 16.5f));
+      y[i].qs[j] = uint8_t((x0 & 0x0f) | ((x1 & 0x0f) << 4));
+      qh |= uint32_t((x0 & 0x10) >> 4) << j;
+      qh |= uint32_t((x1 & 0x10) >> 4) << (j + QK5_0 / 2);
+    }
+    std::memcpy(y[i].qh, &qh, 4);
+  }
+}
+
+void quantize_q5_1(const float* x, void* vy, int64_t n) {
+  auto* y = static_cast<block_q5_1*>(vy);
+  for (int64_t i = 0; i < n / QK5_1; i++, x += QK5_1) {
+    float mn, mx;
+    min_max(x, QK5_1, &mn, &mx);
+    const float d = (mx - mn) / 31;
+    const float id = d ? 1.0f / d : 0.0f;
+    y[i].d = fp32_to_fp16(d);
+    y[i].m = fp32_to_fp16(mn);
+    uint32_t qh = 0;
+    for (int j = 0; j < QK5_1 / 2; j++) {
+      const uint8_t x0 = uint8_t((x[j] - mn) * id + 0.5f);
+      const uint8_t x1 = uint8_t((x[j + QK5_1 / 2] - mn) * id + 0.5f);
+      y[i].qs[j] = uint8_t((x0 & 0x0f) | ((x1 & 0x0f) << 4));
+      qh |= uint32_t((x0 & 0x10) >> 4) << j;
+      qh |= uint32_t((x1 & 0x10) >> 4) << (j + QK5_1 / 2);
+    }
+    std::memcpy(y[i].qh, &qh, 4);
+  }
+}
+
+namespace {
+float absmax(const float* x, int n) {
+  float a = 0.0f;
+  for (int j = 0; j < n; j++) a = std::max(a, std::fabs(x[j]));
+  return a;
+}
+}  // namespace
+
+void quantize_q8_0(const float* x, void* vy, int64_t n) {
+  auto* y = static_cast<block_q8_0*>(vy);
+  for (int64_t i = 0; i < n / QK8_0; i++, x += QK8_0) {
+    const float d = absmax(x, QK8_0) / 127;
+    const float id = d ? 1.0f / d : 0.0f;
+    y[i].d = fp32_to_fp16(d);
+    for (int j = 0; j < QK8_0; j++) y[i].qs[j] = int8_t(std::round(x[j] * id));
+  }
+}
+
+void quantize_q8_1(const float* x, void* vy, int64_t n) {
+  auto* y = static_cast<block_q8_1*>(vy);
+  for (int64_t i = 0; i < n / QK8_1; i++, x += QK8_1) {
+    const float d = absmax(x, QK8_1) / 127;
+    const float id = d ? 1.0f / d : 0.0f;
+    y[i].d = fp32_to_fp16(d);
+    int sum = 0;
+    for (int j = 0; j < QK8_1; j++) {
+      y[i].qs[j] = int8_t(std::round(x[j] * id));
+      sum += y[i].qs[j];
+    }
+    y[i].s = fp32_to_fp16(float(sum) * d);
+  }
+}
+
+void quantize_q8_s(const float* x, void* vy, int64_t n) {
+  auto* y = static_cast<block_q8_s*>(vy);
+  for (int64_t i = 0; i < n / 32; i++, x += 32) {
+    const float d = absmax(x, 32) / 127;
+    const float id = d ? 1.0f / d : 0.0f;
+    y[i].d = d;
+    int sum = 0;
+    for (int j = 0; j < 32; j++) {
+      y[i].qs[j] = int8_t(std::round(x[j] * id));
+      sum += y[i].qs[j];
+    }
+    y[i].sum = sum;
+  }
+}
+
+void quantize_f16(const float* x, void* vy, int64_t n) {
+  auto* y = static_cast<fp16_t*>(vy);
+  for (int64_t i = 0; i < n; i++) y[i] = fp32_to_fp16(x[i]);
+}
+void quantize_bf16(const float* x, void* vy, int64_t n) {
+  auto* y = static_cast<bf16_t*>(vy);
+  for (int64_t i = 0; i < n; i++) y[i] = fp32_to_bf16(x[i]);
+}
+void quantize_f32(const float* x, void* vy, int64_t n) { std::memcpy(vy, x, size_t(n) * 4); }
+
+void dequantize_f32(const void* x, float* y, int64_t n) { std::memcpy(y, x, size_t(n) * 4); }
+void dequantize_f16(const void* vx, float* y, int64_t n) {
+  const auto* x = static_cast<const fp16_t*>(vx);
+  for (int64_t i = 0; i < n; i++) y[i] = fp16_to_fp32(x[i]);
+}
+void dequantize_bf16(const void* vx, float* y, int64_t n) {
+  const auto* x = static_cast<const bf16_t*>(vx);
+  for (int64_t i = 0; i < n; i++) y[i] = bf16_to_fp32(x[i]);
+}
+
+void dequantize_q4_0(const void* vx, float* y, int64_t n) {
+  const auto* x = static_cast<const block_q4_0*>(vx);
+  for (int64_t i = 0; i < n / QK4_0; i++, y += QK4_0) {
+    const float d = fp16_to_fp32(x[i].d);
+    for (int j = 0; j < QK4_0 / 2; j++) {
+      y[j] = float((x[i].qs[j] & 0x0f) - 8) * d;
+      y[j + QK4_0 / 2] = float((x[i].qs[j] >> 4) - 8) * d;
+    }
+  }
+}
+
+void dequantize_q4_1(const void* vx, float* y, int64_t n) {
+  const auto* x = static_cast<const block_q4_1*>(vx);
+  for (int64_t i = 0; i < n / QK4_1; i++, y += QK4_1) {
+    const float d = fp16_to_fp32(x[i].d), m = fp16_to_fp32(x[i].m);
+    for (int j = 0; j < QK4_1 / 2; j++) {
+      y[j] = float(x[i].qs[j] & 0x0f) * d + m;
+      y[j + QK4_1 / 2] = float(x[i].qs[j] >> 4) * d + m;
+    }
+  }
+}
+
+namespace {
+// Five-bit values of a Q5 block, 0..31.
+void q5_values(const uint8_t* qs, const uint8_t* qh4, int* q) {
+  uint32_t qh;
+  std::memcpy(&qh, qh4, 4);
+  for (int j = 0; j < 16; j++) {
+    q[j] = (qs[j] & 0x0f) | int(((qh >> j) & 1) << 4);
+    q[j + 16] = (qs[j] >> 4) | int(((qh >> (j + 16)) & 1) << 4);
+  }
+}
+}  // namespace
+
+void dequantize_q5_0(const void* vx, float* y, int64_t n) {
+  const auto* x = static_cast<const block_q5_0*>(vx);
+  int q[32];
+  for (int64_t i = 0; i < n / QK5_0; i++, y += QK5_0) {
+    const float d = fp16_to_fp32(x[i].d);
+    q5_values(x[i].qs, x[i].qh, q);
+    for (int j = 0; j < 32; j++) y[j] = float(q[j] - 16) * d;
+  }
+}
+
+void dequantize_q5_1(const void* vx, float* y, int64_t n) {
+  const auto* x = static_cast<const block_q5_1*>(vx);
+  int q[32];
+  for (int64_t i = 0; i < n / QK5_1; i++, y += QK5_1) {
+    const float d = fp16_to_fp32(x[i].d), m = fp16_to_fp32(x[i].m);
+    q5_values(x[i].qs, x[i].qh, q);
+    for (int j = 0; j < 32; j++) y[j] = float(q[j]) * d + m;
+  }
+}
+
+void dequantize_q8_0(const void* vx, float* y, int64_t n) {
+  const auto* x = static_cast<const block_q8_0*>(vx);
+  for (int64_t i = 0; i < n / QK8_0; i++, y += QK8_0) {
+    const float d = fp16_to_fp32(x[i].d);
+    for (int j = 0; j < QK8_0; j++) y[j] = float(x[i].qs[j]) * d;
+  }
+}
+
+void dequantize_q8_1(const void* vx, float* y, int64_t n) {
+  const auto* x = static_cast<const block_q8_1*>(vx);
+  for (int64_t i = 0; i < n / QK8_1; i++, y += QK8_1) {
+    const float d = fp16_to_fp32(x[i].d);
+    for (int j = 0; j < QK8_1; j++) y[j] = float(x[i].qs[j]) * d;
+  }
+}
+
+void dequantize_q8_s(const void* vx, float* y, int64_t n) {
+  const auto* x = static_cast<const block_q8_s*>(vx);
+  for (int64_t i = 0; i < n / 32; i++, y += 32) {
+    for (int j = 0; j < 32; j++) y[j] = float(x[i].qs[j]) * x[i].d;
+  }
+}
+
+// ---- dot products ----------------------------------------------------------
+// Each block's integer sum is exact; the float accumulation order (block by
+// block) is the reference the SIMD kernels are compared with.
+
+float dot_f32(int64_t n, const void* vx, const void* vy) {
+  const auto* x = static_cast<const float*>(vx);
+  const auto* y = static_cast<const float*>(vy);
+  float s = 0;
+  for (int64_t i = 0; i < n; i++) s += x[i] * y[i];
+  return s;
+}
+
+float dot_f16(int64_t n, const void* vx, const void* vy) {
+  const auto* x = static_cast<const fp16_t*>(vx);
+  const auto* y = static_cast<const float*>(vy);
+  float s = 0;
+  for (int64_t i = 0; i < n; i++) s += fp16_to_fp32(x[i]) * y[i];
+  return s;
+}
+
+float dot_bf16(int64_t n, const void* vx, const void* vy) {
+  const auto* x = static_cast<const bf16_t*>(vx);
+  const auto* y = static_cast<const float*>(vy);
+  float s = 0;
+  for (int64_t i = 0; i < n; i++) s += bf16_to_fp32(x[i]) * y[i];
+  return s;
+}
+
+float dot_q4_0(int64_t n, const void* vx, const void* vy) {
+  const auto* x = static_cast<const block_q4_0*>(vx);
+  const auto* y = static_cast<const block_q8_s*>(vy);
+  float s = 0;
+  for (int64_t i = 0; i < n / 32; i++) {
+    int sumi = 0;
+    for (int j = 0; j < 16; j++) {
+      sumi += (x[i].qs[j] & 0x0f) * y[i].qs[j] + (x[i].qs[j] >> 4) * y[i].qs[j + 16];
+    }
+    s += fp16_to_fp32(x[i].d) * y[i].d * float(sumi - 8 * y[i].sum);
+  }
+  return s;
+}
+
+float dot_q4_1(int64_t n, const void* vx, const void* vy) {
+  const auto* x = static_cast<const block_q4_1*>(vx);
+  const auto* y = static_cast<const block_q8_s*>(vy);
+  float s = 0;
+  for (int64_t i = 0; i < n / 32; i++) {
+    int sumi = 0;
+    for (int j = 0; j < 16; j++) {
+      sumi += (x[i].qs[j] & 0x0f) * y[i].qs[j] + (x[i].qs[j] >> 4) * y[i].qs[j + 16];
+    }
+    s += fp16_to_fp32(x[i].d) * y[i].d * float(sumi) + fp16_to_fp32(x[i].m) * y[i].d * float(y[i].sum);
+  }
+  return s;
+}
+
+float dot_q5_0(int64_t n, const void* vx, const void* vy) {
+  const auto* x = static_cast<const block_q5_0*>(vx);
+  const auto* y = static_cast<const block_q8_s*>(vy);
+  float s = 0;
+  int q[32];
+  for (int64_t i = 0; i < n / 32; i++) {
+    q5_values(x[i].qs, x[i].qh, q);
+    int sumi = 0;
+    for (int j = 0; j < 32; j++) sumi += q[j] * y[i].qs[j];
+    s += fp16_to_fp32(x[i].d) * y[i].d * float(sumi - 16 * y[i].sum);
+  }
+  return s;
+}
+
+float dot_q5_1(int64_t n, const void* vx, const void* vy) {
+  const auto* x = static_cast<const block_q5_1*>(vx);
+  const auto* y = static_cast<const block_q8_s*>(vy);
+  float s = 0;
+  int q[32];
+  for (int64_t i = 0; i < n / 32; i++) {
+    q5_values(x[i].qs, x[i].qh, q);
+    int sumi = 0;
+    for (int j = 0; j < 32; j++) sumi += q[j] * y[i].qs[j];
+    s += fp16_to_fp32(x[i].d) * y[i].d * float(sumi) + fp16_to_fp32(x[i].m) * y[i].d * float(y[i].sum);
+  }
+  return s;
+}
+
+float dot_q8_0(int64_t n, const void* vx, const void* vy) {
+  const auto* x = static_cast<const block_q8_0*>(vx);
+  const auto* y = static_cast<const block_q8_s*>(vy);
+  float s = 0;
+  for (int64_t i = 0; i < n / 32; i++) {
+    int sumi = 0;
+    for (int j = 0; j < 32; j++) sumi += x[i].qs[j] * y[i].qs[j];
+    s += fp16_to_fp32(x[i].d) * y[i].d * float(sumi);
+  }
+  return s;
+}
+
+}  // namespace ggml::ref

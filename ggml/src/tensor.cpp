@@ -1,0 +1,127 @@
+#include <cstdlib>
+#include <cstring>
+#include <sstream>
+
+#include "ggml/tensor.h"
+
+namespace ggml {
+
+const char* op_name(Op op) {
+  static const char* names[] = {"none", "cpy", "cont", "add", "mul", "scale", "get_rows",
+                                "mul_mat", "rms_norm", "norm", "rope", "soft_max", "silu",
+                                "gelu", "gelu_erf", "view", "reshape", "permute", "transpose"};
+  static_assert(sizeof(names) / sizeof(names[0]) == size_t(Op::COUNT_));
+  return size_t(op) < size_t(Op::COUNT_) ? names[size_t(op)] : "?";
+}
+
+size_t Tensor::nbytes() const {
+  for (int i = 0; i < MAX_DIMS; i++) if (ne[i] <= 0) return 0;
+  const int64_t bs = block_size(type);
+  size_t n = size_t(ne[0] / bs) * nb[0];
+  for (int i = 1; i < MAX_DIMS; i++) n += size_t(ne[i] - 1) * nb[i];
+  return n;
+}
+
+bool Tensor::rows_contiguous() const { return nb[0] == type_size(type); }
+
+bool Tensor::is_contiguous() const {
+  size_t expect = type_size(type);
+  if (nb[0] != expect) return false;
+  expect = size_t(ne[0] / block_size(type)) * expect;
+  for (int i = 1; i < MAX_DIMS; i++) {
+    if (ne[i] != 1 && nb[i] != expect) return false;
+    expect *= size_t(ne[i]);
+  }
+  return true;
+}
+
+int Tensor::n_dims() const {
+  for (int i = MAX_DIMS - 1; i >= 1; i--) if (ne[i] != 1) return i + 1;
+  return 1;
+}
+
+std::string Tensor::shape_str() const {
+  std::ostringstream s;
+  s << "[" << ne[0] << ", " << ne[1] << ", " << ne[2] << ", " << ne[3] << "] " << type_name(type);
+  return s.str();
+}
+
+void set_contiguous_strides(Tensor* t) {
+  t->nb[0] = type_size(t->type);
+  t->nb[1] = t->nb[0] * size_t(t->ne[0] / block_size(t->type));
+  for (int i = 2; i < MAX_DIMS; i++) t->nb[i] = t->nb[i - 1] * size_t(t->ne[i - 1]);
+}
+
+void check(bool ok, const Tensor* t, const std::string& what) {
+  if (ok) return;
+  std::string who = t && !t->name.empty() ? "tensor '" + t->name + "'" : "tensor";
+  if (t) who += " " + t->shape_str();
+  fail(who + ": " + what);
+}
+
+void Context::FreeDel::operator()(void* p) const { std::free(p); }
+
+void* Context::arena_alloc(size_t size) {
+  size = (size + TENSOR_ALIGN - 1) / TENSOR_ALIGN * TENSOR_ALIGN;
+  if (size == 0) size = TENSOR_ALIGN;
+  if (chunk_used_ + size > chunk_cap_) {
+    const size_t cap = std::max(chunk_, size);
+    void* p = std::aligned_alloc(TENSOR_ALIGN, cap);
+    if (!p) fail("out of memory allocating a " + std::to_string(cap) + "-byte tensor arena chunk");
+    chunks_.emplace_back(p);
+    chunk_used_ = 0;
+    chunk_cap_ = cap;
+  }
+  char* base = static_cast<char*>(chunks_.back().get());
+  void* p = base + chunk_used_;
+  chunk_used_ += size;
+  arena_used_ += size;
+  std::memset(p, 0, size);
+  return p;
+}
+
+Tensor* Context::make(Type type, const int64_t* ne, int n_dims, const std::string& name) {
+  const TypeTraits& tr = traits(type);  // throws for an unknown type
+  if (n_dims < 1 || n_dims > MAX_DIMS) fail("tensor '" + name + "': " + std::to_string(n_dims) + " dimensions (1 to 4 allowed)");
+  Tensor t;
+  t.type = type;
+  t.name = name;
+  // Guard against element counts whose byte size would overflow.
+  const int64_t limit = int64_t(1) << 50;
+  int64_t total = 1;
+  for (int i = 0; i < n_dims; i++) {
+    if (ne[i] < 0) fail("tensor '" + name + "': negative dimension " + std::to_string(ne[i]));
+    t.ne[i] = ne[i];
+    if (ne[i] != 0 && total > limit / ne[i]) fail("tensor '" + name + "': element count overflows");
+    total *= ne[i];
+  }
+  if (t.ne[0] % tr.block_size != 0) {
+    fail("tensor '" + name + "': row length " + std::to_string(t.ne[0]) + " is not a multiple of " +
+         tr.name + "'s block size " + std::to_string(tr.block_size));
+  }
+  set_contiguous_strides(&t);
+  tensors_.push_back(std::move(t));
+  return &tensors_.back();
+}
+
+Tensor* Context::new_tensor(Type type, const int64_t* ne, int n_dims, const std::string& name) {
+  Tensor* t = make(type, ne, n_dims, name);
+  t->data = arena_alloc(t->nbytes());
+  return t;
+}
+
+Tensor* Context::new_tensor(Type type, std::initializer_list<int64_t> ne, const std::string& name) {
+  return new_tensor(type, ne.begin(), int(ne.size()), name);
+}
+
+Tensor* Context::new_tensor_external(Type type, const int64_t* ne, int n_dims, const std::string& name) {
+  return make(type, ne, n_dims, name);
+}
+
+Tensor* Context::new_tensor_external(Type type, std::initializer_list<int64_t> ne, const std::string& name) {
+  return make(type, ne.begin(), int(ne.size()), name);
+}
+
+Tensor* Context::new_result(Type type, const int64_t* ne4) { return make(type, ne4, MAX_DIMS, ""); }
+
+}  // namespace ggml

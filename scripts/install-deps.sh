@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs the Debian packages this project builds and tests with, only when
+# one is missing, so running it again costs a few dpkg queries.
+#   scripts/install-deps.sh          build + test dependencies
+#   scripts/install-deps.sh --cross  also the aarch64 cross compiler and qemu-user
+set -euo pipefail
+
+pkgs=(g++ cmake make pkg-config libopenblas-dev libomp-dev doctest-dev libcxxopts-dev)
+if [[ "${1:-}" == "--cross" ]]; then
+  pkgs+=(g++-aarch64-linux-gnu qemu-user)
+fi
+
+missing=()
+for p in "${pkgs[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+[[ ${#missing[@]} -eq 0 ]] && exit 0
+
+echo "install-deps: installing ${missing[*]}" >&2
+sudo=""
+if [[ $(id -u) -ne 0 ]]; then
+  command -v sudo >/dev/null || { echo "install-deps: need root or sudo to install ${missing[*]}" >&2; exit 1; }
+  sudo="sudo"
+fi
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

@@ -1,0 +1,142 @@
+#pragma once
+// Shared test utilities: fixture files, random data, naive double references.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "ggml/ggml.h"
+
+namespace th {
+
+inline std::string data_path(const std::string& rel) {
+  const char* root = std::getenv("GGML_TEST_DATA");
+  REQUIRE_MESSAGE(root != nullptr, "GGML_TEST_DATA is not set (run through ctest)");
+  return std::string(root) + "/" + rel;
+}
+
+inline std::vector<unsigned char> read_file(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  REQUIRE_MESSAGE(f.good(), "cannot open " << path);
+  return std::vector<unsigned char>((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+}
+
+inline std::vector<float> read_f32(const std::string& path) {
+  auto b = read_file(path);
+  std::vector<float> v(b.size() / 4);
+  std::memcpy(v.data(), b.data(), v.size() * 4);
+  return v;
+}
+
+struct Rng {
+  std::mt19937_64 g;
+  explicit Rng(uint64_t seed) : g(seed) {}
+  float normal(float sd = 1.0f) { return std::normal_distribution<float>(0.0f, sd)(g); }
+  float uniform(float lo, float hi) { return std::uniform_real_distribution<float>(lo, hi)(g); }
+  int64_t range(int64_t lo, int64_t hi) { return std::uniform_int_distribution<int64_t>(lo, hi)(g); }
+  std::vector<float> normals(size_t n, float sd = 1.0f) {
+    std::vector<float> v(n);
+    for (auto& x : v) x = normal(sd);
+    return v;
+  }
+};
+
+// Fills any tensor with N(0, sd) values converted to its type (rows of
+// quantized types are quantized with the reference quantizer).
+inline void fill(ggml::Tensor* t, Rng& rng, float sd = 1.0f) {
+  const auto& tr = ggml::traits(t->type);
+  std::vector<float> row(size_t(t->ne[0]));
+  for (int64_t i3 = 0; i3 < t->ne[3]; i3++)
+    for (int64_t i2 = 0; i2 < t->ne[2]; i2++)
+      for (int64_t i1 = 0; i1 < t->ne[1]; i1++) {
+        for (auto& x : row) x = rng.normal(sd);
+        if (t->type == ggml::Type::I32) {
+          for (int64_t i0 = 0; i0 < t->ne[0]; i0++) {
+            int32_t v = int32_t(rng.range(0, 100));
+            std::memcpy(t->row_ptr(i1, i2, i3) + i0 * t->nb[0], &v, 4);
+          }
+          continue;
+        }
+        if (t->rows_contiguous()) {
+          tr.from_float(row.data(), t->row_ptr(i1, i2, i3), t->ne[0]);
+        } else {
+          for (int64_t i0 = 0; i0 < t->ne[0]; i0++) {
+            char tmp[4];
+            tr.from_float(&row[size_t(i0)], tmp, 1);
+            std::memcpy(t->row_ptr(i1, i2, i3) + i0 * t->nb[0], tmp, tr.type_size);
+          }
+        }
+      }
+}
+
+// Element (i0, i1, i2, i3) of a non-block tensor as double.
+inline double get(const ggml::Tensor* t, int64_t i0, int64_t i1 = 0, int64_t i2 = 0, int64_t i3 = 0) {
+  const char* p = t->row_ptr(i1, i2, i3) + i0 * t->nb[0];
+  switch (t->type) {
+    case ggml::Type::F32: { float v; std::memcpy(&v, p, 4); return v; }
+    case ggml::Type::F16: { uint16_t v; std::memcpy(&v, p, 2); return ggml::fp16_to_fp32(v); }
+    case ggml::Type::BF16: { uint16_t v; std::memcpy(&v, p, 2); return ggml::bf16_to_fp32(v); }
+    case ggml::Type::I32: { int32_t v; std::memcpy(&v, p, 4); return v; }
+    default: FAIL("get: block type"); return 0;
+  }
+}
+
+// A whole row (i1, i2, i3) of any tensor dequantized to double.
+inline std::vector<double> row_f64(const ggml::Tensor* t, int64_t i1, int64_t i2 = 0, int64_t i3 = 0) {
+  std::vector<double> out(size_t(t->ne[0]));
+  if (ggml::traits(t->type).quantized) {
+    std::vector<float> f(size_t(t->ne[0]));
+    ggml::traits(t->type).to_float(t->row_ptr(i1, i2, i3), f.data(), t->ne[0]);
+    for (size_t i = 0; i < f.size(); i++) out[i] = f[i];
+  } else {
+    for (int64_t i = 0; i < t->ne[0]; i++) out[size_t(i)] = get(t, i, i1, i2, i3);
+  }
+  return out;
+}
+
+// Checks every element of F32 tensor t against ref(i0, i1, i2, i3) within
+// atol + rtol * |ref|; reports the first mismatch.
+template <class F>
+void expect_close(const ggml::Tensor* t, F ref, double atol, double rtol = 0.0) {
+  double worst = 0;
+  for (int64_t i3 = 0; i3 < t->ne[3]; i3++)
+    for (int64_t i2 = 0; i2 < t->ne[2]; i2++)
+      for (int64_t i1 = 0; i1 < t->ne[1]; i1++)
+        for (int64_t i0 = 0; i0 < t->ne[0]; i0++) {
+          const double want = ref(i0, i1, i2, i3), got = get(t, i0, i1, i2, i3);
+          const double err = std::fabs(got - want);
+          worst = std::max(worst, err);
+          if (!(err <= atol + rtol * std::fabs(want))) {
+            FAIL_CHECK("mismatch at [" << i0 << "," << i1 << "," << i2 << "," << i3 << "]: got " << got
+                                       << " want " << want);
+            return;
+          }
+        }
+  CHECK(worst <= atol + rtol * 1e30);
+}
+
+// Builds, plans and runs a graph for out. Keep the result alive while reading
+// out: it owns the memory of every op result.
+struct Ran {
+  ggml::Graph g;
+  ggml::GraphAllocator alloc;
+  explicit Ran(ggml::GraphAllocator::Mode m) : alloc(m) {}
+};
+[[nodiscard]] inline std::unique_ptr<Ran> run(ggml::Tensor* out, int threads = 2,
+                                              const ggml::cpu::KernelSet* k = nullptr,
+                                              ggml::GraphAllocator::Mode mode = ggml::GraphAllocator::Mode::Reuse) {
+  auto r = std::make_unique<Ran>(mode);
+  r->g.expand(out);
+  r->alloc.allocate(r->g);
+  ggml::Executor ex(threads, k);
+  ex.compute(r->g);
+  return r;
+}
+
+}  // namespace th

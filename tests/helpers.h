@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <array>
 #include <memory>
 #include <random>
 #include <string>
@@ -104,21 +105,19 @@ inline std::vector<double> row_f64(const ggml::Tensor* t, int64_t i1, int64_t i2
 // atol + rtol * |ref|; reports the first mismatch.
 template <class F>
 void expect_close(const ggml::Tensor* t, F ref, double atol, double rtol = 0.0) {
-  double worst = 0;
   for (int64_t i3 = 0; i3 < t->ne[3]; i3++)
     for (int64_t i2 = 0; i2 < t->ne[2]; i2++)
       for (int64_t i1 = 0; i1 < t->ne[1]; i1++)
         for (int64_t i0 = 0; i0 < t->ne[0]; i0++) {
           const double want = ref(i0, i1, i2, i3), got = get(t, i0, i1, i2, i3);
           const double err = std::fabs(got - want);
-          worst = std::max(worst, err);
           if (!(err <= atol + rtol * std::fabs(want))) {
             FAIL_CHECK("mismatch at [" << i0 << "," << i1 << "," << i2 << "," << i3 << "]: got " << got
                                        << " want " << want);
             return;
           }
         }
-  CHECK(worst <= atol + rtol * 1e30);
+  CHECK(t->nelements() > 0);
 }
 
 // Builds, plans and runs a graph for out. Keep the result alive while reading

@@ -17,7 +17,7 @@ const char* op_name(Op op) {
 size_t Tensor::nbytes() const {
   for (int i = 0; i < MAX_DIMS; i++) if (ne[i] <= 0) return 0;
   const int64_t bs = block_size(type);
-  size_t n = size_t(ne[0] / bs) * nb[0];
+  size_t n = type_size(type) + size_t(ne[0] / bs - 1) * nb[0];
   for (int i = 1; i < MAX_DIMS; i++) n += size_t(ne[i] - 1) * nb[i];
   return n;
 }

@@ -1,0 +1,176 @@
+// The graph: memory planning reuses buffers without changing results, and
+// results are identical for any thread count.
+#include "helpers.h"
+
+using namespace ggml;
+
+namespace {
+// A small transformer block (LLaMA-style) plus a GEMM-sized product: exercises
+// every op kind the planner and executor must order and place.
+struct Block {
+  Context ctx;
+  Tensor *out, *cache, *kc;
+  explicit Block(Type wtype, int64_t n_tok, uint64_t seed) {
+    th::Rng rng(seed);
+    const int64_t n_embd = 256, n_head = 4, hd = 64, n_ff = 512, n_vocab = 50, n_ctx = 80;
+    Tensor* tok_embd = ctx.new_tensor(Type::Q8_0, {n_embd, n_vocab});
+    Tensor* ids = ctx.new_tensor(Type::I32, {n_tok});
+    Tensor* pos = ctx.new_tensor(Type::I32, {n_tok});
+    for (int64_t i = 0; i < n_tok; i++) { ids->as<int32_t>()[i] = int32_t((i * 7) % n_vocab); pos->as<int32_t>()[i] = int32_t(i); }
+    Tensor* norm_w = ctx.new_tensor(Type::F32, {n_embd});
+    Tensor* wq = ctx.new_tensor(wtype, {n_embd, n_embd});
+    Tensor* wk = ctx.new_tensor(wtype, {n_embd, n_embd});
+    Tensor* wv = ctx.new_tensor(wtype, {n_embd, n_embd});
+    Tensor* wo = ctx.new_tensor(wtype, {n_embd, n_embd});
+    Tensor* w1 = ctx.new_tensor(wtype, {n_embd, n_ff});
+    Tensor* w3 = ctx.new_tensor(wtype, {n_embd, n_ff});
+    Tensor* w2 = ctx.new_tensor(wtype, {n_ff, n_embd});
+    cache = ctx.new_tensor(Type::F16, {n_embd, n_ctx});
+    for (Tensor* t : {tok_embd, norm_w, wq, wk, wv, wo, w1, w2, w3}) th::fill(t, rng, 0.1f);
+
+    Tensor* x = get_rows(ctx, tok_embd, ids);
+    Tensor* h = mul(ctx, rms_norm(ctx, x, 1e-5f), norm_w);
+    Tensor* q = rope(ctx, reshape(ctx, mul_mat(ctx, wq, h), {hd, n_head, n_tok}), pos, hd, RopeMode::Neox);
+    Tensor* k = rope(ctx, reshape(ctx, mul_mat(ctx, wk, h), {hd, n_head, n_tok}), pos, hd, RopeMode::Neox);
+    Tensor* v = mul_mat(ctx, wv, h);
+    kc = cpy(ctx, k, view_1d(ctx, cache, n_embd * n_tok, 0));
+    Tensor* kview = view_3d(ctx, cache, hd, n_head, n_tok, size_t(hd) * 2, size_t(n_embd) * 2, 0);
+    Tensor* kq = mul_mat(ctx, permute(ctx, kview, 0, 2, 1, 3), permute(ctx, q, 0, 2, 1, 3));
+    kq = soft_max(ctx, kq, 1.0f / std::sqrt(float(hd)), nullptr, 0);
+    Tensor* vt = cont(ctx, permute(ctx, reshape(ctx, v, {hd, n_head, n_tok}), 1, 2, 0, 3));  // [n_tok, hd, n_head]
+    Tensor* kqv = mul_mat(ctx, vt, kq);                                                     // [hd, n_tok, n_head]
+    Tensor* attn = cont(ctx, permute(ctx, kqv, 0, 2, 1, 3));
+    x = add(ctx, x, mul_mat(ctx, wo, reshape(ctx, attn, {n_embd, n_tok})));
+    Tensor* ff = mul(ctx, silu(ctx, mul_mat(ctx, w1, x)), mul_mat(ctx, w3, x));
+    out = add(ctx, x, mul_mat(ctx, w2, gelu(ctx, ff)));
+    out->name = "out";
+  }
+};
+
+std::vector<unsigned char> bytes(const Tensor* t) {
+  const auto* p = static_cast<const unsigned char*>(t->data);
+  return std::vector<unsigned char>(p, p + t->nbytes());
+}
+
+std::vector<unsigned char> run_block(Type wtype, int64_t n_tok, int threads, GraphAllocator::Mode mode,
+                                     size_t* planned = nullptr, size_t* unplanned = nullptr) {
+  Block b(wtype, n_tok, 99);
+  Graph g;
+  g.expand(b.kc);  // the cache write runs first: expand order orders side effects
+  g.expand(b.out);
+  GraphAllocator alloc(mode);
+  alloc.allocate(g);
+  if (planned) *planned = alloc.buffer_size();
+  if (unplanned) *unplanned = alloc.unplanned_size();
+  Executor ex(threads);
+  ex.compute(g);
+  auto r = bytes(b.out);
+  auto c = bytes(b.cache);
+  r.insert(r.end(), c.begin(), c.end());
+  return r;
+}
+}  // namespace
+
+TEST_CASE("results are identical for 1, 2, 3 and 4 threads") {
+  for (Type t : {Type::F32, Type::F16, Type::Q4_0, Type::Q4_1, Type::Q8_0, Type::Q4_K, Type::Q6_K}) {
+    const std::string tname = type_name(t);
+    CAPTURE(tname);
+    for (int64_t n_tok : {1, 7, 70}) {
+      CAPTURE(n_tok);
+      const auto one = run_block(t, n_tok, 1, GraphAllocator::Mode::Reuse);
+      for (int th : {2, 3, 4}) {
+        CAPTURE(th);
+        CHECK(run_block(t, n_tok, th, GraphAllocator::Mode::Reuse) == one);
+      }
+    }
+  }
+}
+
+TEST_CASE("a memory-planned graph gives exactly the results of an unplanned one, in less memory") {
+  for (int64_t n_tok : {1, 9, 40}) {
+    size_t planned = 0, unplanned = 0;
+    const auto a = run_block(Type::Q4_0, n_tok, 2, GraphAllocator::Mode::Reuse, &planned, &unplanned);
+    const auto b = run_block(Type::Q4_0, n_tok, 2, GraphAllocator::Mode::NoReuse);
+    CHECK(a == b);
+    MESSAGE("n_tok " << n_tok << ": planned " << planned << " bytes, unplanned " << unplanned);
+    CHECK(planned < unplanned / 2);
+  }
+}
+
+TEST_CASE("planner: random DAGs keep every value alive until its last reader") {
+  th::Rng rng(21);
+  for (int iter = 0; iter < 40; iter++) {
+    auto build = [&](uint64_t seed, Context& ctx) {
+      th::Rng r(seed);
+      std::vector<Tensor*> pool;
+      for (int i = 0; i < 3; i++) {
+        Tensor* t = ctx.new_tensor(Type::F32, {16, 3});
+        th::fill(t, r);
+        pool.push_back(t);
+      }
+      for (int i = 0; i < 30; i++) {
+        Tensor* a = pool[size_t(r.range(0, int64_t(pool.size()) - 1))];
+        Tensor* b = pool[size_t(r.range(0, int64_t(pool.size()) - 1))];
+        switch (r.range(0, 4)) {
+          case 0: pool.push_back(add(ctx, a, b)); break;
+          case 1: pool.push_back(mul(ctx, a, b)); break;
+          case 2: pool.push_back(scale(ctx, silu(ctx, a), 0.5f)); break;
+          case 3: pool.push_back(cont(ctx, transpose(ctx, reshape(ctx, a, {3, 16})))); pool.back() = reshape(ctx, pool.back(), {16, 3}); break;
+          default: pool.push_back(rms_norm(ctx, a, 1e-6f)); break;
+        }
+      }
+      Tensor* sum = pool.back();
+      for (int i = 0; i < 4; i++) sum = add(ctx, sum, pool[size_t(r.range(3, int64_t(pool.size()) - 1))]);
+      return sum;
+    };
+    const uint64_t seed = uint64_t(rng.range(0, 1 << 30));
+    Context c1, c2;
+    Tensor* o1 = build(seed, c1);
+    Tensor* o2 = build(seed, c2);
+    auto r1 = th::run(o1, 2, nullptr, GraphAllocator::Mode::Reuse);
+    auto r2 = th::run(o2, 2, nullptr, GraphAllocator::Mode::NoReuse);
+    REQUIRE(bytes(o1) == bytes(o2));
+  }
+}
+
+TEST_CASE("outputs marked in the graph survive planning") {
+  Context ctx;
+  Tensor* a = ctx.new_tensor(Type::F32, {8});
+  for (int i = 0; i < 8; i++) a->as<float>()[i] = float(i);
+  Tensor* mid = scale(ctx, a, 2.0f);
+  Tensor* out = a;
+  for (int i = 0; i < 6; i++) out = add(ctx, scale(ctx, out, 1.0f), mid);
+  Graph g;
+  g.expand(mid);
+  g.expand(out);
+  GraphAllocator alloc;
+  alloc.allocate(g);
+  Executor(2).compute(g);
+  for (int i = 0; i < 8; i++) {
+    CHECK(mid->as<float>()[i] == 2.0f * float(i));
+    CHECK(out->as<float>()[i] == float(i) + 12.0f * float(i));
+  }
+  // Planning again (new graph, same tensors) reuses the allocator's buffer.
+  alloc.allocate(g);
+  Executor(1).compute(g);
+  CHECK(out->as<float>()[3] == 39.0f);
+}
+
+TEST_CASE("executor refuses graphs it cannot run") {
+  Context ctx;
+  Tensor* ext = ctx.new_tensor_external(Type::F32, {4}, "weights");
+  Tensor* out = scale(ctx, ext, 2.0f);
+  Graph g;
+  g.expand(out);
+  Executor ex(1);
+  CHECK_THROWS_WITH_AS(ex.compute(g), doctest::Contains("'weights'"), Error);
+  float mem[4] = {1, 2, 3, 4};
+  ext->data = mem;
+  CHECK_THROWS_WITH_AS(ex.compute(g), doctest::Contains("GraphAllocator"), Error);
+  GraphAllocator alloc;
+  alloc.allocate(g);
+  ex.compute(g);  // memory the caller owns (an mmap'd file) works as a leaf
+  CHECK(out->as<float>()[3] == 8.0f);
+  CHECK_THROWS_AS(Executor(0), Error);
+  CHECK(g.dump().find("scale") != std::string::npos);
+}

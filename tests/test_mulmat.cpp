@@ -1,0 +1,110 @@
+// mul_mat for every weight type against dequantize-then-double reference, for
+// matrix-vector and matrix-matrix shapes, batched broadcasting, strided inputs,
+// with every kernel set this CPU runs (and OpenBLAS where it is used).
+#include "helpers.h"
+
+using namespace ggml;
+
+namespace {
+const Type kWeightTypes[] = {Type::F32,  Type::F16,  Type::BF16, Type::Q4_0, Type::Q4_1, Type::Q5_0,
+                             Type::Q5_1, Type::Q8_0, Type::Q4_K, Type::Q5_K, Type::Q6_K};
+
+// Reference for dst[i, j, c2, c3] with a tolerance: activations of quantized
+// types are rounded to int8 per 32 (or 256) values, so the bound is that
+// rounding times the weights' magnitude, plus float accumulation.
+void check_mul_mat(const Tensor* a, const Tensor* b, const Tensor* dst) {
+  const Type vdt = traits(a->type).vec_dot_type;
+  const int64_t K = a->ne[0], act_block = block_size(vdt);
+  const int64_t r2 = b->ne[2] / a->ne[2], r3 = b->ne[3] / a->ne[3];
+  for (int64_t c3 = 0; c3 < dst->ne[3]; c3++)
+    for (int64_t c2 = 0; c2 < dst->ne[2]; c2++)
+      for (int64_t i = 0; i < dst->ne[1] * 0 + a->ne[1]; i++) {
+        const auto w = th::row_f64(a, i, c2 / r2, c3 / r3);
+        for (int64_t j = 0; j < b->ne[1]; j++) {
+          double want = 0, mag = 0, q_err = 0;
+          for (int64_t k0 = 0; k0 < K; k0 += act_block) {
+            double amax = 0, wsum = 0;
+            for (int64_t k = k0; k < k0 + act_block; k++) {
+              const double y = th::get(b, k, j, c2, c3);
+              want += w[size_t(k)] * y;
+              mag += std::fabs(w[size_t(k)] * y);
+              amax = std::max(amax, std::fabs(y));
+              wsum += std::fabs(w[size_t(k)]);
+            }
+            if (vdt != Type::F32) q_err += wsum * amax / 127.0 * 0.5;
+          }
+          const double got = th::get(dst, i, j, c2, c3);
+          const double tol = q_err * 1.01 + 2e-5 * mag + 1e-6;
+          REQUIRE_MESSAGE(std::fabs(got - want) <= tol, "dst[" << i << "," << j << "," << c2 << "," << c3 << "] got "
+                                                                << got << " want " << want << " tol " << tol);
+        }
+      }
+}
+}  // namespace
+
+TEST_CASE("mul_mat: every weight type, vector and matrix shapes, every kernel set") {
+  th::Rng rng(11);
+  for (const cpu::KernelSet* k : cpu::available()) {
+    const std::string kname = k->name;
+    CAPTURE(kname);
+    for (Type t : kWeightTypes) {
+      const std::string tname = type_name(t);
+      CAPTURE(tname);
+      const int64_t K = block_size(t) == 256 ? 512 : 96;
+      for (int64_t N : {1, 3, 9, 70}) {
+        CAPTURE(N);
+        Context ctx;
+        Tensor* a = ctx.new_tensor(t, {K, 37});
+        Tensor* b = ctx.new_tensor(Type::F32, {K, N});
+        th::fill(a, rng, 0.5f);
+        th::fill(b, rng, 1.0f);
+        Tensor* out = mul_mat(ctx, a, b);
+        auto r = th::run(out, 2, k);
+        CHECK(out->ne[0] == 37);
+        CHECK(out->ne[1] == N);
+        check_mul_mat(a, b, out);
+      }
+    }
+  }
+}
+
+TEST_CASE("mul_mat: batched broadcasting (grouped-query attention) and strided inputs") {
+  th::Rng rng(12);
+  for (Type t : {Type::F32, Type::F16, Type::Q8_0, Type::Q4_1}) {
+    const std::string tname = type_name(t);
+    CAPTURE(tname);
+    Context ctx;
+    // Weights: a permuted view whose rows stay contiguous, like a KV cache
+    // [head_dim, n_kv, n_head_kv] read out of [head_dim, n_head_kv, n_kv].
+    Tensor* store = ctx.new_tensor(t, {64, 2, 33});
+    th::fill(store, rng);
+    Tensor* a = permute(ctx, store, 0, 2, 1, 3);  // [64, 33, 2]
+    // Activations: transposed (elements strided), 6 heads sharing 2 KV heads.
+    Tensor* bt = ctx.new_tensor(Type::F32, {5, 64, 6, 2});
+    th::fill(bt, rng);
+    Tensor* b = permute(ctx, bt, 1, 0, 2, 3);  // [64, 5, 6, 2]
+    Tensor* out = mul_mat(ctx, a, b);
+    auto r = th::run(out, 3);
+    CHECK(out->ne[0] == 33);
+    CHECK(out->ne[1] == 5);
+    CHECK(out->ne[2] == 6);
+    CHECK(out->ne[3] == 2);
+    check_mul_mat(a, b, out);
+  }
+}
+
+TEST_CASE("mul_mat: prompt-sized products take the blocked (and BLAS) paths") {
+  th::Rng rng(13);
+  for (Type t : {Type::F32, Type::F16, Type::Q4_0, Type::Q6_K}) {
+    const std::string tname = type_name(t);
+    CAPTURE(tname);
+    Context ctx;
+    Tensor* a = ctx.new_tensor(t, {256, 300});
+    Tensor* b = ctx.new_tensor(Type::F32, {256, 130});
+    th::fill(a, rng, 0.2f);
+    th::fill(b, rng);
+    Tensor* out = mul_mat(ctx, a, b);
+    auto r = th::run(out, 2);
+    check_mul_mat(a, b, out);
+  }
+}

@@ -1,4 +1,7 @@
-#include "ggml/cpu.h"
-namespace ggml::cpu {
-const KernelSet* avx512_kernels() { return nullptr; }
-}
+// AVX-512 F/BW/VL/DQ kernels, with VNNI integer dot products.
+#define KSET_NAME "avx512"
+#define KSET_FN avx512_kernels
+#define KSET_SUPPORTED()                                                                      \
+  (features().avx2 && features().fma && features().f16c && features().avx512f &&              \
+   features().avx512bw && features().avx512vl && features().avx512dq && features().avx512vnni)
+#include "kernels_x86.inc"

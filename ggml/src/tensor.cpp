@@ -54,9 +54,10 @@ void set_contiguous_strides(Tensor* t) {
 
 void check(bool ok, const Tensor* t, const std::string& what) {
   if (ok) return;
-  std::string who = t && !t->name.empty() ? "tensor '" + t->name + "'" : "tensor";
-  if (t) who += " " + t->shape_str();
-  fail(who + ": " + what);
+  std::string who = "tensor";
+  if (t && !t->name.empty()) who.append(" '").append(t->name).append("'");
+  if (t) who.append(" ").append(t->shape_str());
+  fail(who.append(": ").append(what));
 }
 
 void Context::FreeDel::operator()(void* p) const { std::free(p); }

@@ -1,0 +1,146 @@
+// SIMD kernel sets against the scalar reference: dot products for every type
+// on random data and on random-byte blocks (every bit pattern a file may hold),
+// tiles equal to dot bit for bit, activation quantization.
+#include "helpers.h"
+
+using namespace ggml;
+
+namespace {
+const Type kTypes[] = {Type::F32,  Type::F16,  Type::BF16, Type::Q4_0, Type::Q4_1, Type::Q5_0,
+                       Type::Q5_1, Type::Q8_0, Type::Q4_K, Type::Q5_K, Type::Q6_K};
+
+std::vector<const cpu::KernelSet*> simd_sets() {
+  auto v = cpu::available();
+  v.erase(v.begin());  // scalar
+  return v;
+}
+
+struct Rows {
+  std::vector<unsigned char> x, y;
+  std::vector<float> xf, yf;  // dequantized, for the magnitude bound
+};
+
+// nx weight rows and ny activation rows of n elements; weights from random
+// floats, or (raw) random bytes with sane scales from the gguf fixtures.
+Rows make_rows(Type t, int64_t n, int nx, int ny, th::Rng& rng, bool raw) {
+  const auto& tr = traits(t);
+  const Type vdt = tr.vec_dot_type;
+  Rows r;
+  r.x.resize(row_size(t, n) * size_t(nx));
+  r.y.resize(row_size(vdt, n) * size_t(ny));
+  if (raw) {
+    const auto blocks = th::read_file(th::data_path(std::string("quant/") + type_name(t) + ".blocks"));
+    for (size_t i = 0; i < r.x.size(); i++) r.x[i] = blocks[(i * 7 + size_t(rng.range(0, 3))) % blocks.size()];
+    // keep the fp16 scale fields of every block from the fixture (same offsets)
+    const size_t ts = type_size(t);
+    for (size_t b = 0; b < r.x.size() / ts; b++) std::memcpy(&r.x[b * ts], &blocks[(b % (blocks.size() / ts)) * ts], 4);
+    if (t == Type::Q6_K) for (size_t b = 0; b < r.x.size() / ts; b++) std::memcpy(&r.x[b * ts + 192], &blocks[(b % 64) * ts + 192], 18);
+  } else {
+    const auto xs = rng.normals(size_t(n * nx));
+    for (int i = 0; i < nx; i++) tr.from_float(xs.data() + i * n, r.x.data() + size_t(i) * row_size(t, n), n);
+  }
+  const auto ys = rng.normals(size_t(n * ny), 2.0f);
+  for (int j = 0; j < ny; j++) traits(vdt).from_float(ys.data() + j * n, r.y.data() + size_t(j) * row_size(vdt, n), n);
+  r.xf.resize(size_t(n * nx));
+  r.yf.resize(size_t(n * ny));
+  for (int i = 0; i < nx; i++) tr.to_float(r.x.data() + size_t(i) * row_size(t, n), r.xf.data() + i * n, n);
+  for (int j = 0; j < ny; j++) traits(vdt).to_float(r.y.data() + size_t(j) * row_size(vdt, n), r.yf.data() + j * n, n);
+  return r;
+}
+
+std::vector<int64_t> lengths(Type t) {
+  if (block_size(t) == 1) return {1, 7, 8, 15, 16, 17, 31, 33, 100, 257, 1024, 2051};
+  return {block_size(t), 2 * block_size(t), 3 * block_size(t), 4096};
+}
+}  // namespace
+
+TEST_CASE("SIMD dot products match the scalar reference for every type") {
+  th::Rng rng(31);
+  for (const cpu::KernelSet* k : simd_sets()) {
+    const std::string kname = k->name;
+    CAPTURE(kname);
+    for (Type t : kTypes) {
+      const std::string tname = type_name(t);
+      CAPTURE(tname);
+      for (bool raw : {false, true}) {
+        if (raw && !traits(t).quantized) continue;
+        for (int64_t n : lengths(t)) {
+          CAPTURE(n);
+          CAPTURE(raw);
+          const Rows r = make_rows(t, n, 1, 1, rng, raw);
+          const float want = cpu::scalar().dot[cpu::slot(t)](n, r.x.data(), r.y.data());
+          const float got = k->dot[cpu::slot(t)](n, r.x.data(), r.y.data());
+          double mag = 0;
+          for (int64_t i = 0; i < n; i++) mag += std::fabs(double(r.xf[size_t(i)]) * r.yf[size_t(i)]);
+          if (block_size(t) == QK_K) {
+            CHECK(got == want);  // integer sums per super-block, same float expression
+          } else {
+            CHECK(std::fabs(double(got) - want) <= 2e-6 * mag + 1e-30);
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST_CASE("tile kernels equal the dot kernel bit for bit") {
+  th::Rng rng(32);
+  for (const cpu::KernelSet* k : cpu::available()) {
+    const std::string kname = k->name;
+    CAPTURE(kname);
+    for (Type t : kTypes) {
+      const std::string tname = type_name(t);
+      CAPTURE(tname);
+      const int64_t n = block_size(t) == 1 ? 203 : 2 * block_size(t);
+      const Rows r = make_rows(t, n, 4, 4, rng, false);
+      const size_t bx = row_size(t, n), by = row_size(traits(t).vec_dot_type, n);
+      for (int nx = 1; nx <= 4; nx++)
+        for (int ny = 1; ny <= 4; ny++) {
+          float out[4 * 7];
+          const size_t ldc = 7;
+          k->tile[cpu::slot(t)](n, out, ldc, r.x.data(), bx, nx, r.y.data(), by, ny);
+          for (int i = 0; i < nx; i++)
+            for (int j = 0; j < ny; j++) {
+              const float d = k->dot[cpu::slot(t)](n, r.x.data() + size_t(i) * bx, r.y.data() + size_t(j) * by);
+              REQUIRE(std::memcmp(&out[size_t(j) * ldc + size_t(i)], &d, 4) == 0);
+            }
+        }
+    }
+  }
+}
+
+TEST_CASE("SIMD activation quantization matches the reference") {
+  th::Rng rng(33);
+  for (const cpu::KernelSet* k : simd_sets()) {
+    const std::string kname = k->name;
+    CAPTURE(kname);
+    auto x = rng.normals(32 * 64, 3.0f);
+    for (int i = 0; i < 32; i++) x[size_t(32 * 5 + i)] = 0.0f;  // an all-zero block
+    x[7] = 1e-30f;
+    std::vector<block_q8_s> a(64), b(64);
+    ref::quantize_q8_s(x.data(), a.data(), int64_t(x.size()));
+    k->from_float[cpu::slot(Type::Q8_S)](x.data(), b.data(), int64_t(x.size()));
+    for (int blk = 0; blk < 64; blk++) {
+      REQUIRE(a[size_t(blk)].d == b[size_t(blk)].d);
+      int sum = 0;
+      for (int j = 0; j < 32; j++) {
+        // the same rounding up to float ties: never more than one step apart
+        REQUIRE(std::abs(a[size_t(blk)].qs[j] - b[size_t(blk)].qs[j]) <= 1);
+        sum += b[size_t(blk)].qs[j];
+      }
+      REQUIRE(b[size_t(blk)].sum == sum);
+    }
+  }
+}
+
+TEST_CASE("kernel selection") {
+  const auto v = cpu::available();
+  REQUIRE(!v.empty());
+  CHECK(std::string(v.front()->name) == "scalar");
+  MESSAGE("cpu features: " << cpu::features().str() << "; best kernels: " << cpu::best().name);
+  for (const cpu::KernelSet* k : v)
+    for (Type t : kTypes) {
+      CHECK((k->dot[cpu::slot(t)] != nullptr));
+      CHECK((k->tile[cpu::slot(t)] != nullptr));
+    }
+}

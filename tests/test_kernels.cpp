@@ -117,18 +117,20 @@ TEST_CASE("SIMD activation quantization matches the reference") {
     auto x = rng.normals(32 * 64, 3.0f);
     for (int i = 0; i < 32; i++) x[size_t(32 * 5 + i)] = 0.0f;  // an all-zero block
     x[7] = 1e-30f;
-    std::vector<block_q8_s> a(64), b(64);
-    ref::quantize_q8_s(x.data(), a.data(), int64_t(x.size()));
-    k->from_float[cpu::slot(Type::Q8_S)](x.data(), b.data(), int64_t(x.size()));
-    for (int blk = 0; blk < 64; blk++) {
-      REQUIRE(a[size_t(blk)].d == b[size_t(blk)].d);
+    const int64_t n = int64_t(x.size()), nb = n / 32;
+    std::vector<unsigned char> a(row_size(Type::Q8_S, n)), b(a.size());
+    ref::quantize_q8_s(x.data(), a.data(), n);
+    k->from_float[cpu::slot(Type::Q8_S)](x.data(), b.data(), n);
+    const Q8SRow ra(a.data(), n), rb(b.data(), n);
+    for (int64_t blk = 0; blk < nb; blk++) {
+      REQUIRE(ra.d[blk] == rb.d[blk]);
       int sum = 0;
       for (int j = 0; j < 32; j++) {
         // the same rounding up to float ties: never more than one step apart
-        REQUIRE(std::abs(a[size_t(blk)].qs[j] - b[size_t(blk)].qs[j]) <= 1);
-        sum += b[size_t(blk)].qs[j];
+        REQUIRE(std::abs(ra.q(blk, j) - rb.q(blk, j)) <= 1);
+        sum += rb.q(blk, j);
       }
-      REQUIRE(b[size_t(blk)].sum == sum);
+      REQUIRE(rb.ds[blk] == rb.d[blk] * float(sum));
     }
   }
 }

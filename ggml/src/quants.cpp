@@ -132,17 +132,21 @@ void quantize_q8_1(const float* x, void* vy, int64_t n) {
 }
 
 void quantize_q8_s(const float* x, void* vy, int64_t n) {
-  auto* y = static_cast<block_q8_s*>(vy);
-  for (int64_t i = 0; i < n / 32; i++, x += 32) {
-    const float d = absmax(x, 32) / 127;
-    const float id = d ? 1.0f / d : 0.0f;
-    y[i].d = d;
+  const int64_t nb = n / 32;
+  auto* d = static_cast<float*>(vy);
+  float* ds = d + nb;
+  auto* qs = reinterpret_cast<int8_t*>(ds + nb);
+  for (int64_t b = 0; b < nb; b++, x += 32) {
+    const float db = absmax(x, 32) / 127;
+    const float id = db ? 1.0f / db : 0.0f;
     int sum = 0;
     for (int j = 0; j < 32; j++) {
-      y[i].qs[j] = int8_t(std::round(x[j] * id));
-      sum += y[i].qs[j];
+      const int8_t q = int8_t(std::round(x[j] * id));
+      qs[Q8SRow::index(nb, b, j)] = q;
+      sum += q;
     }
-    y[i].sum = sum;
+    d[b] = db;
+    ds[b] = db * float(sum);
   }
 }
 
@@ -237,9 +241,9 @@ void dequantize_q8_1(const void* vx, float* y, int64_t n) {
 }
 
 void dequantize_q8_s(const void* vx, float* y, int64_t n) {
-  const auto* x = static_cast<const block_q8_s*>(vx);
-  for (int64_t i = 0; i < n / 32; i++, y += 32) {
-    for (int j = 0; j < 32; j++) y[j] = float(x[i].qs[j]) * x[i].d;
+  const Q8SRow r(vx, n);
+  for (int64_t b = 0; b < r.nb; b++, y += 32) {
+    for (int j = 0; j < 32; j++) y[j] = float(r.q(b, j)) * r.d[b];
   }
 }
 
@@ -271,70 +275,86 @@ float dot_bf16(int64_t n, const void* vx, const void* vy) {
   return s;
 }
 
+namespace {
+// Integer dot of one block's weights (q[32], unsigned or signed) with block b
+// of a Q8_S row; also returns the activations' sum.
+int block_dot(const int* q, const Q8SRow& y, int64_t b, int* ysum) {
+  int sumi = 0, sy = 0;
+  for (int j = 0; j < 32; j++) {
+    const int v = y.q(b, j);
+    sumi += q[j] * v;
+    sy += v;
+  }
+  *ysum = sy;
+  return sumi;
+}
+void q4_values(const uint8_t* qs, int* q) {
+  for (int j = 0; j < 16; j++) { q[j] = qs[j] & 0x0f; q[j + 16] = qs[j] >> 4; }
+}
+}  // namespace
+
+// _0 types: x = d * (q - offset); _1 types: x = d * q + m.
 float dot_q4_0(int64_t n, const void* vx, const void* vy) {
   const auto* x = static_cast<const block_q4_0*>(vx);
-  const auto* y = static_cast<const block_q8_s*>(vy);
+  const Q8SRow y(vy, n);
   float s = 0;
-  for (int64_t i = 0; i < n / 32; i++) {
-    int sumi = 0;
-    for (int j = 0; j < 16; j++) {
-      sumi += (x[i].qs[j] & 0x0f) * y[i].qs[j] + (x[i].qs[j] >> 4) * y[i].qs[j + 16];
-    }
-    s += fp16_to_fp32(x[i].d) * y[i].d * float(sumi - 8 * y[i].sum);
+  int q[32], ysum;
+  for (int64_t i = 0; i < y.nb; i++) {
+    q4_values(x[i].qs, q);
+    const int sumi = block_dot(q, y, i, &ysum);
+    s += fp16_to_fp32(x[i].d) * y.d[i] * float(sumi - 8 * ysum);
   }
   return s;
 }
 
 float dot_q4_1(int64_t n, const void* vx, const void* vy) {
   const auto* x = static_cast<const block_q4_1*>(vx);
-  const auto* y = static_cast<const block_q8_s*>(vy);
+  const Q8SRow y(vy, n);
   float s = 0;
-  for (int64_t i = 0; i < n / 32; i++) {
-    int sumi = 0;
-    for (int j = 0; j < 16; j++) {
-      sumi += (x[i].qs[j] & 0x0f) * y[i].qs[j] + (x[i].qs[j] >> 4) * y[i].qs[j + 16];
-    }
-    s += fp16_to_fp32(x[i].d) * y[i].d * float(sumi) + fp16_to_fp32(x[i].m) * y[i].d * float(y[i].sum);
+  int q[32], ysum;
+  for (int64_t i = 0; i < y.nb; i++) {
+    q4_values(x[i].qs, q);
+    const int sumi = block_dot(q, y, i, &ysum);
+    s += fp16_to_fp32(x[i].d) * y.d[i] * float(sumi) + fp16_to_fp32(x[i].m) * y.ds[i];
   }
   return s;
 }
 
 float dot_q5_0(int64_t n, const void* vx, const void* vy) {
   const auto* x = static_cast<const block_q5_0*>(vx);
-  const auto* y = static_cast<const block_q8_s*>(vy);
+  const Q8SRow y(vy, n);
   float s = 0;
-  int q[32];
-  for (int64_t i = 0; i < n / 32; i++) {
+  int q[32], ysum;
+  for (int64_t i = 0; i < y.nb; i++) {
     q5_values(x[i].qs, x[i].qh, q);
-    int sumi = 0;
-    for (int j = 0; j < 32; j++) sumi += q[j] * y[i].qs[j];
-    s += fp16_to_fp32(x[i].d) * y[i].d * float(sumi - 16 * y[i].sum);
+    const int sumi = block_dot(q, y, i, &ysum);
+    s += fp16_to_fp32(x[i].d) * y.d[i] * float(sumi - 16 * ysum);
   }
   return s;
 }
 
 float dot_q5_1(int64_t n, const void* vx, const void* vy) {
   const auto* x = static_cast<const block_q5_1*>(vx);
-  const auto* y = static_cast<const block_q8_s*>(vy);
+  const Q8SRow y(vy, n);
   float s = 0;
-  int q[32];
-  for (int64_t i = 0; i < n / 32; i++) {
+  int q[32], ysum;
+  for (int64_t i = 0; i < y.nb; i++) {
     q5_values(x[i].qs, x[i].qh, q);
-    int sumi = 0;
-    for (int j = 0; j < 32; j++) sumi += q[j] * y[i].qs[j];
-    s += fp16_to_fp32(x[i].d) * y[i].d * float(sumi) + fp16_to_fp32(x[i].m) * y[i].d * float(y[i].sum);
+    const int sumi = block_dot(q, y, i, &ysum);
+    s += fp16_to_fp32(x[i].d) * y.d[i] * float(sumi) + fp16_to_fp32(x[i].m) * y.ds[i];
   }
   return s;
 }
 
 float dot_q8_0(int64_t n, const void* vx, const void* vy) {
   const auto* x = static_cast<const block_q8_0*>(vx);
-  const auto* y = static_cast<const block_q8_s*>(vy);
+  const Q8SRow y(vy, n);
   float s = 0;
-  for (int64_t i = 0; i < n / 32; i++) {
-    int sumi = 0;
-    for (int j = 0; j < 32; j++) sumi += x[i].qs[j] * y[i].qs[j];
-    s += fp16_to_fp32(x[i].d) * y[i].d * float(sumi);
+  int q[32], ysum;
+  for (int64_t i = 0; i < y.nb; i++) {
+    for (int j = 0; j < 32; j++) q[j] = x[i].qs[j];
+    const int sumi = block_dot(q, y, i, &ysum);
+    s += fp16_to_fp32(x[i].d) * y.d[i] * float(sumi);
   }
   return s;
 }

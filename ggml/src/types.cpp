@@ -52,7 +52,7 @@ struct Table {
     set(Type::I32, make("i32", 1, 4, false, nullptr, nullptr, Type::I32));
     set(Type::I64, make("i64", 1, 8, false, nullptr, nullptr, Type::I64));
     set(Type::F64, make("f64", 1, 8, false, nullptr, nullptr, Type::F64));
-    q8_s = make("q8_s", 32, sizeof(block_q8_s), true, dequantize_q8_s, quantize_q8_s, Type::Q8_S);
+    q8_s = make("q8_s", 32, 40, true, dequantize_q8_s, quantize_q8_s, Type::Q8_S);
   }
 };
 

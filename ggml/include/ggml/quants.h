@@ -23,8 +23,30 @@ struct block_q5_1 { fp16_t d; fp16_t m; uint8_t qh[4]; uint8_t qs[QK5_1 / 2]; };
 struct block_q8_0 { fp16_t d; int8_t qs[QK8_0]; };
 // s = d * sum(qs)
 struct block_q8_1 { fp16_t d; fp16_t s; int8_t qs[QK8_1]; };
-// Internal activations for the 32-blocks: exact integer sum for offset types.
-struct block_q8_s { float d; int32_t sum; int8_t qs[32]; };
+// Internal activations for the 32-element block types (Q8_S): a row of n
+// values, nb = n / 32 blocks, 40 bytes a block, laid out for SIMD rather than
+// block by block:
+//   float  d[nb]       scales, x ~= d * q
+//   float  ds[nb]      d * (sum of the block's q), for the types with a min
+//   int8_t qs[32 * nb] in groups of 4 blocks (the last group may hold fewer, g):
+//                      the first 16 values of each block of the group, then
+//                      the last 16 of each. A 512-bit register then holds the
+//                      halves that match 4 blocks' low (or high) nibbles.
+// Only whole rows are meaningful: quantize each row with its own call.
+struct Q8SRow {
+  const float* d;
+  const float* ds;
+  const int8_t* qs;
+  int64_t nb;
+  Q8SRow(const void* row, int64_t n)
+      : d(static_cast<const float*>(row)), ds(d + n / 32), qs(reinterpret_cast<const int8_t*>(ds + n / 32)), nb(n / 32) {}
+  // Index into qs of value j (0..31) of block b.
+  static int64_t index(int64_t nb, int64_t b, int j) {
+    const int64_t g0 = b & ~int64_t(3), gs = nb - g0 < 4 ? nb - g0 : 4;
+    return 32 * g0 + (j >> 4) * 16 * gs + (b - g0) * 16 + (j & 15);
+  }
+  int q(int64_t b, int j) const { return qs[index(nb, b, j)]; }
+};
 
 // 8 sub-blocks of 32: x = d * sc * q - dmin * m, 6-bit sc and m packed in scales.
 struct block_q4_K { fp16_t d; fp16_t dmin; uint8_t scales[K_SCALE_SIZE]; uint8_t qs[QK_K / 2]; };
@@ -40,7 +62,6 @@ static_assert(sizeof(block_q5_0) == 22);
 static_assert(sizeof(block_q5_1) == 24);
 static_assert(sizeof(block_q8_0) == 34);
 static_assert(sizeof(block_q8_1) == 36);
-static_assert(sizeof(block_q8_s) == 40);
 static_assert(sizeof(block_q4_K) == 144);
 static_assert(sizeof(block_q5_K) == 176);
 static_assert(sizeof(block_q6_K) == 210);

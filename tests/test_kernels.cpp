@@ -139,7 +139,7 @@ TEST_CASE("kernel selection") {
   const auto v = cpu::available();
   REQUIRE(!v.empty());
   CHECK(std::string(v.front()->name) == "scalar");
-  MESSAGE("cpu features: " << cpu::features().str() << "; best kernels: " << cpu::best().name);
+  MESSAGE("cpu features: " << cpu::features().str() << "; best kernels: " << std::string(cpu::best().name));
   for (const cpu::KernelSet* k : v)
     for (Type t : kTypes) {
       CHECK((k->dot[cpu::slot(t)] != nullptr));

@@ -50,6 +50,7 @@ Rows make_rows(Type t, int64_t n, int nx, int ny, th::Rng& rng, bool raw) {
 
 std::vector<int64_t> lengths(Type t) {
   if (block_size(t) == 1) return {1, 7, 8, 15, 16, 17, 31, 33, 100, 257, 1024, 2051};
+  if (block_size(t) == 32) return {32, 64, 96, 160, 384, 416, 1152, 4096};  // groups of 4, pairs, tails
   return {block_size(t), 2 * block_size(t), 3 * block_size(t), 4096};
 }
 }  // namespace

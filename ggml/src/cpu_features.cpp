@@ -33,6 +33,7 @@ Features detect() {
     f.avx512vl = b & (1u << 31);
     f.avx512vnni = c & (1u << 11);
     f.avx512vbmi = c & (1u << 1);
+    f.gfni = c & (1u << 8);
   }
   __cpuid_count(7, 1, a, b, c, d);
   f.avxvnni = a & (1u << 4);
@@ -56,7 +57,7 @@ std::string Features::str() const {
   std::string s;
   auto add = [&](bool on, const char* name) { if (on) { if (!s.empty()) s += ' '; s += name; } };
   add(avx2, "avx2"); add(fma, "fma"); add(f16c, "f16c"); add(avx512f, "avx512f"); add(avx512bw, "avx512bw");
-  add(avx512vl, "avx512vl"); add(avx512vnni, "avx512vnni"); add(avx512vbmi, "avx512vbmi"); add(avx512bf16, "avx512bf16"); add(avxvnni, "avxvnni");
+  add(avx512vl, "avx512vl"); add(avx512vnni, "avx512vnni"); add(avx512vbmi, "avx512vbmi"); add(gfni, "gfni"); add(avx512bf16, "avx512bf16"); add(avxvnni, "avxvnni");
   add(neon, "neon"); add(dotprod, "dotprod");
   return s.empty() ? "none" : s;
 }

@@ -13,7 +13,7 @@ namespace ggml::cpu {
 struct Features {
   bool avx2 = false, fma = false, f16c = false;
   bool avx512f = false, avx512bw = false, avx512vl = false, avx512dq = false;
-  bool avx512vnni = false, avx512bf16 = false, avx512vbmi = false, avxvnni = false;
+  bool avx512vnni = false, avx512bf16 = false, avx512vbmi = false, gfni = false, avxvnni = false;
   bool neon = false, dotprod = false;
   std::string str() const;
 };

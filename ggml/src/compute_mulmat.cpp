@@ -129,7 +129,10 @@ void compute_mul_mat(const ComputeParams& p, Tensor* dst) {
   }
 #endif
 
-  // Phase 2: tiled dot products over fixed work items.
+  // Phase 2: tiled dot products over fixed work items. A matrix-vector
+  // product walks one weight row at a time: a single sequential stream is
+  // what the memory system serves fastest, and nothing is reused across rows.
+  const int64_t tile_m = N == 1 ? 1 : cpu::TILE_MAX;
   const cpu::tile_fn tile = k.tile[cpu::slot(a->type)];
   GGML_ASSERT(tile != nullptr);
   const int64_t m_chunks = (M + M_CHUNK - 1) / M_CHUNK;
@@ -145,8 +148,8 @@ void compute_mul_mat(const ComputeParams& p, Tensor* dst) {
     for (int64_t j = n_begin; j < n_end; j += cpu::TILE_MAX) {
       const int ny = int(std::min<int64_t>(cpu::TILE_MAX, n_end - j));
       const char* y = act(j, i2, i3);
-      for (int64_t i = m_begin; i < m_end; i += cpu::TILE_MAX) {
-        const int nx = int(std::min<int64_t>(cpu::TILE_MAX, m_end - i));
+      for (int64_t i = m_begin; i < m_end; i += tile_m) {
+        const int nx = int(std::min<int64_t>(tile_m, m_end - i));
         tile(K, out + size_t(j) * ldc + size_t(i), ldc, a->row_ptr(i, i2 / r2, i3 / r3), a->nb[1], nx, y,
              act_stride, ny);
       }

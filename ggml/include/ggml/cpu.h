@@ -20,8 +20,9 @@ struct Features {
 const Features& features();
 
 using dot_fn = float (*)(int64_t n, const void* x, const void* y);
-// s[j * ldc + i] = dot(row i of x, row j of y) for i < nx, j < ny. Each result
-// must equal dot() on the same rows bit for bit, so work splits never matter.
+// s[j * ldc + i] = dot(row i of x, row j of y) for i < nx, j < ny. A tile may
+// sum in another order than dot() but must be deterministic: mul_mat's tiles
+// depend only on the shapes, so results never depend on the thread count.
 using tile_fn = void (*)(int64_t n, float* s, size_t ldc, const void* x, size_t bx, int nx, const void* y,
                          size_t by, int ny);
 using quant_fn = void (*)(const float* x, void* y, int64_t n);

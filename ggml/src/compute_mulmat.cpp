@@ -129,10 +129,10 @@ void compute_mul_mat(const ComputeParams& p, Tensor* dst) {
   }
 #endif
 
-  // Phase 2: tiled dot products over fixed work items. A matrix-vector
-  // product walks one weight row at a time: a single sequential stream is
-  // what the memory system serves fastest, and nothing is reused across rows.
-  const int64_t tile_m = N == 1 ? 1 : cpu::TILE_MAX;
+  // Phase 2: tiled dot products over fixed work items. (For one activation
+  // row the tile kernels walk their weight rows one after another: a single
+  // sequential stream is what the memory system serves fastest.)
+  const int64_t tile_m = cpu::TILE_MAX;
   const cpu::tile_fn tile = k.tile[cpu::slot(a->type)];
   GGML_ASSERT(tile != nullptr);
   const int64_t m_chunks = (M + M_CHUNK - 1) / M_CHUNK;

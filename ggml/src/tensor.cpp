@@ -1,3 +1,6 @@
+#include <sys/mman.h>
+
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <sstream>
@@ -67,7 +70,16 @@ void* Context::arena_alloc(size_t size) {
   if (size == 0) size = TENSOR_ALIGN;
   if (chunk_used_ + size > chunk_cap_) {
     const size_t cap = std::max(chunk_, size);
-    void* p = std::aligned_alloc(TENSOR_ALIGN, cap);
+    // Large chunks on 2 MiB boundaries, with transparent huge pages asked
+    // for: streaming weights then costs one TLB entry per 2 MiB, not per 4 KiB.
+    constexpr size_t huge = size_t(2) << 20;
+    void* p = nullptr;
+    if (cap >= huge) {
+      p = std::aligned_alloc(huge, (cap + huge - 1) / huge * huge);
+      if (p) madvise(p, (cap + huge - 1) / huge * huge, MADV_HUGEPAGE);
+    } else {
+      p = std::aligned_alloc(TENSOR_ALIGN, cap);
+    }
     if (!p) fail("out of memory allocating a " + std::to_string(cap) + "-byte tensor arena chunk");
     chunks_.emplace_back(p);
     chunk_used_ = 0;

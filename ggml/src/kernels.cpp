@@ -43,7 +43,7 @@ const KernelSet& scalar() {
 
 void inherit(KernelSet& k, const KernelSet& base) {
   for (int i = 0; i < TYPE_SLOTS; i++) {
-    // A tile kernel must match its set's dot bit for bit, so it is inherited
+    // A tile kernel belongs with its own set's dot kernel, so it is inherited
     // only together with the dot kernel.
     if (!k.dot[i]) { k.dot[i] = base.dot[i]; k.tile[i] = base.tile[i]; }
     GGML_ASSERT(k.tile[i] || !k.dot[i]);

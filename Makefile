@@ -5,7 +5,7 @@ JOBS    ?= $(shell nproc)
 CMAKE_FLAGS ?=
 TOOLS   := bench-ops
 
-.PHONY: all deps configure test test-portable test-neon test-sanitize bench clean
+.PHONY: all deps configure test test-portable test-neon test-sanitize fuzz-gguf bench clean
 
 all: deps configure
 	cmake --build $(BUILD) -j $(JOBS)
@@ -40,8 +40,19 @@ test-sanitize: deps
 	cmake --build build-asan -j $(JOBS)
 	cd build-asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ctest --output-on-failure -j $(JOBS)
 
+# libFuzzer on the GGUF reader (clang, ASan), seeded with the test fixtures.
+FUZZ_SECONDS ?= 60
+fuzz-gguf:
+	@bash scripts/install-deps.sh --fuzz
+	mkdir -p build-fuzz/corpus
+	cp -n tests/data/gguf/*.gguf build-fuzz/corpus/ 2>/dev/null || true
+	clang++ -std=c++20 -O1 -g -fsanitize=fuzzer,address,undefined -Iggml/include -Illm/include \
+	  tests/fuzz/fuzz_gguf.cpp llm/src/gguf.cpp ggml/src/types.cpp ggml/src/quants.cpp ggml/src/quants_k.cpp \
+	  -o build-fuzz/fuzz_gguf
+	build-fuzz/fuzz_gguf -max_total_time=$(FUZZ_SECONDS) -max_len=4096 build-fuzz/corpus
+
 bench: all
 	./bench-ops
 
 clean:
-	rm -rf $(BUILD) build-portable build-aarch64 build-asan $(TOOLS)
+	rm -rf $(BUILD) build-portable build-aarch64 build-asan build-fuzz $(TOOLS)

@@ -3,12 +3,14 @@
 # one is missing, so running it again costs a few dpkg queries.
 #   scripts/install-deps.sh          build + test dependencies
 #   scripts/install-deps.sh --cross  also the aarch64 cross compiler and qemu-user
+#   scripts/install-deps.sh --fuzz   also clang with libFuzzer
 set -euo pipefail
 
 pkgs=(g++ cmake make pkg-config libopenblas-dev libomp-dev doctest-dev libcxxopts-dev)
-if [[ "${1:-}" == "--cross" ]]; then
-  pkgs+=(g++-aarch64-linux-gnu qemu-user)
-fi
+case "${1:-}" in
+  --cross) pkgs+=(g++-aarch64-linux-gnu qemu-user) ;;
+  --fuzz) pkgs+=(clang libclang-rt-dev) ;;
+esac
 
 missing=()
 for p in "${pkgs[@]}"; do

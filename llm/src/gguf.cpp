@@ -134,7 +134,16 @@ bool Value::operator==(const Value& o) const {
 // ---- reader -------------------------------------------------------------------
 
 File::~File() {
-  if (map_) munmap(const_cast<uint8_t*>(map_), size_);
+  if (mapped_) munmap(const_cast<uint8_t*>(map_), size_);
+}
+
+std::unique_ptr<File> File::from_memory(const void* data, size_t size, const std::string& name) {
+  std::unique_ptr<File> f(new File());
+  f->path_ = name;
+  f->map_ = static_cast<const uint8_t*>(data);
+  f->size_ = size;
+  f->parse();
+  return f;
 }
 
 std::unique_ptr<File> File::open(const std::string& path) {
@@ -155,6 +164,7 @@ std::unique_ptr<File> File::open(const std::string& path) {
       throw Error(path + ": cannot map: " + std::strerror(errno));
     }
     f->map_ = static_cast<const uint8_t*>(p);
+    f->mapped_ = true;
   }
   ::close(fd);
   f->parse();

@@ -69,6 +69,9 @@ struct TensorInfo {
 class File {
  public:
   static std::unique_ptr<File> open(const std::string& path);
+  // Parses bytes the caller keeps alive for the File's lifetime (fuzzing,
+  // embedded files); name is used in error messages.
+  static std::unique_ptr<File> from_memory(const void* data, size_t size, const std::string& name);
   ~File();
 
   const std::string& path() const { return path_; }
@@ -93,6 +96,7 @@ class File {
   std::string path_;
   const uint8_t* map_ = nullptr;
   size_t size_ = 0;
+  bool mapped_ = false;  // map_ is ours to unmap
   uint32_t version_ = 0;
   size_t alignment_ = DEFAULT_ALIGNMENT;
   std::vector<std::pair<std::string, Value>> kv_;

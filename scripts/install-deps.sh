@@ -4,12 +4,14 @@
 #   scripts/install-deps.sh          build + test dependencies
 #   scripts/install-deps.sh --cross  also the aarch64 cross compiler and qemu-user
 #   scripts/install-deps.sh --fuzz   also clang with libFuzzer
+#   scripts/install-deps.sh --python python3 and pip (to fetch the model)
 set -euo pipefail
 
 pkgs=(g++ cmake make pkg-config libopenblas-dev libomp-dev doctest-dev libcxxopts-dev)
 case "${1:-}" in
   --cross) pkgs+=(g++-aarch64-linux-gnu qemu-user) ;;
   --fuzz) pkgs+=(clang libclang-rt-dev) ;;
+  --python) pkgs+=(python3 python3-pip) ;;
 esac
 
 missing=()

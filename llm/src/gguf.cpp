@@ -240,6 +240,7 @@ void File::parse() {
 
   // The data section starts at the next multiple of the alignment.
   const size_t data_start = (c.pos() + alignment_ - 1) / alignment_ * alignment_;
+  data_start_ = data_start;
   const size_t data_size = data_start <= size_ ? size_ - data_start : 0;
   std::vector<std::pair<uint64_t, const TensorInfo*>> spans;
   for (TensorInfo& ti : tensors_) {

@@ -77,6 +77,7 @@ class File {
   const std::string& path() const { return path_; }
   uint32_t version() const { return version_; }
   size_t alignment() const { return alignment_; }
+  size_t data_offset() const { return data_start_; }  // where the data section starts in the file
   const std::vector<std::pair<std::string, Value>>& metadata() const { return kv_; }
   const std::vector<TensorInfo>& tensors() const { return tensors_; }
 
@@ -99,6 +100,7 @@ class File {
   bool mapped_ = false;  // map_ is ours to unmap
   uint32_t version_ = 0;
   size_t alignment_ = DEFAULT_ALIGNMENT;
+  size_t data_start_ = 0;
   std::vector<std::pair<std::string, Value>> kv_;
   std::unordered_map<std::string, size_t> kv_index_;
   std::vector<TensorInfo> tensors_;

@@ -18,7 +18,7 @@ void check_mul_mat(const Tensor* a, const Tensor* b, const Tensor* dst) {
   const int64_t r2 = b->ne[2] / a->ne[2], r3 = b->ne[3] / a->ne[3];
   for (int64_t c3 = 0; c3 < dst->ne[3]; c3++)
     for (int64_t c2 = 0; c2 < dst->ne[2]; c2++)
-      for (int64_t i = 0; i < dst->ne[1] * 0 + a->ne[1]; i++) {
+      for (int64_t i = 0; i < a->ne[1]; i++) {
         const auto w = th::row_f64(a, i, c2 / r2, c3 / r3);
         for (int64_t j = 0; j < b->ne[1]; j++) {
           double want = 0, mag = 0, q_err = 0;

@@ -4,9 +4,9 @@
 // for quantized weights). The product is then cut into fixed work items (batch,
 // chunk of weight rows, chunk of activation rows) shared among threads; each item
 // sweeps its activation rows against a chunk of weights small enough to stay in
-// cache, TILE_MAX x TILE_MAX dot products at a time. Item boundaries do not
-// depend on the thread count, and tile kernels equal their dot kernel, so the
-// result is the same for any number of threads. Large F32/F16/BF16 products go
+// cache, TILE_MAX x TILE_MAX dot products at a time. Item and tile boundaries
+// depend only on the shapes and every kernel is deterministic, so the result is
+// the same for any number of threads. Large F32/F16/BF16 products go
 // to OpenBLAS (one single-threaded sgemm per panel of weight rows) when built in.
 #include <algorithm>
 #include <cstring>

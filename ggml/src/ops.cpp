@@ -122,7 +122,6 @@ Tensor* cpy(Context& ctx, Tensor* a, Tensor* b) {
   check(same_rows || (a->is_contiguous() && b->is_contiguous()), a,
         "cpy: shapes differ and a tensor is not contiguous: " + b->shape_str());
   if (traits(b->type).quantized) check(b->rows_contiguous(), b, "cpy: destination block rows must be contiguous");
-  check(b->ne[0] % block_size(b->type) == 0 || !same_rows, b, "cpy: row length is not a multiple of the block size");
   Tensor* t = result(ctx, Op::CPY, b->type, b->ne, a, b);
   for (int i = 0; i < MAX_DIMS; i++) t->nb[i] = b->nb[i];
   t->view_src = b->view_src ? b->view_src : b;

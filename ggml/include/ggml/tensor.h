@@ -66,7 +66,6 @@ struct Tensor {
   bool rows_contiguous() const;    // each row's elements (blocks) adjacent
   int n_dims() const;              // 1..4, trailing dims of 1 do not count
   std::string shape_str() const;   // "[4096, 32, 1, 1] q4_0"
-  const std::string& label() const { return name; }
 
   template <class T> T* as() { return static_cast<T*>(data); }
   template <class T> const T* as() const { return static_cast<const T*>(data); }

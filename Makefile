@@ -3,7 +3,7 @@
 BUILD   ?= build
 JOBS    ?= $(shell nproc)
 CMAKE_FLAGS ?=
-TOOLS   := bench-ops
+TOOLS   := bench-ops tokenize
 
 .PHONY: all deps configure test test-portable test-neon test-sanitize fuzz-gguf bench clean
 

@@ -7,7 +7,7 @@
 #   scripts/install-deps.sh --python python3 and pip (to fetch the model)
 set -euo pipefail
 
-pkgs=(g++ cmake make pkg-config libopenblas-dev libomp-dev doctest-dev libcxxopts-dev)
+pkgs=(g++ cmake make pkg-config libopenblas-dev libomp-dev doctest-dev libcxxopts-dev libpcre2-dev nlohmann-json3-dev)
 case "${1:-}" in
   --cross) pkgs+=(g++-aarch64-linux-gnu qemu-user) ;;
   --fuzz) pkgs+=(clang libclang-rt-dev) ;;

@@ -1,0 +1,323 @@
+#include "llm/tokenizer.h"
+
+#include <algorithm>
+#include <queue>
+#include <unordered_map>
+
+#include "llm/gguf.h"
+#include "pretokenize.h"
+
+namespace llm {
+
+namespace {
+const std::string SPACE_MARK = "\xE2\x96\x81";  // U+2581, SentencePiece's space
+
+struct Symbol {
+  size_t start, len;
+  int prev, next;
+};
+
+// Candidate merge of symbols[left] and its right neighbour. Better candidates
+// pop first: lower BPE rank / higher SPM score, then the leftmost.
+struct Candidate {
+  double priority;  // larger is better
+  size_t pos;
+  int left;
+  size_t left_len, right_len;
+  bool operator<(const Candidate& o) const {
+    if (priority != o.priority) return priority < o.priority;
+    return pos > o.pos;
+  }
+};
+}  // namespace
+
+struct Tokenizer::Impl {
+  Vocab v;
+  std::unordered_map<std::string, int32_t> ids;         // text -> id (first wins)
+  std::unordered_map<std::string, int32_t> merge_rank;  // "left right" -> rank
+  std::unique_ptr<PreTokenizer> pre;
+  int32_t byte_ids[256];
+  bool has_byte_tokens = false;
+  // Tokens matched as a whole in the text: user-defined always, control on request.
+  std::vector<int32_t> user_defined, control;
+
+  // Returns the id of a mergeable piece, -1 if the text is not one.
+  int32_t mergeable(const std::string& s) const {
+    auto it = ids.find(s);
+    if (it == ids.end()) return -1;
+    TokenType t = v.types[it->second];
+    if (t == TokenType::Control || t == TokenType::Unused || t == TokenType::Unknown || t == TokenType::Byte)
+      return -1;
+    return it->second;
+  }
+
+  // Merges symbols of `word` greedily by `priority_of` (nullopt when the pair
+  // does not merge), then emits each final symbol through `emit`.
+  template <class Prio, class Emit>
+  void merge_word(const std::string& word, Prio priority_of, Emit emit) const {
+    std::vector<Symbol> sym;
+    for (size_t i = 0; i < word.size();) {
+      size_t n = std::min(utf8_len((uint8_t)word[i]), word.size() - i);
+      sym.push_back({i, n, (int)sym.size() - 1, (int)sym.size() + 1});
+      i += n;
+    }
+    if (sym.empty()) return;
+    sym.back().next = -1;
+    std::priority_queue<Candidate> q;
+    auto consider = [&](int l) {
+      if (l < 0 || sym[l].next < 0) return;
+      const Symbol& a = sym[l];
+      const Symbol& b = sym[a.next];
+      double p;
+      if (priority_of(word, a, b, p)) q.push({p, a.start, l, a.len, b.len});
+    };
+    for (int i = 0; i + 1 < (int)sym.size(); i++) consider(i);
+    while (!q.empty()) {
+      Candidate c = q.top();
+      q.pop();
+      Symbol& a = sym[c.left];
+      if (a.len != c.left_len || a.next < 0) continue;  // stale
+      Symbol& b = sym[a.next];
+      if (b.len != c.right_len || b.len == 0) continue;
+      a.len += b.len;
+      a.next = b.next;
+      if (b.next >= 0) sym[b.next].prev = c.left;
+      b.len = 0;
+      consider(a.prev);
+      consider(c.left);
+    }
+    for (int i = 0; i >= 0; i = sym[i].next) emit(word.substr(sym[i].start, sym[i].len));
+  }
+
+  void emit_bytes(const std::string& s, std::vector<int32_t>& out) const {
+    for (unsigned char c : s) {
+      if (has_byte_tokens && byte_ids[c] >= 0) out.push_back(byte_ids[c]);
+      else if (v.unk >= 0) out.push_back(v.unk);
+    }
+  }
+
+  void encode_spm(std::string_view text, bool dummy_prefix, std::vector<int32_t>& out) const {
+    if (text.empty()) return;
+    std::string s;
+    if (dummy_prefix) s = SPACE_MARK;
+    for (char c : text) {
+      if (c == ' ') s += SPACE_MARK;
+      else s += c;
+    }
+    auto prio = [&](const std::string& w, const Symbol& a, const Symbol& b, double& p) {
+      int32_t id = mergeable(w.substr(a.start, a.len + b.len));
+      if (id < 0) return false;
+      p = v.scores[id];
+      return true;
+    };
+    bool last_unk = false;
+    merge_word(s, prio, [&](const std::string& piece) {
+      auto it = ids.find(piece);
+      if (it != ids.end() && mergeable(piece) >= 0) {
+        out.push_back(it->second);
+        last_unk = false;
+      } else if (has_byte_tokens) {
+        emit_bytes(piece, out);
+        last_unk = false;
+      } else if (v.unk >= 0) {
+        // sentencepiece folds a run of unknown characters into one <unk>.
+        if (!last_unk) out.push_back(v.unk);
+        last_unk = true;
+      }
+    });
+  }
+
+  void encode_bpe(std::string_view text, std::vector<int32_t>& out,
+                  std::unordered_map<std::string, std::vector<int32_t>>& cache) const {
+    for (std::string_view piece : pre->split(text)) {
+      std::string word;
+      for (unsigned char c : piece) word += utf8_encode(byte_to_codepoint(c));
+      auto hit = cache.find(word);
+      if (hit != cache.end()) {
+        out.insert(out.end(), hit->second.begin(), hit->second.end());
+        continue;
+      }
+      std::vector<int32_t> ids_out;
+      auto prio = [&](const std::string& w, const Symbol& a, const Symbol& b, double& p) {
+        std::string key;
+        key.reserve(a.len + b.len + 1);
+        key.append(w, a.start, a.len).append(1, ' ').append(w, b.start, b.len);
+        auto it = merge_rank.find(key);
+        if (it == merge_rank.end()) return false;
+        p = -(double)it->second;
+        return true;
+      };
+      merge_word(word, prio, [&](const std::string& sym) {
+        auto it = ids.find(sym);
+        if (it != ids.end()) {
+          ids_out.push_back(it->second);
+          return;
+        }
+        // A merge whose result is not a token: fall back to the characters.
+        for (size_t i = 0; i < sym.size();) {
+          size_t n = std::min(utf8_len((uint8_t)sym[i]), sym.size() - i);
+          auto c = ids.find(sym.substr(i, n));
+          if (c != ids.end()) ids_out.push_back(c->second);
+          else if (v.unk >= 0) ids_out.push_back(v.unk);
+          i += n;
+        }
+      });
+      out.insert(out.end(), ids_out.begin(), ids_out.end());
+      cache.emplace(std::move(word), std::move(ids_out));
+    }
+  }
+};
+
+Tokenizer::Tokenizer(Vocab vocab) : impl_(std::make_unique<Impl>()) {
+  Impl& m = *impl_;
+  m.v = std::move(vocab);
+  m.v.validate("tokenizer");
+  m.ids.reserve(m.v.tokens.size());
+  std::fill(std::begin(m.byte_ids), std::end(m.byte_ids), -1);
+  for (int32_t i = 0; i < m.v.size(); i++) {
+    const std::string& t = m.v.tokens[i];
+    m.ids.emplace(t, i);
+    TokenType ty = m.v.types[i];
+    if (ty == TokenType::Byte && t.size() == 6 && t.compare(0, 3, "<0x") == 0 && t[5] == '>') {
+      int b = (int)std::strtol(t.substr(3, 2).c_str(), nullptr, 16);
+      m.byte_ids[b & 255] = i;
+      m.has_byte_tokens = true;
+    }
+    if (t.empty()) continue;
+    if (ty == TokenType::UserDefined) m.user_defined.push_back(i);
+    if (ty == TokenType::Control) m.control.push_back(i);
+  }
+  auto longer_first = [&](int32_t a, int32_t b) { return m.v.tokens[a].size() > m.v.tokens[b].size(); };
+  std::stable_sort(m.user_defined.begin(), m.user_defined.end(), longer_first);
+  std::stable_sort(m.control.begin(), m.control.end(), longer_first);
+  if (m.v.model == Vocab::Model::BPE) {
+    m.pre = std::make_unique<PreTokenizer>(m.v.pre);
+    m.merge_rank.reserve(m.v.merges.size());
+    for (size_t r = 0; r < m.v.merges.size(); r++) m.merge_rank.emplace(m.v.merges[r], (int32_t)r);
+  }
+}
+
+Tokenizer::~Tokenizer() = default;
+
+const Vocab& Tokenizer::vocab() const { return impl_->v; }
+
+int32_t Tokenizer::find(std::string_view text) const {
+  auto it = impl_->ids.find(std::string(text));
+  return it == impl_->ids.end() ? -1 : it->second;
+}
+
+std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_special, bool parse_special) const {
+  const Impl& m = *impl_;
+  std::vector<int32_t> out;
+  if (add_special && m.v.add_bos && m.v.bos >= 0) out.push_back(m.v.bos);
+
+  // Split off whole special tokens (longest match at the leftmost position).
+  auto match_at = [&](size_t pos) -> int32_t {
+    for (const auto* list : {&m.control, &m.user_defined}) {
+      if (list == &m.control && !parse_special) continue;
+      for (int32_t id : *list) {
+        const std::string& t = m.v.tokens[id];
+        if (text.compare(pos, t.size(), t) == 0) return id;
+      }
+    }
+    return -1;
+  };
+  std::unordered_map<std::string, std::vector<int32_t>> cache;
+  bool after_special = true;  // SPM adds the dummy prefix at the start and after each special token
+  size_t frag = 0;
+  auto flush = [&](size_t end) {
+    std::string_view piece = text.substr(frag, end - frag);
+    if (m.v.model == Vocab::Model::SPM) m.encode_spm(piece, m.v.add_space_prefix && after_special, out);
+    else m.encode_bpe(piece, out, cache);
+  };
+  const bool any_special = !m.user_defined.empty() || (parse_special && !m.control.empty());
+  for (size_t pos = 0; any_special && pos < text.size();) {
+    int32_t id = match_at(pos);
+    if (id < 0) {
+      pos++;
+      continue;
+    }
+    if (pos > frag) {
+      flush(pos);
+      after_special = false;
+    }
+    out.push_back(id);
+    after_special = true;
+    pos += m.v.tokens[id].size();
+    frag = pos;
+  }
+  if (frag < text.size()) flush(text.size());
+  if (add_special && m.v.add_eos && m.v.eos >= 0) out.push_back(m.v.eos);
+  return out;
+}
+
+std::string Tokenizer::piece(int32_t id, bool special) const {
+  const Impl& m = *impl_;
+  if (id < 0 || id >= m.v.size()) throw Error("token id " + std::to_string(id) + " is outside the vocabulary");
+  const std::string& t = m.v.tokens[id];
+  switch (m.v.types[id]) {
+    case TokenType::Control:
+      return special ? t : std::string();
+    case TokenType::Byte:
+      if (t.size() == 6 && t.compare(0, 3, "<0x") == 0)
+        return std::string(1, (char)std::strtol(t.substr(3, 2).c_str(), nullptr, 16));
+      return t;
+    case TokenType::UserDefined:
+      return t;
+    default:
+      break;
+  }
+  std::string s;
+  if (m.v.model == Vocab::Model::SPM) {
+    for (size_t i = 0; i < t.size();) {
+      if (t.compare(i, 3, SPACE_MARK) == 0) {
+        s += ' ';
+        i += 3;
+      } else {
+        s += t[i++];
+      }
+    }
+    return s;
+  }
+  // Byte-level: each character stands for one byte.
+  for (size_t i = 0; i < t.size();) {
+    size_t n = std::min(utf8_len((uint8_t)t[i]), t.size() - i);
+    uint32_t cp = (uint8_t)t[i];
+    if (n == 2) cp = ((cp & 0x1F) << 6) | ((uint8_t)t[i + 1] & 0x3F);
+    int b = n <= 2 ? codepoint_to_byte(cp) : -1;
+    if (b >= 0) s += (char)b;
+    else s.append(t, i, n);
+    i += n;
+  }
+  return s;
+}
+
+std::string Tokenizer::decode(const std::vector<int32_t>& ids, bool special) const {
+  StreamDecoder d(*this, special);
+  std::string s;
+  for (int32_t id : ids) s += d.push(id);
+  return s + d.flush();
+}
+
+std::string StreamDecoder::push(int32_t id) {
+  std::string p = tok_.piece(id, special_);
+  const Vocab& v = tok_.vocab();
+  if (first_ && v.types[id] != TokenType::Control) {
+    // The dummy prefix encode added is not part of the text.
+    if (v.model == Vocab::Model::SPM && v.add_space_prefix && !p.empty() && p[0] == ' ') p.erase(0, 1);
+    first_ = false;
+  }
+  pending_ += p;
+  size_t n = utf8_complete_prefix(pending_);
+  std::string out = pending_.substr(0, n);
+  pending_.erase(0, n);
+  return out;
+}
+
+std::string StreamDecoder::flush() {
+  std::string out;
+  out.swap(pending_);
+  return out;
+}
+
+}  // namespace llm

@@ -53,12 +53,27 @@ struct Tokenizer::Impl {
 
   // Merges symbols of `word` greedily by `priority_of` (nullopt when the pair
   // does not merge), then emits each final symbol through `emit`.
+  // `atomic` (SPM) lists tokens that stay whole symbols and never merge.
   template <class Prio, class Emit>
-  void merge_word(const std::string& word, Prio priority_of, Emit emit) const {
+  void merge_word(const std::string& word, Prio priority_of, Emit emit,
+                  const std::vector<int32_t>* atomic = nullptr) const {
     std::vector<Symbol> sym;
+    std::vector<bool> fixed;
     for (size_t i = 0; i < word.size();) {
       size_t n = std::min(utf8_len((uint8_t)word[i]), word.size() - i);
+      bool whole = false;
+      if (atomic) {
+        for (int32_t id : *atomic) {
+          const std::string& t = v.tokens[id];
+          if (word.compare(i, t.size(), t) == 0) {
+            n = t.size();
+            whole = true;
+            break;
+          }
+        }
+      }
       sym.push_back({i, n, (int)sym.size() - 1, (int)sym.size() + 1});
+      fixed.push_back(whole);
       i += n;
     }
     if (sym.empty()) return;
@@ -68,6 +83,7 @@ struct Tokenizer::Impl {
       if (l < 0 || sym[l].next < 0) return;
       const Symbol& a = sym[l];
       const Symbol& b = sym[a.next];
+      if (fixed[l] || fixed[a.next]) return;
       double p;
       if (priority_of(word, a, b, p)) q.push({p, a.start, l, a.len, b.len});
     };
@@ -113,7 +129,7 @@ struct Tokenizer::Impl {
     bool last_unk = false;
     merge_word(s, prio, [&](const std::string& piece) {
       auto it = ids.find(piece);
-      if (it != ids.end() && mergeable(piece) >= 0) {
+      if (it != ids.end() && (mergeable(piece) >= 0 || v.types[it->second] == TokenType::UserDefined)) {
         out.push_back(it->second);
         last_unk = false;
       } else if (has_byte_tokens) {
@@ -124,7 +140,7 @@ struct Tokenizer::Impl {
         if (!last_unk) out.push_back(v.unk);
         last_unk = true;
       }
-    });
+    }, &user_defined);
   }
 
   void encode_bpe(std::string_view text, std::vector<int32_t>& out,
@@ -215,6 +231,8 @@ std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_special, 
   auto match_at = [&](size_t pos) -> int32_t {
     for (const auto* list : {&m.control, &m.user_defined}) {
       if (list == &m.control && !parse_special) continue;
+      // sentencepiece finds user-defined pieces inside its own merge pass.
+      if (list == &m.user_defined && m.v.model == Vocab::Model::SPM) continue;
       for (int32_t id : *list) {
         const std::string& t = m.v.tokens[id];
         if (text.compare(pos, t.size(), t) == 0) return id;
@@ -230,7 +248,7 @@ std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_special, 
     if (m.v.model == Vocab::Model::SPM) m.encode_spm(piece, m.v.add_space_prefix && after_special, out);
     else m.encode_bpe(piece, out, cache);
   };
-  const bool any_special = !m.user_defined.empty() || (parse_special && !m.control.empty());
+  const bool any_special = (!m.user_defined.empty() && m.v.model == Vocab::Model::BPE) || (parse_special && !m.control.empty());
   for (size_t pos = 0; any_special && pos < text.size();) {
     int32_t id = match_at(pos);
     if (id < 0) {

@@ -384,6 +384,10 @@ class Out {
 }  // namespace
 
 void Writer::write(const std::string& path) const {
+  write(path, [this](size_t i) { return tensors_[i].data; });
+}
+
+void Writer::write(const std::string& path, const std::function<const void*(size_t)>& produce) const {
   size_t alignment = DEFAULT_ALIGNMENT;
   for (const auto& kv : kv_) {
     if (kv.first == "general.alignment") {
@@ -416,9 +420,17 @@ void Writer::write(const std::string& path) const {
     offset += (t.nbytes + alignment - 1) / alignment * alignment;
   }
   o.pad(alignment);
-  for (const TensorInfo& t : tensors_) {
-    o.bytes(t.data, t.nbytes);
-    o.pad(alignment);
+  try {
+    for (size_t i = 0; i < tensors_.size(); i++) {
+      const void* data = produce(i);
+      if (!data && tensors_[i].nbytes) throw Error(path + ": no data for tensor '" + tensors_[i].name + "'");
+      o.bytes(data, tensors_[i].nbytes);
+      o.pad(alignment);
+    }
+  } catch (...) {
+    std::fclose(f);
+    std::remove(tmp.c_str());
+    throw;
   }
   const bool flushed = std::fflush(f) == 0 && fsync(fileno(f)) == 0;
   const bool closed = std::fclose(f) == 0;

@@ -4,6 +4,7 @@
 // value types follow the GGUF specification and llama.cpp's gguf.cpp.
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -113,9 +114,15 @@ class Writer {
  public:
   void set(const std::string& key, Value v);  // replaces an existing key in place
   // data must stay valid until write(); nbytes must match type and shape.
+  // data may be null when the streaming write() below produces it.
   void add_tensor(const std::string& name, ggml::Type type, const int64_t* ne, int n_dims, const void* data);
+  const std::vector<TensorInfo>& tensors() const { return tensors_; }
   // Writes path.tmp, flushes it, then renames it over path.
   void write(const std::string& path) const;
+  // Streaming: produce(i) returns tensor i's bytes (valid until the next call),
+  // called in order, so memory is bounded by one tensor. An exception from
+  // produce removes the temporary file and propagates.
+  void write(const std::string& path, const std::function<const void*(size_t)>& produce) const;
 
  private:
   std::vector<std::pair<std::string, Value>> kv_;

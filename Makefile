@@ -3,7 +3,7 @@
 BUILD   ?= build
 JOBS    ?= $(shell nproc)
 CMAKE_FLAGS ?=
-TOOLS   := bench-ops tokenize
+TOOLS   := bench-ops tokenize convert
 
 .PHONY: all deps configure test test-portable test-neon test-sanitize fuzz-gguf bench clean
 

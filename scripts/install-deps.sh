@@ -9,7 +9,7 @@ set -euo pipefail
 
 pkgs=(g++ cmake make pkg-config libopenblas-dev libomp-dev doctest-dev libcxxopts-dev libpcre2-dev nlohmann-json3-dev)
 case "${1:-}" in
-  --cross) pkgs+=(g++-aarch64-linux-gnu qemu-user) ;;
+  --cross) pkgs+=(g++-aarch64-linux-gnu qemu-user libpcre2-dev:arm64) ;;
   --fuzz) pkgs+=(clang libclang-rt-dev) ;;
   --python) pkgs+=(python3 python3-pip) ;;
 esac
@@ -29,5 +29,9 @@ if [[ $(id -u) -ne 0 ]]; then
   sudo="sudo"
 fi
 export DEBIAN_FRONTEND=noninteractive
+# The aarch64 build links Debian's arm64 PCRE2 (multiarch).
+if [[ "${1:-}" == --cross ]] && ! dpkg --print-foreign-architectures | grep -qx arm64; then
+  $sudo dpkg --add-architecture arm64
+fi
 $sudo apt-get update -qq
 $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

@@ -5,7 +5,7 @@ JOBS    ?= $(shell nproc)
 CMAKE_FLAGS ?=
 TOOLS   := bench-ops tokenize convert
 
-.PHONY: all deps configure test test-portable test-neon test-sanitize fuzz-gguf bench clean
+.PHONY: all deps configure test test-portable test-neon test-sanitize fuzz-gguf fuzz-checkpoint bench clean
 
 all: deps configure
 	cmake --build $(BUILD) -j $(JOBS)
@@ -50,6 +50,21 @@ fuzz-gguf:
 	  tests/fuzz/fuzz_gguf.cpp llm/src/gguf.cpp ggml/src/types.cpp ggml/src/quants.cpp ggml/src/quants_k.cpp \
 	  -o build-fuzz/fuzz_gguf
 	build-fuzz/fuzz_gguf -max_total_time=$(FUZZ_SECONDS) -max_len=4096 build-fuzz/corpus
+
+# The same for safetensors, PyTorch zip archives and tokenizer files; each seed
+# is a fixture file prefixed with the byte that selects its reader.
+fuzz-checkpoint:
+	@bash scripts/install-deps.sh --fuzz
+	mkdir -p build-fuzz/corpus-ck
+	@i=0; for f in tests/data/hf/gptj_st/model.safetensors:0 tests/data/hf/gptj_bin/pytorch_model.bin:1 \
+	  tests/data/tokenizer/spm_unk/tokenizer.model:2 tests/data/hf_bad/evil.bin:1; do \
+	  i=$$((i+1)); printf "\\$$(printf %o $${f##*:})" > build-fuzz/corpus-ck/seed$$i; cat $${f%:*} >> build-fuzz/corpus-ck/seed$$i; done
+	clang++ -std=c++20 -O1 -g -fsanitize=fuzzer,address,undefined -Iggml/include -Illm/include $$(pkg-config --cflags libpcre2-8) \
+	  tests/fuzz/fuzz_checkpoint.cpp llm/src/checkpoint.cpp llm/src/torch_zip.cpp llm/src/hf_tokenizer.cpp \
+	  llm/src/vocab.cpp llm/src/tokenizer.cpp llm/src/pretokenize.cpp llm/src/unicode.cpp llm/src/gguf.cpp \
+	  ggml/src/types.cpp ggml/src/quants.cpp ggml/src/quants_k.cpp $$(pkg-config --libs libpcre2-8) \
+	  -o build-fuzz/fuzz_checkpoint
+	build-fuzz/fuzz_checkpoint -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -rss_limit_mb=4096 build-fuzz/corpus-ck
 
 bench: all
 	./bench-ops

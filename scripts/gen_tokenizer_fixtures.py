@@ -7,6 +7,7 @@ Writes tests/data/tokenizer/:
   spm_unk/tokenizer.model       sentencepiece BPE without byte fallback (<unk>)
   bpe_gpt2/tokenizer.json       `tokenizers` byte-level BPE, GPT-2 pre-tokenizer
   bpe_digits/tokenizer.json     `tokenizers` byte-level BPE, digits split first
+  bpe_llama3/tokenizer.json     `tokenizers` byte-level BPE, LLaMA-3's split regex
   <name>/expected.json          reference ids: "raw" (special tokens not parsed)
                                 and, for `tokenizers`, "special" (parsed)
   smollm2.json                  the same for SmolLM2's vocabulary and merges, read
@@ -185,6 +186,12 @@ def main():
     train_bpe("bpe_digits", lines, pre_tokenizers.Sequence([
         pre_tokenizers.Digits(individual_digits=True),
         pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)]))
+    from tokenizers import Regex
+    llama3 = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"
+              r"|\s*[\r\n]+|\s+(?!\S)|\s+")
+    train_bpe("bpe_llama3", lines, pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(llama3), behavior="isolated", invert=False),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)]))
     smollm2()
 
 

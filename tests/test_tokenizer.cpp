@@ -202,3 +202,10 @@ TEST_CASE("SmolLM2's vocabulary matches tokenizers built from the same GGUF") {
   check_tokenizer(tok, load_json(data_dir() + "/tokenizer/smollm2.json"), true);
   CHECK(tok.encode("hi", true, false).size() == 1);  // add_bos_token is false in this file
 }
+
+TEST_CASE("byte-level BPE (LLaMA-3 split regex) matches tokenizers") {
+  auto t = llm::load_tokenizer_json(data_dir() + "/tokenizer/bpe_llama3/tokenizer.json");
+  CHECK(t.vocab.pre == "llama-bpe");
+  llm::Tokenizer tok(t.vocab);
+  check_tokenizer(tok, load_json(data_dir() + "/tokenizer/bpe_llama3/expected.json"), true);
+}

@@ -2,6 +2,7 @@
 
 #include <omp.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -131,6 +132,9 @@ ConvertSummary convert_hf_checkpoint(const ConvertOptions& opt) {
   HfTokenizer tok = load_hf_tokenizer(opt.model_dir);
   for (const auto& w : tok.warnings)
     if (opt.warn) opt.warn(tok.source + ": " + w);
+  if (tok.vocab.model == Vocab::Model::SPM && opt.warn &&
+      std::find(tok.vocab.types.begin(), tok.vocab.types.end(), TokenType::Byte) == tok.vocab.types.end())
+    opt.warn(tok.source + ": no <0xXX> byte pieces; this file works here but llama.cpp refuses such vocabularies");
 
   gguf::Writer w;
   w.set(kv::ARCHITECTURE, Value::make_string(arch_name(A)));

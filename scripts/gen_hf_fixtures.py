@@ -200,8 +200,28 @@ def main():
             tc.update(bos_token="<|endoftext|>", eos_token="<|endoftext|>", add_bos_token=False)
         with open(os.path.join(d, "tokenizer_config.json"), "w") as f:
             json.dump(tc, f, indent=1)
+        # Reference logits in F32 on the saved (rounded) weights: a prompt in one
+        # pass, then token by token through transformers' KV cache.
+        # A fresh F32 model with the saved weights: model.float() would keep the
+        # rotary tables that model.to(dtype) rounded to BF16/F16.
+        ref_model = model_cls(cfg).eval()
+        ref_model.load_state_dict({k: v.float() for k, v in model.state_dict().items()})
+        g = torch.Generator().manual_seed(77 + i)
+        ids = torch.randint(4, cfg.vocab_size if arch != "gptneox" else 1000, (12,), generator=g)
+        n_prompt = 8
+        with torch.no_grad():
+            out = ref_model(ids[None, :n_prompt], use_cache=True)
+            rows = [out.logits[0]]
+            past = out.past_key_values
+            for t in range(n_prompt, len(ids)):
+                out = ref_model(ids[None, t:t + 1], past_key_values=past, use_cache=True)
+                past = out.past_key_values
+                rows.append(out.logits[0])
+        logits = torch.cat(rows, 0).float().numpy()
+        np.save(os.path.join(d, "logits.npy"), logits)
         with open(os.path.join(d, "fixture.json"), "w") as f:
-            json.dump({"arch": arch, "tokenizer": tok, "format": fmt, "dtype": str(dtype)}, f)
+            json.dump({"arch": arch, "tokenizer": tok, "format": fmt, "dtype": str(dtype),
+                       "tokens": ids.tolist(), "n_prompt": n_prompt}, f)
 
         # The reference: state dict as torch holds it (tied weights included once).
         sd = {k: v for k, v in model.state_dict().items()}

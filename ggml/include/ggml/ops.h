@@ -37,8 +37,8 @@ Tensor* norm(Context& ctx, Tensor* a, float eps);   // (x - mean) / sqrt(var + e
 Tensor* layer_norm(Context& ctx, Tensor* a, Tensor* w, Tensor* b, float eps);
 
 enum class RopeMode : int32_t {
-  Interleaved = 0,  // GPT-J: rotates (x[2i], x[2i+1])
-  Neox = 2,         // LLaMA/NeoX as stored by HF and GGUF: (x[i], x[i + n_dims/2])
+  Interleaved = 0,  // GPT-J, and LLaMA in GGUF (q/k rows permuted): (x[2i], x[2i+1])
+  Neox = 2,         // GPT-NeoX (and HF LLaMA before conversion): (x[i], x[i + n_dims/2])
 };
 // a: [head_dim, n_head, n_tokens, 1] F32; pos: I32 [n_tokens]. Rotates the first
 // n_dims of each head by pos * freq_scale * freq_base^(-2i/n_dims).

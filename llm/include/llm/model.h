@@ -1,0 +1,70 @@
+#pragma once
+// A GGUF model loaded for inference: hyperparameters from the metadata, the
+// vocabulary, and every weight as a ggml tensor that points into the file's
+// memory map (no copy), checked for presence, shape and a supported type.
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "ggml/ggml.h"
+#include "llm/arch.h"
+#include "llm/gguf.h"
+#include "llm/tokenizer.h"
+
+namespace llm {
+
+struct HParams {
+  Arch arch = Arch::LLAMA;
+  int64_t n_vocab = 0, n_ctx_train = 0, n_embd = 0, n_layer = 0, n_ff = 0;
+  int64_t n_head = 0, n_head_kv = 0, n_rot = 0;
+  float norm_eps = 1e-5f;
+  float rope_base = 10000.0f, rope_freq_scale = 1.0f;  // freq_scale = 1 / linear factor
+  bool parallel_residual = true;                       // GPT-NeoX
+  int64_t head_dim() const { return n_embd / n_head; }
+  int64_t n_embd_kv() const { return head_dim() * n_head_kv; }
+};
+
+// One transformer block's weights; absent ones are null (per architecture).
+struct Layer {
+  ggml::Tensor *attn_norm = nullptr, *attn_norm_b = nullptr;
+  ggml::Tensor *wq = nullptr, *wk = nullptr, *wv = nullptr, *wqkv = nullptr, *wo = nullptr;
+  ggml::Tensor *bq = nullptr, *bk = nullptr, *bv = nullptr, *bqkv = nullptr, *bo = nullptr;
+  ggml::Tensor *ffn_norm = nullptr, *ffn_norm_b = nullptr;
+  ggml::Tensor *w_gate = nullptr, *w_up = nullptr, *w_down = nullptr;
+  ggml::Tensor *b_up = nullptr, *b_down = nullptr;
+};
+
+struct LoadOptions {
+  // Dequantize every weight to F32 at load (a copy in memory): for parity
+  // checks against reference implementations that run in F32.
+  bool f32_weights = false;
+};
+
+class Model {
+ public:
+  static std::unique_ptr<Model> load(const std::string& path, const LoadOptions& opt = {});
+
+  HParams hp;
+  std::unique_ptr<Tokenizer> tokenizer;
+  ggml::Tensor* tok_embd = nullptr;
+  ggml::Tensor *output_norm = nullptr, *output_norm_b = nullptr;
+  ggml::Tensor *output = nullptr, *output_b = nullptr;  // output null: tied to tok_embd
+  std::vector<Layer> layers;
+
+  const gguf::File& file() const { return *file_; }
+  const std::string& path() const { return file_->path(); }
+  std::string name() const;          // general.name, else the file name
+  std::string type_name() const;     // the most common weight type, e.g. "q4_1"
+  uint64_t n_params() const { return n_params_; }
+  uint64_t weight_bytes() const { return weight_bytes_; }  // bytes of all weight tensors
+
+ private:
+  Model() = default;
+  std::unique_ptr<gguf::File> file_;
+  ggml::Context ctx_{size_t(1) << 20};
+  uint64_t n_params_ = 0, weight_bytes_ = 0;
+  std::string main_type_;
+};
+
+}  // namespace llm

@@ -1,0 +1,54 @@
+#pragma once
+// An inference session over a Model: the KV cache, batched evaluation of new
+// tokens at the next positions, and their logits. Each eval builds the
+// architecture's graph for the batch (llm/src/arch_*.cpp), plans its memory
+// into one reused scratch buffer and runs it on the session's threads.
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "ggml/ggml.h"
+#include "llm/model.h"
+
+namespace llm {
+
+struct SessionParams {
+  int64_t n_ctx = 0;     // 0: the model's trained length, capped at 4096
+  int64_t n_batch = 512; // tokens per graph when evaluating a long prompt
+  int n_threads = 0;     // 0: every core
+  ggml::Type kv_type = ggml::Type::F16;  // F16 or F32
+};
+
+class Session {
+ public:
+  Session(const Model& model, const SessionParams& p = {});
+  ~Session();
+
+  // Evaluates tokens at positions n_past() ... and appends them to the cache.
+  // all_logits: keep the logits of every token of this call, else only the last.
+  // Throws llm::Error when the context would overflow or an id is out of range.
+  void eval(const int32_t* tokens, size_t n, bool all_logits = false);
+  void eval(const std::vector<int32_t>& tokens, bool all_logits = false) { eval(tokens.data(), tokens.size(), all_logits); }
+
+  const float* logits() const;  // the last evaluated token's [n_vocab]
+  // Every token's logits of the last eval(all_logits = true): [n_tokens][n_vocab].
+  const std::vector<float>& all_logits() const { return logits_; }
+  int64_t n_vocab() const;
+
+  int64_t n_past() const { return n_past_; }
+  void rewind(int64_t n_past);  // forget positions >= n_past
+  int64_t n_ctx() const { return n_ctx_; }
+  size_t kv_bytes() const;
+  size_t scratch_bytes() const;
+  const Model& model() const { return model_; }
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+  const Model& model_;
+  int64_t n_ctx_ = 0, n_past_ = 0, n_batch_ = 512;
+  std::vector<float> logits_;
+  size_t logits_rows_ = 0;
+};
+
+}  // namespace llm

@@ -1,0 +1,31 @@
+// LLaMA: RMS norm, rotary q/k (interleaved pairs: GGUF stores q/k permuted),
+// grouped-query attention, SwiGLU MLP, pre-norm residuals.
+#include "blocks.h"
+
+namespace llm {
+
+using ggml::Tensor;
+
+Tensor* build_llama(GraphInputs& in) {
+  ggml::Context& ctx = in.ctx;
+  const Model& m = in.model;
+  const HParams& hp = m.hp;
+  const int64_t hd = hp.head_dim(), nt = in.n_tokens;
+  Tensor* x = ggml::get_rows(ctx, m.tok_embd, in.tokens);
+  for (int il = 0; il < (int)hp.n_layer; il++) {
+    const Layer& l = m.layers[il];
+    Tensor* h = rms_norm(ctx, x, l.attn_norm, hp.norm_eps);
+    Tensor* q = ggml::reshape(ctx, linear(ctx, h, l.wq, l.bq), {hd, hp.n_head, nt});
+    Tensor* k = ggml::reshape(ctx, linear(ctx, h, l.wk, l.bk), {hd, hp.n_head_kv, nt});
+    Tensor* v = linear(ctx, h, l.wv, l.bv);
+    q = ggml::rope(ctx, q, in.positions, (int)hp.n_rot, ggml::RopeMode::Interleaved, hp.rope_base, hp.rope_freq_scale);
+    k = ggml::rope(ctx, k, in.positions, (int)hp.n_rot, ggml::RopeMode::Interleaved, hp.rope_base, hp.rope_freq_scale);
+    x = ggml::add(ctx, x, linear(ctx, attention(in, il, q, k, v), l.wo, l.bo));
+    h = rms_norm(ctx, x, l.ffn_norm, hp.norm_eps);
+    Tensor* g = ggml::silu(ctx, linear(ctx, h, l.w_gate));
+    x = ggml::add(ctx, x, linear(ctx, ggml::mul(ctx, g, linear(ctx, h, l.w_up)), l.w_down));
+  }
+  return rms_norm(ctx, x, m.output_norm, hp.norm_eps);
+}
+
+}  // namespace llm

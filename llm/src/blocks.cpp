@@ -1,0 +1,46 @@
+#include "blocks.h"
+
+#include <cmath>
+
+namespace llm {
+
+using ggml::Tensor;
+
+Tensor* linear(ggml::Context& ctx, Tensor* x, Tensor* w, Tensor* b) {
+  Tensor* y = ggml::mul_mat(ctx, w, x);
+  return b ? ggml::add(ctx, y, b) : y;
+}
+
+Tensor* rms_norm(ggml::Context& ctx, Tensor* x, Tensor* w, float eps) {
+  return ggml::mul(ctx, ggml::rms_norm(ctx, x, eps), w);
+}
+
+Tensor* attention(GraphInputs& in, int il, Tensor* q, Tensor* k, Tensor* v) {
+  ggml::Context& ctx = in.ctx;
+  const HParams& hp = in.model.hp;
+  const int64_t hd = hp.head_dim(), nkv = hp.n_head_kv, nt = in.n_tokens, np = in.n_past;
+  const int64_t n_kv = np + nt;
+  Tensor* K = in.k_cache[il];
+  Tensor* V = in.v_cache[il];
+  const size_t es = ggml::type_size(K->type);
+
+  // Store this batch's keys and values. The copies are expanded first so they
+  // run before the reads of the cache below (which do not depend on them).
+  Tensor* k_dst = ggml::view_3d(ctx, K, hd, nt, nkv, K->nb[1], K->nb[2], (size_t)np * K->nb[1]);
+  in.graph.expand(ggml::cpy(ctx, ggml::permute(ctx, k, 0, 2, 1, 3), k_dst));
+  Tensor* v3 = ggml::reshape(ctx, v, {hd, nkv, nt});
+  Tensor* v_dst = ggml::view_3d(ctx, V, nt, hd, nkv, V->nb[1], V->nb[2], (size_t)np * es);
+  in.graph.expand(ggml::cpy(ctx, ggml::permute(ctx, v3, 1, 2, 0, 3), v_dst));
+
+  // scores[j, i, h] = k_j . q_i for head h; a KV head serves n_head / n_head_kv heads.
+  Tensor* kk = ggml::view_3d(ctx, K, hd, n_kv, nkv, K->nb[1], K->nb[2], 0);
+  Tensor* qq = ggml::permute(ctx, q, 0, 2, 1, 3);  // [hd, nt, n_head]
+  Tensor* scores = ggml::mul_mat(ctx, kk, qq);      // [n_kv, nt, n_head]
+  Tensor* probs = ggml::soft_max(ctx, scores, 1.0f / std::sqrt((float)hd), nullptr, (int32_t)np);
+  Tensor* vv = ggml::view_3d(ctx, V, n_kv, hd, nkv, V->nb[1], V->nb[2], 0);
+  Tensor* out = ggml::mul_mat(ctx, vv, probs);      // [hd, nt, n_head]
+  out = ggml::cont(ctx, ggml::permute(ctx, out, 0, 2, 1, 3));  // [hd, n_head, nt]
+  return ggml::reshape(ctx, out, {hp.n_embd, nt});
+}
+
+}  // namespace llm

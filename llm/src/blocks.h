@@ -1,0 +1,36 @@
+#pragma once
+// Building blocks the architecture graphs share (llm/src/arch_*.cpp): linear
+// layers, norms, and attention over the session's KV cache.
+#include "ggml/ggml.h"
+#include "llm/model.h"
+
+namespace llm {
+
+// Everything one forward graph needs: the batch's position in the cache and
+// the per-layer cache tensors.
+struct GraphInputs {
+  ggml::Context& ctx;
+  ggml::Graph& graph;
+  const Model& model;
+  int64_t n_past = 0, n_tokens = 0;
+  ggml::Tensor* tokens = nullptr;     // I32 [n_tokens]
+  ggml::Tensor* positions = nullptr;  // I32 [n_tokens]: n_past + i
+  const std::vector<ggml::Tensor*>& k_cache;  // [head_dim, n_ctx, n_head_kv]
+  const std::vector<ggml::Tensor*>& v_cache;  // [n_ctx, head_dim, n_head_kv] (transposed)
+};
+
+ggml::Tensor* linear(ggml::Context& ctx, ggml::Tensor* x, ggml::Tensor* w, ggml::Tensor* b = nullptr);
+ggml::Tensor* rms_norm(ggml::Context& ctx, ggml::Tensor* x, ggml::Tensor* w, float eps);
+
+// q: [head_dim, n_head, n_tokens], k: [head_dim, n_head_kv, n_tokens] (both
+// already rotated), v: [head_dim * n_head_kv, n_tokens]. Stores k and v in the
+// layer's cache at n_past, attends causally over positions [0, n_past + n_tokens)
+// and returns [n_embd, n_tokens] (before the output projection).
+ggml::Tensor* attention(GraphInputs& in, int layer, ggml::Tensor* q, ggml::Tensor* k, ggml::Tensor* v);
+
+// Per-architecture graphs: the final hidden state, normalized, [n_embd, n_tokens].
+ggml::Tensor* build_llama(GraphInputs& in);
+ggml::Tensor* build_gptneox(GraphInputs& in);
+ggml::Tensor* build_gptj(GraphInputs& in);
+
+}  // namespace llm

@@ -1,0 +1,170 @@
+#include "llm/model.h"
+
+#include <filesystem>
+#include <map>
+
+namespace llm {
+
+namespace {
+
+struct Loader {
+  const gguf::File& f;
+  Model& m;
+  ggml::Context& ctx;
+  const LoadOptions& opt;
+  uint64_t& n_params;
+  uint64_t& bytes;
+  std::map<ggml::Type, uint64_t> type_count;
+
+  // Finds `name`, checks its shape (GGUF order), wraps it as a tensor.
+  ggml::Tensor* get(const std::string& name, std::initializer_list<int64_t> ne, bool required = true) {
+    const gguf::TensorInfo* ti = f.find_tensor(name);
+    if (!ti) {
+      if (required) throw Error(f.path() + ": tensor '" + name + "' is missing");
+      return nullptr;
+    }
+    std::vector<int64_t> want(ne);
+    bool ok = ti->n_dims <= (int)want.size() || (ti->n_dims == 2 && want.size() == 1);
+    for (size_t d = 0; d < 4 && ok; d++) ok = ti->ne[d] == (d < want.size() ? want[d] : 1);
+    if (!ok) {
+      std::string got = "[", exp = "[";
+      for (int d = 0; d < ti->n_dims; d++) got += (d ? ", " : "") + std::to_string(ti->ne[d]);
+      for (size_t d = 0; d < want.size(); d++) exp += (d ? ", " : "") + std::to_string(want[d]);
+      throw Error(f.path() + ": tensor '" + name + "' has shape " + got + "], expected " + exp + "]");
+    }
+    const ggml::TypeTraits& tt = ggml::traits(ti->type);
+    if (!tt.to_float)
+      throw Error(f.path() + ": tensor '" + name + "' has type " + ggml::type_name(ti->type) +
+                  ", which this engine cannot compute with");
+    if (want.size() == 1 && ti->type != ggml::Type::F32 && ti->type != ggml::Type::F16)
+      throw Error(f.path() + ": 1-D tensor '" + name + "' must be F32 or F16, not " + ggml::type_name(ti->type));
+    const int64_t n = ti->ne[0] * ti->ne[1] * ti->ne[2] * ti->ne[3];
+    n_params += (uint64_t)n;
+    ggml::Tensor* t;
+    // Norm gains and biases are added/multiplied as F32; matrices stay as stored.
+    if (opt.f32_weights || (want.size() == 1 && ti->type != ggml::Type::F32)) {
+      t = ctx.new_tensor(ggml::Type::F32, ti->ne, ti->n_dims, name);
+      tt.to_float(ti->data, t->as<float>(), n);
+      bytes += (uint64_t)n * 4;
+    } else {
+      t = ctx.new_tensor_external(ti->type, ti->ne, ti->n_dims, name);
+      t->data = const_cast<void*>(ti->data);
+      bytes += ti->nbytes;
+    }
+    if (want.size() > 1) type_count[ti->type] += (uint64_t)n;
+    return t;
+  }
+};
+
+uint64_t get_u(const gguf::File& f, Arch a, const char* suffix) {
+  uint64_t v = f.get_uint(key(a, suffix));
+  if (v == 0 || v > (uint64_t(1) << 31))
+    throw Error(f.path() + ": " + key(a, suffix) + " = " + std::to_string(v) + " is out of range");
+  return v;
+}
+
+float get_f(const gguf::File& f, const std::string& k, float def) {
+  return f.find(k) ? (float)f.get_float(k) : def;
+}
+
+}  // namespace
+
+std::string Model::name() const {
+  if (const auto* v = file_->find("general.name"); v && v->type == gguf::ValueType::STRING && !v->s.empty()) return v->s;
+  return std::filesystem::path(file_->path()).filename().string();
+}
+
+std::string Model::type_name() const { return main_type_; }
+
+std::unique_ptr<Model> Model::load(const std::string& path, const LoadOptions& opt) {
+  std::unique_ptr<Model> m(new Model());
+  m->file_ = gguf::File::open(path);
+  const gguf::File& f = *m->file_;
+  HParams& hp = m->hp;
+  hp.arch = arch_from_name(f.get_string(kv::ARCHITECTURE));
+  const Arch A = hp.arch;
+  m->tokenizer = std::make_unique<Tokenizer>(Vocab::from_gguf(f));
+  hp.n_vocab = m->tokenizer->vocab().size();
+  if (f.find(key(A, kv::VOCAB_SIZE)) && (int64_t)get_u(f, A, kv::VOCAB_SIZE) != hp.n_vocab)
+    throw Error(f.path() + ": " + key(A, kv::VOCAB_SIZE) + " differs from the " + std::to_string(hp.n_vocab) +
+                " tokens of the vocabulary");
+  hp.n_ctx_train = (int64_t)get_u(f, A, kv::CONTEXT_LENGTH);
+  hp.n_embd = (int64_t)get_u(f, A, kv::EMBEDDING_LENGTH);
+  hp.n_layer = (int64_t)get_u(f, A, kv::BLOCK_COUNT);
+  hp.n_ff = (int64_t)get_u(f, A, kv::FEED_FORWARD_LENGTH);
+  hp.n_head = (int64_t)get_u(f, A, kv::HEAD_COUNT);
+  hp.n_head_kv = f.find(key(A, kv::HEAD_COUNT_KV)) ? (int64_t)get_u(f, A, kv::HEAD_COUNT_KV) : hp.n_head;
+  if (hp.n_embd % hp.n_head) throw Error(f.path() + ": embedding length is not a multiple of the head count");
+  if (hp.n_head % hp.n_head_kv) throw Error(f.path() + ": head count is not a multiple of the KV head count");
+  hp.n_rot = f.find(key(A, kv::ROPE_DIMENSION_COUNT)) ? (int64_t)get_u(f, A, kv::ROPE_DIMENSION_COUNT) : hp.head_dim();
+  if (hp.n_rot > hp.head_dim() || hp.n_rot % 2)
+    throw Error(f.path() + ": rope dimension count " + std::to_string(hp.n_rot) + " does not fit the head");
+  hp.rope_base = get_f(f, key(A, kv::ROPE_FREQ_BASE), 10000.0f);
+  if (const auto* st = f.find(key(A, kv::ROPE_SCALING_TYPE))) {
+    const std::string& type = f.get_string(key(A, kv::ROPE_SCALING_TYPE));
+    if (type == "linear") hp.rope_freq_scale = 1.0f / get_f(f, key(A, kv::ROPE_SCALING_FACTOR), 1.0f);
+    else if (type != "none") throw Error(f.path() + ": rope scaling '" + type + "' is not supported (linear)");
+    (void)st;
+  }
+  if (!(hp.rope_base > 0) || !(hp.rope_freq_scale > 0)) throw Error(f.path() + ": bad rope frequency base or scale");
+  hp.norm_eps = A == Arch::LLAMA ? get_f(f, key(A, kv::LAYERNORM_RMS_EPS), 1e-5f) : get_f(f, key(A, kv::LAYERNORM_EPS), 1e-5f);
+  if (A == Arch::GPTNEOX) {
+    if (const auto* v = f.find(key(A, kv::USE_PARALLEL_RESIDUAL))) hp.parallel_residual = v->u != 0;
+  }
+
+  Loader L{f, *m, m->ctx_, opt, m->n_params_, m->weight_bytes_, {}};
+  const int64_t E = hp.n_embd, V = hp.n_vocab, F = hp.n_ff, EKV = hp.n_embd_kv();
+  m->tok_embd = L.get("token_embd.weight", {E, V});
+  m->output_norm = L.get("output_norm.weight", {E});
+  if (A != Arch::LLAMA) m->output_norm_b = L.get("output_norm.bias", {E});
+  m->output = L.get("output.weight", {E, V}, A != Arch::LLAMA);
+  if (A == Arch::GPTJ) m->output_b = L.get("output.bias", {V});
+  m->layers.resize((size_t)hp.n_layer);
+  for (int il = 0; il < (int)hp.n_layer; il++) {
+    Layer& l = m->layers[il];
+    auto n = [&](const char* t, const char* s) { return tn::blk(il, t) + "." + s; };
+    l.attn_norm = L.get(n(tn::ATTN_NORM, "weight"), {E});
+    if (A == Arch::LLAMA) {
+      l.wq = L.get(n(tn::ATTN_Q, "weight"), {E, E});
+      l.wk = L.get(n(tn::ATTN_K, "weight"), {E, EKV});
+      l.wv = L.get(n(tn::ATTN_V, "weight"), {E, EKV});
+      l.wo = L.get(n(tn::ATTN_OUT, "weight"), {E, E});
+      l.bq = L.get(n(tn::ATTN_Q, "bias"), {E}, false);
+      l.bk = L.get(n(tn::ATTN_K, "bias"), {EKV}, false);
+      l.bv = L.get(n(tn::ATTN_V, "bias"), {EKV}, false);
+      l.bo = L.get(n(tn::ATTN_OUT, "bias"), {E}, false);
+      l.ffn_norm = L.get(n(tn::FFN_NORM, "weight"), {E});
+      l.w_gate = L.get(n(tn::FFN_GATE, "weight"), {E, F});
+      l.w_up = L.get(n(tn::FFN_UP, "weight"), {E, F});
+      l.w_down = L.get(n(tn::FFN_DOWN, "weight"), {F, E});
+    } else if (A == Arch::GPTNEOX) {
+      l.attn_norm_b = L.get(n(tn::ATTN_NORM, "bias"), {E});
+      l.wqkv = L.get(n(tn::ATTN_QKV, "weight"), {E, 3 * E});
+      l.bqkv = L.get(n(tn::ATTN_QKV, "bias"), {3 * E});
+      l.wo = L.get(n(tn::ATTN_OUT, "weight"), {E, E});
+      l.bo = L.get(n(tn::ATTN_OUT, "bias"), {E});
+      l.ffn_norm = L.get(n(tn::FFN_NORM, "weight"), {E});
+      l.ffn_norm_b = L.get(n(tn::FFN_NORM, "bias"), {E});
+      l.w_up = L.get(n(tn::FFN_UP, "weight"), {E, F});
+      l.b_up = L.get(n(tn::FFN_UP, "bias"), {F});
+      l.w_down = L.get(n(tn::FFN_DOWN, "weight"), {F, E});
+      l.b_down = L.get(n(tn::FFN_DOWN, "bias"), {E});
+    } else {  // GPT-J
+      l.attn_norm_b = L.get(n(tn::ATTN_NORM, "bias"), {E});
+      l.wq = L.get(n(tn::ATTN_Q, "weight"), {E, E});
+      l.wk = L.get(n(tn::ATTN_K, "weight"), {E, E});
+      l.wv = L.get(n(tn::ATTN_V, "weight"), {E, E});
+      l.wo = L.get(n(tn::ATTN_OUT, "weight"), {E, E});
+      l.w_up = L.get(n(tn::FFN_UP, "weight"), {E, F});
+      l.b_up = L.get(n(tn::FFN_UP, "bias"), {F});
+      l.w_down = L.get(n(tn::FFN_DOWN, "weight"), {F, E});
+      l.b_down = L.get(n(tn::FFN_DOWN, "bias"), {E});
+    }
+  }
+  uint64_t best = 0;
+  for (const auto& [t, c] : L.type_count)
+    if (c > best) best = c, m->main_type_ = ggml::type_name(t);
+  return m;
+}
+
+}  // namespace llm

@@ -1,0 +1,119 @@
+#include "llm/session.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "blocks.h"
+
+namespace llm {
+
+using ggml::Tensor;
+
+struct Session::Impl {
+  ggml::Context cache_ctx{size_t(1) << 20};
+  std::vector<Tensor*> k, v;
+  ggml::GraphAllocator alloc;
+  ggml::Executor exec;
+  size_t kv_bytes = 0;
+  explicit Impl(int threads) : exec(threads) {}
+};
+
+Session::Session(const Model& model, const SessionParams& p) : model_(model) {
+  const HParams& hp = model.hp;
+  n_ctx_ = p.n_ctx > 0 ? p.n_ctx : std::min<int64_t>(hp.n_ctx_train, 4096);
+  if (n_ctx_ < 1 || n_ctx_ > (int64_t(1) << 20))
+    throw Error("context length " + std::to_string(n_ctx_) + " is out of range");
+  if (p.kv_type != ggml::Type::F16 && p.kv_type != ggml::Type::F32)
+    throw Error("the KV cache type must be f16 or f32");
+  if (p.n_batch < 1) throw Error("the batch size must be positive");
+  int threads = p.n_threads > 0 ? p.n_threads : omp_get_num_procs();
+  impl_ = std::make_unique<Impl>(threads);
+  n_batch_ = p.n_batch;
+  for (int il = 0; il < (int)hp.n_layer; il++) {
+    // Keys by position (rows of head_dim); values transposed (rows of positions)
+    // so that probabilities x values is a plain matrix product.
+    Tensor* k = impl_->cache_ctx.new_tensor(p.kv_type, {hp.head_dim(), n_ctx_, hp.n_head_kv}, "k_cache." + std::to_string(il));
+    Tensor* v = impl_->cache_ctx.new_tensor(p.kv_type, {n_ctx_, hp.head_dim(), hp.n_head_kv}, "v_cache." + std::to_string(il));
+    impl_->k.push_back(k);
+    impl_->v.push_back(v);
+    impl_->kv_bytes += k->nbytes() + v->nbytes();
+  }
+}
+
+Session::~Session() = default;
+
+int64_t Session::n_vocab() const { return model_.hp.n_vocab; }
+size_t Session::kv_bytes() const { return impl_->kv_bytes; }
+size_t Session::scratch_bytes() const { return impl_->alloc.buffer_size(); }
+
+const float* Session::logits() const {
+  if (logits_rows_ == 0) throw Error("no logits yet: evaluate some tokens first");
+  return logits_.data() + (logits_rows_ - 1) * (size_t)model_.hp.n_vocab;
+}
+
+void Session::rewind(int64_t n_past) {
+  if (n_past < 0 || n_past > n_past_) throw Error("rewind: position " + std::to_string(n_past) + " is not in the cache");
+  n_past_ = n_past;
+}
+
+void Session::eval(const int32_t* tokens, size_t n, bool all_logits) {
+  const HParams& hp = model_.hp;
+  if (n == 0) throw Error("eval: no tokens");
+  if ((int64_t)n > n_ctx_ - n_past_)
+    throw Error("eval: " + std::to_string(n) + " tokens do not fit the context (" + std::to_string(n_past_) + " of " +
+                std::to_string(n_ctx_) + " used)");
+  for (size_t i = 0; i < n; i++)
+    if (tokens[i] < 0 || tokens[i] >= hp.n_vocab)
+      throw Error("eval: token id " + std::to_string(tokens[i]) + " is outside the vocabulary of " +
+                  std::to_string(hp.n_vocab));
+  logits_.clear();
+  logits_rows_ = 0;
+  for (size_t done = 0; done < n;) {
+    const int64_t nt = std::min<int64_t>(n_batch_, (int64_t)(n - done));
+    const bool last_chunk = done + (size_t)nt == n;
+    const int64_t n_out = all_logits ? nt : (last_chunk ? 1 : 0);
+
+    ggml::Context ctx(size_t(1) << 20);
+    ggml::Graph g;
+    GraphInputs in{ctx, g, model_, n_past_, nt, nullptr, nullptr, impl_->k, impl_->v};
+    in.tokens = ctx.new_tensor(ggml::Type::I32, {nt}, "tokens");
+    in.positions = ctx.new_tensor(ggml::Type::I32, {nt}, "positions");
+    std::memcpy(in.tokens->data, tokens + done, (size_t)nt * 4);
+    for (int64_t i = 0; i < nt; i++) in.positions->as<int32_t>()[i] = (int32_t)(n_past_ + i);
+
+    Tensor* h = nullptr;
+    switch (hp.arch) {
+      case Arch::LLAMA: h = build_llama(in); break;
+      case Arch::GPTNEOX: h = build_gptneox(in); break;
+      case Arch::GPTJ: h = build_gptj(in); break;
+    }
+    Tensor* out = nullptr;
+    if (n_out > 0) {
+      // Only the rows whose logits are wanted go through the output matrix.
+      if (n_out < nt) h = ggml::view_2d(ctx, h, hp.n_embd, n_out, h->nb[1], (size_t)(nt - n_out) * h->nb[1]);
+      out = linear(ctx, h, model_.output ? model_.output : model_.tok_embd, model_.output_b);
+      g.expand(out);
+    } else {
+      g.expand(h);  // the cache still has to be filled
+    }
+    impl_->alloc.allocate(g);
+    try {
+      impl_->exec.compute(g);
+    } catch (const ggml::Error& e) {
+      throw Error(std::string("eval: ") + e.what());
+    }
+    if (out) {
+      const size_t row = (size_t)hp.n_vocab;
+      logits_.resize((logits_rows_ + (size_t)n_out) * row);
+      for (int64_t r = 0; r < n_out; r++)
+        std::memcpy(logits_.data() + (logits_rows_ + (size_t)r) * row, out->row_ptr(r), row * sizeof(float));
+      logits_rows_ += (size_t)n_out;
+    }
+    n_past_ += nt;
+    done += (size_t)nt;
+  }
+}
+
+}  // namespace llm

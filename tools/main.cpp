@@ -167,6 +167,8 @@ int main(int argc, char** argv) {
     const std::string kvt = r["kv-type"].as<std::string>();
     if (kvt != "f16" && kvt != "f32") throw llm::Error("--kv-type must be f16 or f32");
 
+    std::vector<int32_t> given_ids;
+    if (r.count("ids")) given_ids = parse_ids(r["ids"].as<std::string>());
     auto t_load = Clock::now();
     auto model = llm::Model::load(r["model"].as<std::string>());
     Stats st;
@@ -197,10 +199,12 @@ int main(int argc, char** argv) {
 
     llm::ChatFormat fmt(tok.vocab());
     std::string system = r.count("system") ? r["system"].as<std::string>() : fmt.default_system();
-    std::fprintf(stderr, "main: %s (%s, %s, %.1f M parameters, %.1f MiB) loaded in %.2f s; context %lld, %d threads\n",
-                 model->name().c_str(), llm::arch_name(model->hp.arch), model->type_name().c_str(),
-                 model->n_params() / 1e6, model->weight_bytes() / 1048576.0, st.load_s, (long long)session.n_ctx(),
-                 sp.n_threads > 0 ? sp.n_threads : (int)sysconf(_SC_NPROCESSORS_ONLN));
+    auto banner = [&] {
+      std::fprintf(stderr, "main: %s (%s, %s, %.1f M parameters, %.1f MiB) loaded in %.2f s; context %lld, %d threads\n",
+                   model->name().c_str(), llm::arch_name(model->hp.arch), model->type_name().c_str(),
+                   model->n_params() / 1e6, model->weight_bytes() / 1048576.0, st.load_s, (long long)session.n_ctx(),
+                   sp.n_threads > 0 ? sp.n_threads : (int)sysconf(_SC_NPROCESSORS_ONLN));
+    };
 
     auto eval_prompt = [&](const std::vector<int32_t>& ids, bool all) {
       auto t0 = Clock::now();
@@ -213,6 +217,7 @@ int main(int argc, char** argv) {
     if (chat && n_sources == 0) {
       // Interactive: the cache keeps the whole conversation.
       bool first = true;
+      banner();
       std::fprintf(stderr, "main: chat mode (%s template); an empty line or EOF ends\n", fmt.chatml() ? "ChatML" : "plain");
       for (;;) {
         std::fprintf(stderr, "\n> ");
@@ -240,7 +245,7 @@ int main(int argc, char** argv) {
       std::vector<int32_t> ids;
       std::string shown;
       if (r.count("ids")) {
-        ids = parse_ids(r["ids"].as<std::string>());
+        ids = given_ids;
       } else {
         std::string text = r.count("file") ? read_file(r["file"].as<std::string>()) : r["prompt"].as<std::string>();
         if (chat) {
@@ -260,6 +265,11 @@ int main(int argc, char** argv) {
       if ((int64_t)ids.size() >= session.n_ctx())
         throw llm::Error("the prompt has " + std::to_string(ids.size()) + " tokens; the context holds " +
                          std::to_string(session.n_ctx()) + " (raise -c)");
+      for (int32_t id : ids)
+        if (id < 0 || id >= model->hp.n_vocab)
+          throw llm::Error("token id " + std::to_string(id) + " is outside the vocabulary of " +
+                           std::to_string(model->hp.n_vocab));
+      banner();
       const bool dump = r.count("dump-logits") > 0;
       eval_prompt(ids, dump);
       if (dump) {

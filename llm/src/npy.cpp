@@ -13,11 +13,11 @@ namespace llm {
 void write_npy_f32(const std::string& path, const float* data, const std::vector<int64_t>& shape) {
   std::string dims;
   int64_t n = 1;
-  for (int64_t d : shape) {
-    dims += std::to_string(d) + ",";
-    n *= d;
+  for (size_t i = 0; i < shape.size(); i++) {
+    dims += (i ? ", " : "") + std::to_string(shape[i]);
+    n *= shape[i];
   }
-  if (shape.size() > 1) dims.pop_back();  // "(3,)" for 1-D, "(3,4)" otherwise
+  if (shape.size() == 1) dims += ",";  // numpy's spelling: "(3,)", "(3, 4)"
   std::string header = "{'descr': '<f4', 'fortran_order': False, 'shape': (" + dims + "), }";
   // Magic (6) + version (2) + length (2) + header + '\n' is padded to 64 bytes.
   const size_t total = (10 + header.size() + 1 + 63) / 64 * 64;

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # The command-line tools as a user meets them: --help, a real conversion and
 # tokenization, and bad input (exit status 1 and one line on stderr, never a crash).
-# Usage: test_tools.sh BIN_DIR DATA_DIR
+# Usage: test_tools.sh BIN_DIR DATA_DIR EXAMPLES_DIR
 set -uo pipefail
 BIN=$1
 DATA=$2
+EXAMPLES=$3
+MODEL=$DATA/../../models/SmolLM2-135M-Instruct.Q4_1.gguf
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 fails=0
@@ -66,6 +68,53 @@ head -c 1000 "$TMP/llama.gguf" >"$TMP/trunc.gguf"
 expect_error "tokenize: truncated gguf" "trunc.gguf" "$BIN/tokenize" -m "$TMP/trunc.gguf" -p hi
 printf 'not a gguf file at all' >"$TMP/junk.gguf"
 expect_error "tokenize: not gguf" "junk.gguf" "$BIN/tokenize" -m "$TMP/junk.gguf" -p hi
+
+# The C API example (examples/simple.c), built by CMake, run for real.
+if "$EXAMPLES/simple" "$TMP/llama.gguf" "Hello" 8 0.8 >"$TMP/simple.out" 2>"$TMP/simple.err" &&
+   grep -q "tokens generated" "$TMP/simple.err"; then
+  pass "C example on a converted model"
+else
+  fail "C example: $(cat "$TMP/simple.err")"
+fi
+expect_error "C example: missing model" "cannot open" "$EXAMPLES/simple" "$TMP/none.gguf" hi
+if [[ -f $MODEL ]]; then
+  out=$("$EXAMPLES/simple" "$MODEL" "The capital of France is" 4 2>/dev/null)
+  [[ "$out" == *Paris* ]] && pass "C example: SmolLM2 knows the capital of France" || fail "C example on SmolLM2: '$out'"
+fi
+
+# main: generation, --ids with --dump-logits, chat, bad input.
+for tool in main; do
+  if "$BIN/$tool" --help >"$TMP/help" 2>&1 && grep -q "Usage" "$TMP/help"; then pass "$tool --help"; else fail "$tool --help"; fi
+done
+if "$BIN/main" -m "$TMP/llama.gguf" -p "Hello" -n 5 --seed 1 >"$TMP/main.out" 2>"$TMP/main.err" &&
+   grep -q "generation" "$TMP/main.err" && grep -q "peak memory" "$TMP/main.err"; then
+  pass "main generates with a summary"
+else
+  fail "main: $(cat "$TMP/main.err")"
+fi
+a=$("$BIN/main" -m "$TMP/llama.gguf" -p "Hello" -n 8 --seed 7 2>/dev/null)
+b=$("$BIN/main" -m "$TMP/llama.gguf" -p "Hello" -n 8 --seed 7 2>/dev/null)
+[[ "$a" == "$b" ]] && pass "main: the same seed gives the same text" || fail "main seed: '$a' vs '$b'"
+if "$BIN/main" -m "$TMP/llama.gguf" --ids 1,5,9,300 -n 0 --dump-logits "$TMP/l.npy" 2>/dev/null &&
+   [[ $(head -c 6 "$TMP/l.npy" | tail -c 5) == "NUMPY" ]] && grep -qa "'shape': (4, 1000)" "$TMP/l.npy"; then
+  pass "main --ids --dump-logits -n 0"
+else
+  fail "main --dump-logits"
+fi
+if [[ -f $MODEL ]]; then
+  out=$(printf 'What is 2+2?\n\n' | "$BIN/main" -m "$MODEL" --chat -n 16 --temp 0 2>/dev/null)
+  [[ -n "$out" ]] && pass "main --chat (interactive) answers" || fail "main --chat gave nothing"
+  out=$("$BIN/main" -m "$MODEL" -p "The capital of France is" -n 6 --temp 0 --stop "." 2>/dev/null)
+  [[ "$out" == "The capital of France is Paris" ]] && pass "main --stop cuts at the stop string" || fail "main --stop: '$out'"
+fi
+expect_error "main: missing model" "cannot open" "$BIN/main" -m "$TMP/none.gguf" -p hi
+expect_error "main: truncated model" "trunc.gguf" "$BIN/main" -m "$TMP/trunc.gguf" -p hi
+expect_error "main: vocab-only model" "token_embd.weight" "$BIN/main" -m "$TMP/vocab.gguf" -p hi
+expect_error "main: no prompt" "give a prompt" "$BIN/main" -m "$TMP/llama.gguf"
+expect_error "main: bad ids" "--ids" "$BIN/main" -m "$TMP/llama.gguf" --ids 1,x
+expect_error "main: id out of range" "outside the vocabulary" "$BIN/main" -m "$TMP/llama.gguf" --ids 1,100000
+expect_error "main: bad number" "see --help" "$BIN/main" -m "$TMP/llama.gguf" -p hi -n lots
+expect_error "main: prompt too long" "raise -c" "$BIN/main" -m "$TMP/llama.gguf" -p "a b c d e f g h i j k" -c 4
 
 echo "$fails failed"
 [[ $fails -eq 0 ]]

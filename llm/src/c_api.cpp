@@ -1,0 +1,265 @@
+// The C API (include/llm.h): thin wrappers that turn every exception into a
+// status and a thread-local message.
+#include "llm.h"
+
+#include <climits>
+#include <cstdio>
+#include <cstring>
+#include <new>
+#include <string>
+
+#include "llm/model.h"
+#include "llm/sampling.h"
+#include "llm/session.h"
+
+struct llm_model {
+  std::unique_ptr<llm::Model> m;
+};
+struct llm_context {
+  std::unique_ptr<llm::Session> s;
+  int32_t last_rows = 0;
+};
+struct llm_sampler {
+  std::unique_ptr<llm::Sampler> s;
+};
+
+namespace {
+
+thread_local std::string g_error;
+
+template <class F>
+llm_status guard(F&& f) {
+  try {
+    g_error.clear();
+    return f();
+  } catch (const llm::Error& e) {
+    g_error = e.what();
+    return LLM_ERR_FILE;
+  } catch (const std::bad_alloc&) {
+    g_error = "out of memory";
+    return LLM_ERR_INTERNAL;
+  } catch (const std::exception& e) {
+    g_error = e.what();
+    return LLM_ERR_INTERNAL;
+  } catch (...) {
+    g_error = "unknown error";
+    return LLM_ERR_INTERNAL;
+  }
+}
+
+llm_status invalid(const char* what) {
+  g_error = what;
+  return LLM_ERR_INVALID_ARGUMENT;
+}
+
+// Copies bytes out C-style: the length, or -(needed) when buf is too small.
+int32_t copy_out(const std::string& s, char* buf, int32_t size) {
+  if (s.size() > (size_t)INT32_MAX) return INT32_MIN;
+  if (!buf || size < (int32_t)s.size()) return -(int32_t)s.size();
+  std::memcpy(buf, s.data(), s.size());
+  return (int32_t)s.size();
+}
+
+}  // namespace
+
+extern "C" {
+
+const char* llm_last_error(void) { return g_error.c_str(); }
+
+llm_status llm_model_load(const char* path, llm_model** out) {
+  if (!path || !out) return invalid("llm_model_load: NULL argument");
+  *out = nullptr;
+  return guard([&] {
+    auto m = std::make_unique<llm_model>();
+    m->m = llm::Model::load(path);
+    *out = m.release();
+    return LLM_OK;
+  });
+}
+
+void llm_model_free(llm_model* model) { delete model; }
+
+int32_t llm_model_n_vocab(const llm_model* m) { return m ? (int32_t)m->m->hp.n_vocab : 0; }
+int32_t llm_model_n_ctx_train(const llm_model* m) { return m ? (int32_t)m->m->hp.n_ctx_train : 0; }
+int32_t llm_model_n_embd(const llm_model* m) { return m ? (int32_t)m->m->hp.n_embd : 0; }
+llm_token llm_token_bos(const llm_model* m) { return m ? m->m->tokenizer->vocab().bos : -1; }
+llm_token llm_token_eos(const llm_model* m) { return m ? m->m->tokenizer->vocab().eos : -1; }
+
+int32_t llm_model_desc(const llm_model* m, char* buf, int32_t size) {
+  if (!m || !buf || size <= 0) return 0;
+  return std::snprintf(buf, (size_t)size, "%s %s %.1fM", llm::arch_name(m->m->hp.arch), m->m->type_name().c_str(),
+                       m->m->n_params() / 1e6);
+}
+
+int32_t llm_tokenize(const llm_model* m, const char* text, size_t len, int add_special, int parse_special,
+                     llm_token* tokens, int32_t capacity) {
+  if (!m || (!text && len) || capacity < 0 || (!tokens && capacity > 0)) {
+    invalid("llm_tokenize: bad argument");
+    return INT32_MIN;
+  }
+  int32_t result = INT32_MIN;
+  guard([&] {
+    auto ids = m->m->tokenizer->encode(std::string_view(text ? text : "", len), add_special != 0, parse_special != 0);
+    if (ids.size() > (size_t)INT32_MAX) throw llm::Error("too many tokens");
+    if ((int32_t)ids.size() > capacity) {
+      result = -(int32_t)ids.size();
+    } else {
+      std::copy(ids.begin(), ids.end(), tokens);
+      result = (int32_t)ids.size();
+    }
+    return LLM_OK;
+  });
+  return result;
+}
+
+int32_t llm_token_to_piece(const llm_model* m, llm_token token, char* buf, int32_t size, int special) {
+  if (!m || token < 0 || token >= m->m->hp.n_vocab) {
+    invalid("llm_token_to_piece: bad model or token");
+    return INT32_MIN;
+  }
+  int32_t r = INT32_MIN;
+  guard([&] {
+    r = copy_out(m->m->tokenizer->piece(token, special != 0), buf, size);
+    return LLM_OK;
+  });
+  return r;
+}
+
+int32_t llm_detokenize(const llm_model* m, const llm_token* tokens, int32_t n, char* buf, int32_t size, int special) {
+  if (!m || n < 0 || (!tokens && n > 0)) {
+    invalid("llm_detokenize: bad argument");
+    return INT32_MIN;
+  }
+  for (int32_t i = 0; i < n; i++)
+    if (tokens[i] < 0 || tokens[i] >= m->m->hp.n_vocab) {
+      invalid("llm_detokenize: token id out of range");
+      return INT32_MIN;
+    }
+  int32_t r = INT32_MIN;
+  guard([&] {
+    r = copy_out(m->m->tokenizer->decode(std::vector<int32_t>(tokens, tokens + n), special != 0), buf, size);
+    return LLM_OK;
+  });
+  return r;
+}
+
+llm_context_params llm_context_default_params(void) {
+  llm_context_params p;
+  p.n_ctx = 0;
+  p.n_batch = 512;
+  p.n_threads = 0;
+  p.kv_f32 = 0;
+  return p;
+}
+
+llm_status llm_context_new(const llm_model* m, const llm_context_params* p, llm_context** out) {
+  if (!m || !out) return invalid("llm_context_new: NULL argument");
+  *out = nullptr;
+  llm_context_params d = p ? *p : llm_context_default_params();
+  if (d.n_ctx < 0 || d.n_batch < 0 || d.n_threads < 0) return invalid("llm_context_new: negative parameter");
+  return guard([&] {
+    llm::SessionParams sp;
+    sp.n_ctx = d.n_ctx;
+    sp.n_batch = d.n_batch > 0 ? d.n_batch : 512;
+    sp.n_threads = d.n_threads;
+    sp.kv_type = d.kv_f32 ? ggml::Type::F32 : ggml::Type::F16;
+    auto c = std::make_unique<llm_context>();
+    c->s = std::make_unique<llm::Session>(*m->m, sp);
+    *out = c.release();
+    return LLM_OK;
+  });
+}
+
+void llm_context_free(llm_context* ctx) { delete ctx; }
+
+llm_status llm_eval(llm_context* ctx, const llm_token* tokens, int32_t n, int all_logits) {
+  if (!ctx || !tokens || n <= 0) return invalid("llm_eval: need a context and at least one token");
+  const int64_t vocab = ctx->s->n_vocab();
+  for (int32_t i = 0; i < n; i++)
+    if (tokens[i] < 0 || tokens[i] >= vocab) return invalid("llm_eval: token id out of range");
+  if (ctx->s->n_past() + n > ctx->s->n_ctx()) {
+    g_error = "llm_eval: " + std::to_string(n) + " tokens do not fit the context";
+    return LLM_ERR_CONTEXT_FULL;
+  }
+  return guard([&] {
+    ctx->s->eval(tokens, (size_t)n, all_logits != 0);
+    ctx->last_rows = all_logits ? n : 1;
+    return LLM_OK;
+  });
+}
+
+const float* llm_get_logits(llm_context* ctx, int32_t i) {
+  if (!ctx || ctx->last_rows == 0) return nullptr;
+  if (i < 0) i = ctx->last_rows - 1;
+  if (i >= ctx->last_rows) return nullptr;
+  return ctx->s->all_logits().data() + (size_t)i * (size_t)ctx->s->n_vocab();
+}
+
+int32_t llm_n_past(const llm_context* ctx) { return ctx ? (int32_t)ctx->s->n_past() : 0; }
+int32_t llm_n_ctx(const llm_context* ctx) { return ctx ? (int32_t)ctx->s->n_ctx() : 0; }
+
+llm_status llm_rewind(llm_context* ctx, int32_t n_past) {
+  if (!ctx || n_past < 0 || n_past > ctx->s->n_past()) return invalid("llm_rewind: position not in the cache");
+  ctx->s->rewind(n_past);
+  return LLM_OK;
+}
+
+llm_sampler_params llm_sampler_default_params(void) {
+  llm::SamplingParams d;
+  llm_sampler_params p;
+  p.temp = d.temp;
+  p.top_k = d.top_k;
+  p.top_p = d.top_p;
+  p.min_p = d.min_p;
+  p.repeat_penalty = d.repeat_penalty;
+  p.frequency_penalty = d.frequency_penalty;
+  p.presence_penalty = d.presence_penalty;
+  p.penalty_last_n = d.penalty_last_n;
+  p.seed = d.seed;
+  return p;
+}
+
+llm_status llm_sampler_new(const llm_model* m, const llm_sampler_params* p, llm_sampler** out) {
+  if (!m || !out) return invalid("llm_sampler_new: NULL argument");
+  *out = nullptr;
+  llm_sampler_params d = p ? *p : llm_sampler_default_params();
+  return guard([&] {
+    llm::SamplingParams sp;
+    sp.temp = d.temp;
+    sp.top_k = d.top_k;
+    sp.top_p = d.top_p;
+    sp.min_p = d.min_p;
+    sp.repeat_penalty = d.repeat_penalty;
+    sp.frequency_penalty = d.frequency_penalty;
+    sp.presence_penalty = d.presence_penalty;
+    sp.penalty_last_n = d.penalty_last_n;
+    sp.seed = d.seed;
+    auto s = std::make_unique<llm_sampler>();
+    s->s = std::make_unique<llm::Sampler>(sp, m->m->hp.n_vocab);
+    *out = s.release();
+    return LLM_OK;
+  });
+}
+
+void llm_sampler_free(llm_sampler* s) { delete s; }
+
+llm_token llm_sample(llm_sampler* s, llm_context* ctx) {
+  const float* l = llm_get_logits(ctx, -1);
+  if (!s || !l) {
+    invalid("llm_sample: no sampler or no logits (evaluate first)");
+    return -1;
+  }
+  llm_token t = -1;
+  guard([&] {
+    t = s->s->sample(l);
+    s->s->accept(t);
+    return LLM_OK;
+  });
+  return t;
+}
+
+void llm_sampler_accept(llm_sampler* s, llm_token token) {
+  if (s) s->s->accept(token);
+}
+
+}  // extern "C"

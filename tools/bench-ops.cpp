@@ -101,7 +101,7 @@ int main(int argc, char** argv) {
     const int reps = args["reps"].as<int>();
     const std::string fmt = args["output"].as<std::string>();
     if (fmt != "md" && fmt != "json") throw Error("--output must be md or json, not '" + fmt + "'");
-    if (K <= 0 || M <= 0 || K % 256 != 0) throw Error("-k must be a positive multiple of 256 and -m positive");
+    if (K <= 0 || M <= 0 || K % 32 != 0) throw Error("-k must be a positive multiple of 32 and -m positive");
     if (reps < 1) throw Error("--reps must be at least 1");
     std::vector<Type> types;
     {
@@ -113,7 +113,7 @@ int main(int argc, char** argv) {
         Type t;
         if (!type_from_name(name, &t) || !traits(t).from_float || t == Type::Q8_1 || t == Type::Q8_K)
           throw Error("unknown or unsupported weight type '" + name + "'");
-        types.push_back(t);
+        if (K % block_size(t) == 0) types.push_back(t);  // K-quants need rows of whole 256-blocks
         pos = e + 1;
       }
     }

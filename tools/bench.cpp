@@ -61,6 +61,7 @@ int main(int argc, char** argv) {
       ("t,threads", "threads", cxxopts::value<int>()->default_value("0"))
       ("r,repetitions", "measured repetitions of each test", cxxopts::value<int>()->default_value("3"))
       ("o,output", "md or json (one object per line)", cxxopts::value<std::string>()->default_value("md"))
+      ("copy", "copy weights into huge-page memory instead of using the file map")
       ("no-bandwidth", "skip the read-bandwidth measurement (no roofline column)")
       ("h,help", "show this help");
   try {
@@ -86,7 +87,9 @@ int main(int argc, char** argv) {
     }
     std::mt19937 rng(1234);
     for (const auto& path : r["model"].as<std::vector<std::string>>()) {
-      auto m = llm::Model::load(path);
+      llm::LoadOptions lo;
+      lo.copy_weights = r.count("copy") > 0;
+      auto m = llm::Model::load(path, lo);
       llm::SessionParams sp;
       sp.n_ctx = std::max(depth + std::max(n_prompt, n_gen) + 8, 64);
       sp.n_batch = std::max(n_prompt, 1);

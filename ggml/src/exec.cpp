@@ -1,6 +1,15 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <map>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include <algorithm>
 
 #include "compute.h"
 #include "ggml/graph.h"
@@ -53,6 +62,49 @@ Executor::Executor(int n_threads, const cpu::KernelSet* kernels) : k_(kernels ? 
   set_threads(n_threads);
 }
 
+// GGML_PROFILE=1: wall time per op kind (including the barrier after it),
+// printed to stderr at exit. Matrix products are split by weight type and by
+// single-row (generation) versus multi-row (prompt) activations.
+namespace {
+struct Profile {
+  std::map<std::string, std::pair<double, long>> t;
+  std::mutex mu;
+  ~Profile() {
+    if (t.empty()) return;
+    double total = 0;
+    for (const auto& [k, v] : t) total += v.first;
+    std::vector<std::pair<double, std::string>> rows;
+    for (const auto& [k, v] : t) rows.push_back({v.first, k});
+    std::sort(rows.rbegin(), rows.rend());
+    std::fprintf(stderr, "ggml profile (%.3f s in graph nodes):\n", total);
+    for (const auto& [sec, k] : rows)
+      std::fprintf(stderr, "  %-28s %9.3f ms %5.1f%%  %8ld calls\n", k.c_str(), sec * 1e3, 100 * sec / total, t[k].second);
+  }
+};
+Profile& profile() {
+  static Profile p;
+  return p;
+}
+}  // namespace
+
+bool profiling() {
+  static const bool on = [] {
+    const char* e = std::getenv("GGML_PROFILE");
+    return e && *e && *e != '0';
+  }();
+  return on;
+}
+
+void profile_add(const Tensor* n, double sec) {
+  std::string k = op_name(n->op);
+  if (n->op == Op::MUL_MAT) k += std::string(" ") + type_name(n->src[0]->type) + (n->src[1]->ne[1] == 1 ? " n=1" : " n>1");
+  Profile& p = profile();
+  std::lock_guard<std::mutex> lock(p.mu);
+  auto& e = p.t[k];
+  e.first += sec;
+  e.second++;
+}
+
 void Executor::set_threads(int n) {
   if (n < 1 || n > 512) fail("thread count " + std::to_string(n) + " out of range (1 to 512)");
   n_threads_ = n;
@@ -83,10 +135,13 @@ void Executor::compute(Graph& g) {
     p.wsize = work_.size();
     p.k = k_;
     p.err = &err;
+    const bool prof = profiling() && p.ith == 0;
     for (Tensor* n : nodes) {
       if (op_is_view(n->op)) continue;
+      const auto t0 = prof ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point();
       compute_forward(p, n);
       p.barrier();
+      if (prof) profile_add(n, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
     }
   }
   if (err.set) fail(err.msg);

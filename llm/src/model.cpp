@@ -1,5 +1,6 @@
 #include "llm/model.h"
 
+#include <cstring>
 #include <filesystem>
 #include <map>
 
@@ -46,6 +47,10 @@ struct Loader {
       t = ctx.new_tensor(ggml::Type::F32, ti->ne, ti->n_dims, name);
       tt.to_float(ti->data, t->as<float>(), n);
       bytes += (uint64_t)n * 4;
+    } else if (opt.copy_weights) {
+      t = ctx.new_tensor(ti->type, ti->ne, ti->n_dims, name);
+      std::memcpy(t->data, ti->data, ti->nbytes);
+      bytes += ti->nbytes;
     } else {
       t = ctx.new_tensor_external(ti->type, ti->ne, ti->n_dims, name);
       t->data = const_cast<void*>(ti->data);

@@ -39,6 +39,10 @@ struct LoadOptions {
   // Dequantize every weight to F32 at load (a copy in memory): for parity
   // checks against reference implementations that run in F32.
   bool f32_weights = false;
+  // Copy the weights into anonymous memory backed by transparent huge pages
+  // instead of using the file map directly (4 KiB pages). Costs the model's
+  // size in RAM; streams faster on machines where TLB misses dominate.
+  bool copy_weights = false;
 };
 
 class Model {

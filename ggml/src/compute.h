@@ -58,7 +58,6 @@ void compute_soft_max(const ComputeParams& p, Tensor* dst);
 void load_row_f32(const cpu::KernelSet& k, const Tensor* t, int64_t i1, int64_t i2, int64_t i3, float* out);
 
 // Per-op timing when GGML_PROFILE is set (exec.cpp).
-bool profiling();
 void profile_add(const Tensor* n, double sec);
 
 }  // namespace ggml

@@ -98,6 +98,10 @@ bool profiling() {
 void profile_add(const Tensor* n, double sec) {
   std::string k = op_name(n->op);
   if (n->op == Op::MUL_MAT) k += std::string(" ") + type_name(n->src[0]->type) + (n->src[1]->ne[1] == 1 ? " n=1" : " n>1");
+  profile_add_named(k, sec);
+}
+
+void profile_add_named(const std::string& k, double sec) {
   Profile& p = profile();
   std::lock_guard<std::mutex> lock(p.mu);
   auto& e = p.t[k];
@@ -111,14 +115,14 @@ void Executor::set_threads(int n) {
 }
 
 void Executor::compute(Graph& g) {
-  for (const Tensor* l : g.leafs()) check(l->data != nullptr, l, "leaf has no data (set it or allocate it)");
+  for (const Tensor* l : g.leafs()) GGML_CHECK(l->data != nullptr, l, "leaf has no data (set it or allocate it)");
   size_t ws = 0;
   for (Tensor* n : g.nodes()) {
     if (n->view_src) {
-      check(n->view_src->data != nullptr, n->view_src, "viewed tensor has no data");
+      GGML_CHECK(n->view_src->data != nullptr, n->view_src, "viewed tensor has no data");
       n->data = static_cast<char*>(n->view_src->data) + n->view_offs;
     }
-    check(n->data != nullptr, n, std::string(op_name(n->op)) + " result has no memory (run GraphAllocator first)");
+    GGML_CHECK(n->data != nullptr, n, std::string(op_name(n->op)) + " result has no memory (run GraphAllocator first)");
     ws = std::max(ws, ggml::work_size(n, n_threads_));
   }
   if (ws > work_.size()) work_.resize(ws + 64);

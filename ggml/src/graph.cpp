@@ -23,7 +23,7 @@ void Graph::visit(Tensor* t) {
 }
 
 void Graph::expand(Tensor* t) {
-  check(t != nullptr, nullptr, "graph: null tensor");
+  GGML_CHECK(t != nullptr, nullptr, "graph: null tensor");
   t->flags |= FLAG_OUTPUT;
   visit(t);
 }

@@ -19,7 +19,7 @@ Tensor* result(Context& ctx, Op op, Type type, const int64_t* ne, Tensor* a, Ten
 }
 
 void need_f32(const Tensor* a, const char* op) {
-  check(a->type == Type::F32, a, std::string(op) + ": expects an F32 tensor");
+  GGML_CHECK(a->type == Type::F32, a, std::string(op) + ": expects an F32 tensor");
 }
 
 // A view: result shares the root's memory at offset; strides given.
@@ -32,7 +32,7 @@ Tensor* make_view(Context& ctx, Op op, Tensor* a, const int64_t* ne, const size_
   t->name = a->name.empty() ? "" : a->name + " (" + op_name(op) + ")";
   // Bounds: the last byte the view touches must lie inside the root.
   const size_t root_bytes = root->nbytes();
-  check(t->view_offs + t->nbytes() <= root_bytes, a,
+  GGML_CHECK(t->view_offs + t->nbytes() <= root_bytes, a,
         std::string(op_name(op)) + ": view " + t->shape_str() + " at offset " + std::to_string(t->view_offs) +
             " reaches past the end of its " + std::to_string(root_bytes) + "-byte source");
   return t;
@@ -42,8 +42,8 @@ Tensor* make_view(Context& ctx, Op op, Tensor* a, const int64_t* ne, const size_
 Tensor* view_4d(Context& ctx, Tensor* a, int64_t ne0, int64_t ne1, int64_t ne2, int64_t ne3, size_t nb1,
                 size_t nb2, size_t nb3, size_t offset) {
   const int64_t ne[4] = {ne0, ne1, ne2, ne3};
-  for (int i = 0; i < 4; i++) check(ne[i] >= 1, a, "view: dimensions must be positive");
-  check(ne0 % block_size(a->type) == 0, a, "view: row length is not a multiple of the block size");
+  for (int i = 0; i < 4; i++) GGML_CHECK(ne[i] >= 1, a, "view: dimensions must be positive");
+  GGML_CHECK(ne0 % block_size(a->type) == 0, a, "view: row length is not a multiple of the block size");
   const size_t nb[4] = {a->nb[0], nb1, nb2, nb3};
   return make_view(ctx, Op::VIEW, a, ne, nb, offset);
 }
@@ -60,13 +60,13 @@ Tensor* view_3d(Context& ctx, Tensor* a, int64_t ne0, int64_t ne1, int64_t ne2, 
 }
 
 Tensor* reshape(Context& ctx, Tensor* a, std::initializer_list<int64_t> shape) {
-  check(shape.size() >= 1 && shape.size() <= 4, a, "reshape: 1 to 4 dimensions");
-  check(a->is_contiguous(), a, "reshape: source must be contiguous (use cont first)");
+  GGML_CHECK(shape.size() >= 1 && shape.size() <= 4, a, "reshape: 1 to 4 dimensions");
+  GGML_CHECK(a->is_contiguous(), a, "reshape: source must be contiguous (use cont first)");
   int64_t ne[4] = {1, 1, 1, 1};
   int64_t n = 1, i = 0;
-  for (int64_t v : shape) { check(v >= 1, a, "reshape: dimensions must be positive"); ne[i++] = v; n *= v; }
-  check(n == a->nelements(), a, "reshape: element count " + std::to_string(n) + " differs from the source's");
-  check(ne[0] % block_size(a->type) == 0, a, "reshape: row length is not a multiple of the block size");
+  for (int64_t v : shape) { GGML_CHECK(v >= 1, a, "reshape: dimensions must be positive"); ne[i++] = v; n *= v; }
+  GGML_CHECK(n == a->nelements(), a, "reshape: element count " + std::to_string(n) + " differs from the source's");
+  GGML_CHECK(ne[0] % block_size(a->type) == 0, a, "reshape: row length is not a multiple of the block size");
   Tensor tmp;
   tmp.type = a->type;
   for (int k = 0; k < 4; k++) tmp.ne[k] = ne[k];
@@ -78,10 +78,10 @@ Tensor* permute(Context& ctx, Tensor* a, int ax0, int ax1, int ax2, int ax3) {
   const int axes[4] = {ax0, ax1, ax2, ax3};
   bool seen[4] = {};
   for (int i = 0; i < 4; i++) {
-    check(axes[i] >= 0 && axes[i] < 4 && !seen[axes[i]], a, "permute: axes must be a permutation of 0..3");
+    GGML_CHECK(axes[i] >= 0 && axes[i] < 4 && !seen[axes[i]], a, "permute: axes must be a permutation of 0..3");
     seen[axes[i]] = true;
   }
-  check(!traits(a->type).quantized || axes[0] == 0, a, "permute: cannot move the row dimension of a block type");
+  GGML_CHECK(!traits(a->type).quantized || axes[0] == 0, a, "permute: cannot move the row dimension of a block type");
   int64_t ne[4];
   size_t nb[4];
   for (int i = 0; i < 4; i++) { ne[axes[i]] = a->ne[i]; nb[axes[i]] = a->nb[i]; }
@@ -91,7 +91,7 @@ Tensor* permute(Context& ctx, Tensor* a, int ax0, int ax1, int ax2, int ax3) {
 }
 
 Tensor* transpose(Context& ctx, Tensor* a) {
-  check(!traits(a->type).quantized, a, "transpose: cannot transpose a block type");
+  GGML_CHECK(!traits(a->type).quantized, a, "transpose: cannot transpose a block type");
   const int64_t ne[4] = {a->ne[1], a->ne[0], a->ne[2], a->ne[3]};
   const size_t nb[4] = {a->nb[1], a->nb[0], a->nb[2], a->nb[3]};
   return make_view(ctx, Op::TRANSPOSE, a, ne, nb, 0);
@@ -99,16 +99,16 @@ Tensor* transpose(Context& ctx, Tensor* a) {
 
 namespace {
 void check_convertible(const Tensor* a, Type to, const char* op) {
-  check(traits(a->type).to_float != nullptr, a, std::string(op) + ": no conversion from " + type_name(a->type));
-  check(a->type == to || traits(to).from_float != nullptr, a,
+  GGML_CHECK(traits(a->type).to_float != nullptr, a, std::string(op) + ": no conversion from " + type_name(a->type));
+  GGML_CHECK(a->type == to || traits(to).from_float != nullptr, a,
         std::string(op) + ": no conversion to " + type_name(to));
-  if (traits(a->type).quantized) check(a->rows_contiguous(), a, std::string(op) + ": block rows must be contiguous");
+  if (traits(a->type).quantized) GGML_CHECK(a->rows_contiguous(), a, std::string(op) + ": block rows must be contiguous");
 }
 }  // namespace
 
 Tensor* cast(Context& ctx, Tensor* a, Type type) {
   check_convertible(a, type, "cast");
-  check(a->ne[0] % block_size(type) == 0, a,
+  GGML_CHECK(a->ne[0] % block_size(type) == 0, a,
         std::string("cast: row length is not a multiple of ") + type_name(type) + "'s block size");
   return result(ctx, Op::CONT, type, a->ne, a);
 }
@@ -116,12 +116,12 @@ Tensor* cont(Context& ctx, Tensor* a) { return cast(ctx, a, a->type); }
 
 Tensor* cpy(Context& ctx, Tensor* a, Tensor* b) {
   check_convertible(a, b->type, "cpy");
-  check(a->nelements() == b->nelements(), a,
+  GGML_CHECK(a->nelements() == b->nelements(), a,
         "cpy: element count differs from the destination " + b->shape_str());
   const bool same_rows = a->ne[0] == b->ne[0] && a->nrows() == b->nrows();
-  check(same_rows || (a->is_contiguous() && b->is_contiguous()), a,
+  GGML_CHECK(same_rows || (a->is_contiguous() && b->is_contiguous()), a,
         "cpy: shapes differ and a tensor is not contiguous: " + b->shape_str());
-  if (traits(b->type).quantized) check(b->rows_contiguous(), b, "cpy: destination block rows must be contiguous");
+  if (traits(b->type).quantized) GGML_CHECK(b->rows_contiguous(), b, "cpy: destination block rows must be contiguous");
   Tensor* t = result(ctx, Op::CPY, b->type, b->ne, a, b);
   for (int i = 0; i < MAX_DIMS; i++) t->nb[i] = b->nb[i];
   t->view_src = b->view_src ? b->view_src : b;
@@ -135,7 +135,7 @@ Tensor* binary(Context& ctx, Op op, Tensor* a, Tensor* b) {
   need_f32(a, op_name(op));
   need_f32(b, op_name(op));
   for (int i = 0; i < MAX_DIMS; i++) {
-    check(b->ne[i] > 0 && a->ne[i] % b->ne[i] == 0, a,
+    GGML_CHECK(b->ne[i] > 0 && a->ne[i] % b->ne[i] == 0, a,
           std::string(op_name(op)) + ": cannot broadcast " + b->shape_str() + " over it");
   }
   return result(ctx, op, Type::F32, a->ne, a, b);
@@ -158,10 +158,10 @@ Tensor* gelu(Context& ctx, Tensor* a) { return unary(ctx, Op::GELU, a); }
 Tensor* gelu_erf(Context& ctx, Tensor* a) { return unary(ctx, Op::GELU_ERF, a); }
 
 Tensor* get_rows(Context& ctx, Tensor* a, Tensor* ids) {
-  check(traits(a->type).to_float != nullptr, a, std::string("get_rows: no conversion from ") + type_name(a->type));
-  check(a->rows_contiguous(), a, "get_rows: rows must be contiguous");
-  check(a->ne[2] == 1 && a->ne[3] == 1, a, "get_rows: expects a 2-D table");
-  check(ids->type == Type::I32 && ids->ne[1] == 1 && ids->ne[2] == 1 && ids->ne[3] == 1, ids,
+  GGML_CHECK(traits(a->type).to_float != nullptr, a, std::string("get_rows: no conversion from ") + type_name(a->type));
+  GGML_CHECK(a->rows_contiguous(), a, "get_rows: rows must be contiguous");
+  GGML_CHECK(a->ne[2] == 1 && a->ne[3] == 1, a, "get_rows: expects a 2-D table");
+  GGML_CHECK(ids->type == Type::I32 && ids->ne[1] == 1 && ids->ne[2] == 1 && ids->ne[3] == 1, ids,
         "get_rows: ids must be a 1-D I32 tensor");
   const int64_t ne[4] = {a->ne[0], ids->ne[0], 1, 1};
   return result(ctx, Op::GET_ROWS, Type::F32, ne, a, ids);
@@ -169,26 +169,26 @@ Tensor* get_rows(Context& ctx, Tensor* a, Tensor* ids) {
 
 Tensor* mul_mat(Context& ctx, Tensor* a, Tensor* b) {
   const TypeTraits& ta = traits(a->type);
-  check(ta.to_float != nullptr && ta.type_size > 0 && a->type != Type::Q8_S && a->type != Type::Q8_K &&
+  GGML_CHECK(ta.to_float != nullptr && ta.type_size > 0 && a->type != Type::Q8_S && a->type != Type::Q8_K &&
             a->type != Type::Q8_1,
         a, std::string("mul_mat: unsupported weight type ") + type_name(a->type));
-  check(a->rows_contiguous(), a, "mul_mat: weight rows must be contiguous (use cont)");
-  check(b->type == Type::F32, b, "mul_mat: activations must be F32");
-  check(a->ne[0] == b->ne[0], a, "mul_mat: inner dimensions differ from " + b->shape_str());
-  check(b->ne[2] % a->ne[2] == 0 && b->ne[3] % a->ne[3] == 0, a,
+  GGML_CHECK(a->rows_contiguous(), a, "mul_mat: weight rows must be contiguous (use cont)");
+  GGML_CHECK(b->type == Type::F32, b, "mul_mat: activations must be F32");
+  GGML_CHECK(a->ne[0] == b->ne[0], a, "mul_mat: inner dimensions differ from " + b->shape_str());
+  GGML_CHECK(b->ne[2] % a->ne[2] == 0 && b->ne[3] % a->ne[3] == 0, a,
         "mul_mat: cannot broadcast over " + b->shape_str());
   const int64_t ne[4] = {a->ne[1], b->ne[1], b->ne[2], b->ne[3]};
   return result(ctx, Op::MUL_MAT, Type::F32, ne, a, b);
 }
 
 Tensor* rms_norm(Context& ctx, Tensor* a, float eps) {
-  check(eps >= 0, a, "rms_norm: eps must be non-negative");
+  GGML_CHECK(eps >= 0, a, "rms_norm: eps must be non-negative");
   Tensor* t = unary(ctx, Op::RMS_NORM, a);
   set_param_f32(t, 0, eps);
   return t;
 }
 Tensor* norm(Context& ctx, Tensor* a, float eps) {
-  check(eps >= 0, a, "norm: eps must be non-negative");
+  GGML_CHECK(eps >= 0, a, "norm: eps must be non-negative");
   Tensor* t = unary(ctx, Op::NORM, a);
   set_param_f32(t, 0, eps);
   return t;
@@ -200,12 +200,12 @@ Tensor* layer_norm(Context& ctx, Tensor* a, Tensor* w, Tensor* b, float eps) {
 
 Tensor* rope(Context& ctx, Tensor* a, Tensor* pos, int n_dims, RopeMode mode, float freq_base, float freq_scale) {
   need_f32(a, "rope");
-  check(pos->type == Type::I32 && pos->ne[0] == a->ne[2] && pos->nelements() == a->ne[2], pos,
+  GGML_CHECK(pos->type == Type::I32 && pos->ne[0] == a->ne[2] && pos->nelements() == a->ne[2], pos,
         "rope: positions must be I32 with one entry per token (dim 2 of the input)");
-  check(n_dims > 0 && n_dims % 2 == 0 && n_dims <= a->ne[0], a,
+  GGML_CHECK(n_dims > 0 && n_dims % 2 == 0 && n_dims <= a->ne[0], a,
         "rope: n_dims " + std::to_string(n_dims) + " must be even and at most the head size");
-  check(mode == RopeMode::Interleaved || mode == RopeMode::Neox, a, "rope: unknown mode");
-  check(freq_base > 0 && freq_scale > 0, a, "rope: frequency base and scale must be positive");
+  GGML_CHECK(mode == RopeMode::Interleaved || mode == RopeMode::Neox, a, "rope: unknown mode");
+  GGML_CHECK(freq_base > 0 && freq_scale > 0, a, "rope: frequency base and scale must be positive");
   Tensor* t = result(ctx, Op::ROPE, Type::F32, a->ne, a, pos);
   t->op_params[0] = n_dims;
   t->op_params[1] = int32_t(mode);
@@ -218,10 +218,10 @@ Tensor* soft_max(Context& ctx, Tensor* a, float scale, Tensor* mask, int32_t cau
   need_f32(a, "soft_max");
   if (mask) {
     need_f32(mask, "soft_max mask");
-    check(mask->ne[0] == a->ne[0] && mask->ne[1] >= a->ne[1] && mask->ne[2] == 1 && mask->ne[3] == 1, mask,
+    GGML_CHECK(mask->ne[0] == a->ne[0] && mask->ne[1] >= a->ne[1] && mask->ne[2] == 1 && mask->ne[3] == 1, mask,
           "soft_max: mask must be [ne0, >= ne1] of " + a->shape_str());
   }
-  check(causal_n_past >= -1, a, "soft_max: causal_n_past must be -1 or a position");
+  GGML_CHECK(causal_n_past >= -1, a, "soft_max: causal_n_past must be -1 or a position");
   Tensor* t = result(ctx, Op::SOFT_MAX, Type::F32, a->ne, a, mask);
   set_param_f32(t, 0, scale);
   t->op_params[1] = causal_n_past;

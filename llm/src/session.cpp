@@ -3,6 +3,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 
 #include "blocks.h"
@@ -75,6 +76,7 @@ void Session::eval(const int32_t* tokens, size_t n, bool all_logits) {
     const bool last_chunk = done + (size_t)nt == n;
     const int64_t n_out = all_logits ? nt : (last_chunk ? 1 : 0);
 
+    auto t_build = std::chrono::steady_clock::now();
     ggml::Context ctx(size_t(1) << 20);
     ggml::Graph g;
     GraphInputs in{ctx, g, model_, n_past_, nt, nullptr, nullptr, impl_->k, impl_->v};
@@ -98,11 +100,20 @@ void Session::eval(const int32_t* tokens, size_t n, bool all_logits) {
     } else {
       g.expand(h);  // the cache still has to be filled
     }
+    auto t_alloc = std::chrono::steady_clock::now();
     impl_->alloc.allocate(g);
+    auto t_exec = std::chrono::steady_clock::now();
     try {
       impl_->exec.compute(g);
     } catch (const ggml::Error& e) {
       throw Error(std::string("eval: ") + e.what());
+    }
+    if (ggml::profiling()) {
+      auto t_end = std::chrono::steady_clock::now();
+      auto sec = [](auto a, auto b) { return std::chrono::duration<double>(b - a).count(); };
+      ggml::profile_add_named("session: build graph", sec(t_build, t_alloc));
+      ggml::profile_add_named("session: plan memory", sec(t_alloc, t_exec));
+      ggml::profile_add_named("session: compute (total)", sec(t_exec, t_end));
     }
     if (out) {
       const size_t row = (size_t)hp.n_vocab;

@@ -47,6 +47,12 @@ class GraphAllocator {
 
 // Runs a graph's nodes on n threads (one OpenMP team for the whole graph, a
 // barrier between nodes). Kernels come from the given set, or the CPU's best.
+// GGML_PROFILE=1 in the environment: per-op wall time of every compute,
+// summed by kind and printed to stderr at exit. Callers may add their own
+// named phases.
+bool profiling();
+void profile_add_named(const std::string& name, double seconds);
+
 class Executor {
  public:
   explicit Executor(int n_threads = 1, const cpu::KernelSet* kernels = nullptr);

@@ -110,5 +110,11 @@ class Context {
 void set_contiguous_strides(Tensor* t);
 // Fails with a one-line message naming the tensor unless ok.
 void check(bool ok, const Tensor* t, const std::string& what);
+// The same, building the message only on failure (graphs are rebuilt for
+// every token, so passing checks must cost nothing).
+#define GGML_CHECK(ok, t, ...)                         \
+  do {                                                 \
+    if (!(ok)) ::ggml::check(false, (t), __VA_ARGS__); \
+  } while (0)
 
 }  // namespace ggml

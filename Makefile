@@ -5,7 +5,7 @@ JOBS    ?= $(shell nproc)
 CMAKE_FLAGS ?=
 TOOLS   := bench-ops tokenize convert main quantize bench
 
-.PHONY: all deps configure test test-portable test-neon test-sanitize fuzz-gguf fuzz-checkpoint bench clean
+.PHONY: run all deps configure test test-portable test-neon test-sanitize fuzz-gguf fuzz-checkpoint bench clean
 
 all: deps configure
 	cmake --build $(BUILD) -j $(JOBS)
@@ -65,6 +65,13 @@ fuzz-checkpoint:
 	  ggml/src/types.cpp ggml/src/quants.cpp ggml/src/quants_k.cpp $$(pkg-config --libs libpcre2-8) \
 	  -o build-fuzz/fuzz_checkpoint
 	build-fuzz/fuzz_checkpoint -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -rss_limit_mb=4096 build-fuzz/corpus-ck
+
+# The main job: build, fetch the default model, chat one turn with it.
+MODEL  ?= models/SmolLM2-135M-Instruct.Q4_1.gguf
+PROMPT ?= Write a short poem about the sea, then explain its imagery in two sentences.
+run: all
+	@bash scripts/fetch-models.sh
+	./main -m $(MODEL) --chat -p "$(PROMPT)" -n 256
 
 bench: all
 	./bench-ops

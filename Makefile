@@ -3,7 +3,7 @@
 BUILD   ?= build
 JOBS    ?= $(shell nproc)
 CMAKE_FLAGS ?=
-TOOLS   := bench-ops tokenize convert main quantize bench
+TOOLS   := bench-ops tokenize convert main quantize bench perplexity
 
 .PHONY: run all deps configure test test-portable test-neon test-sanitize fuzz-gguf fuzz-checkpoint bench clean
 

@@ -5,6 +5,7 @@
 #   scripts/install-deps.sh --cross  also the aarch64 cross compiler and qemu-user
 #   scripts/install-deps.sh --fuzz   also clang with libFuzzer
 #   scripts/install-deps.sh --python python3 and pip (to fetch the model)
+#   scripts/install-deps.sh --eval   the King James Bible (perplexity text)
 set -euo pipefail
 
 pkgs=(g++ cmake make pkg-config libopenblas-dev libomp-dev doctest-dev libcxxopts-dev libpcre2-dev nlohmann-json3-dev)
@@ -12,6 +13,7 @@ case "${1:-}" in
   --cross) pkgs+=(g++-aarch64-linux-gnu qemu-user libpcre2-dev:arm64) ;;
   --fuzz) pkgs+=(clang libclang-rt-dev) ;;
   --python) pkgs+=(python3 python3-pip) ;;
+  --eval) pkgs+=(bible-kjv) ;;
 esac
 
 missing=()

@@ -12,6 +12,7 @@
 #include "llm/convert.h"
 #include "llm/model.h"
 #include "llm/npy.h"
+#include "llm/perplexity.h"
 #include "llm/session.h"
 
 using json = nlohmann::json;
@@ -190,4 +191,85 @@ TEST_CASE("npy files round trip") {
   auto r = llm::read_npy_f32(p);
   CHECK(r.shape == std::vector<int64_t>{2, 3});
   CHECK(r.data == x);
+}
+
+
+TEST_CASE("perplexity scores the second half of each window like a direct computation from transformers' logits") {
+  // gptneox_st adds no BOS: one 12-token window is exactly the fixture's tokens.
+  const fs::path dir = fs::path(data_dir()) / "hf" / "gptneox_st";
+  json fx = json::parse(std::ifstream(dir / "fixture.json"));
+  std::vector<int32_t> ids = fx["tokens"];
+  auto ref = llm::read_npy_f32((dir / "logits.npy").string());
+  const size_t V = (size_t)ref.shape[1];
+  double nll = 0;
+  int n = 0;
+  for (size_t j = 6; j + 1 < ids.size(); j++, n++) {
+    const float* l = &ref.data[j * V];
+    double mx = *std::max_element(l, l + V), se = 0;
+    for (size_t i = 0; i < V; i++) se += std::exp((double)l[i] - mx);
+    nll += mx + std::log(se) - l[ids[j + 1]];
+  }
+  const double want = std::exp(nll / n);
+  auto m = llm::Model::load(converted("gptneox_st", ggml::Type::F32));
+  llm::PerplexityOptions o;
+  o.n_ctx = 12;
+  auto r = llm::perplexity(*m, ids, o);
+  CHECK(r.n_chunks == 1);
+  CHECK(r.n_scored == n);
+  CHECK(std::fabs(r.ppl / want - 1) < 1e-5);
+  // Fewer tokens than a window is an error, not a crash.
+  std::vector<int32_t> few(ids.begin(), ids.begin() + 5);
+  CHECK_THROWS_AS(llm::perplexity(*m, few, o), llm::Error);
+}
+
+TEST_CASE("KL-divergence: zero against itself, exact against full softmaxes when top-k covers the vocabulary") {
+  auto f32 = llm::Model::load(converted("llama_bin", ggml::Type::F32));
+  auto f16 = llm::Model::load(converted("llama_bin", ggml::Type::F16));
+  std::vector<int32_t> text;
+  for (int i = 0; i < 100; i++) text.push_back(4 + (i * 131) % 590);
+  const std::string base = (temp_dir() / "base.kl").string();
+  llm::PerplexityOptions o;
+  o.n_ctx = 16;
+  o.top_k = 600;  // the whole vocabulary: no tail bucket
+  o.kl_base_out = base;
+  auto rb = llm::perplexity(*f32, text, o);
+  o.kl_base_out.clear();
+  o.kl_in = base;
+  auto same = llm::perplexity(*f32, text, o);
+  CHECK(same.has_kl);
+  CHECK(std::fabs(same.kl_mean) < 1e-6);
+  CHECK(same.top1 == 1.0);
+  CHECK(std::fabs(same.base_ppl / rb.ppl - 1) < 1e-5);
+  auto other = llm::perplexity(*f16, text, o);
+  // Exact KL(f32 || f16) over the same scored positions, from full softmaxes.
+  const int64_t step = 15, first = 8;  // BOS + 15 text tokens per window
+  double kl = 0;
+  int64_t n = 0;
+  for (int64_t c = 0; c < (int64_t)text.size() / step; c++) {
+    std::vector<int32_t> win = {f32->tokenizer->vocab().bos};
+    win.insert(win.end(), text.begin() + c * step, text.begin() + (c + 1) * step);
+    llm::SessionParams sp;
+    sp.n_ctx = 16;
+    llm::Session a(*f32, sp), b(*f16, sp);
+    a.eval(win, true);
+    b.eval(win, true);
+    for (int64_t j = first; j < 15; j++, n++) {
+      auto lsm = [](const float* l, size_t V, std::vector<double>& out) {
+        double mx = *std::max_element(l, l + V), se = 0;
+        for (size_t i = 0; i < V; i++) se += std::exp((double)l[i] - mx);
+        out.resize(V);
+        for (size_t i = 0; i < V; i++) out[i] = l[i] - mx - std::log(se);
+      };
+      std::vector<double> p, q;
+      lsm(&a.all_logits()[(size_t)j * 600], 600, p);
+      lsm(&b.all_logits()[(size_t)j * 600], 600, q);
+      for (size_t i = 0; i < 600; i++) kl += std::exp(p[i]) * (p[i] - q[i]);
+    }
+  }
+  CHECK(other.n_scored == n);
+  CHECK(other.kl_mean > 0);
+  CHECK(std::fabs(other.kl_mean - kl / n) < 1e-4 * std::max(1.0, kl / n) + 1e-7);
+  // A base file written for another context length is refused.
+  o.n_ctx = 32;
+  CHECK_THROWS_AS(llm::perplexity(*f16, text, o), llm::Error);
 }

@@ -1,0 +1,75 @@
+// perplexity: chunked perplexity of a text, and KL-divergence against a base model.
+#include <chrono>
+#include <cstdio>
+#include <cxxopts.hpp>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+
+#include "llm/model.h"
+#include "llm/perplexity.h"
+
+int main(int argc, char** argv) {
+  cxxopts::Options opts("perplexity", "Perplexity of a text under a model; KL-divergence against a base model.");
+  opts.add_options()
+      ("m,model", "GGUF model", cxxopts::value<std::string>())
+      ("f,file", "text file (e.g. models/kjv.txt from scripts/fetch-eval-text.sh)", cxxopts::value<std::string>())
+      ("c,ctx-size", "window length; the second half of each window is scored", cxxopts::value<int64_t>()->default_value("512"))
+      ("b,batch-size", "tokens per evaluation", cxxopts::value<int64_t>()->default_value("512"))
+      ("t,threads", "threads (0: all cores)", cxxopts::value<int>()->default_value("0"))
+      ("chunks", "at most this many windows (-1: all)", cxxopts::value<int64_t>()->default_value("-1"))
+      ("kl-base", "save this model's top-k log-probabilities as the base for --kl", cxxopts::value<std::string>())
+      ("kl", "compare against a base file: mean KL-divergence, top-1 agreement, perplexity ratio", cxxopts::value<std::string>())
+      ("top-k", "entries per position in a --kl-base file", cxxopts::value<int>()->default_value("32"))
+      ("h,help", "show this help");
+  try {
+    auto r = opts.parse(argc, argv);
+    if (r.count("help")) {
+      std::cout << opts.help() << "\nExample: perplexity -m base.gguf -f models/kjv.txt --chunks 100 --kl-base base.kl\n"
+                << "         perplexity -m q4_0.gguf -f models/kjv.txt --chunks 100 --kl base.kl\n";
+      return 0;
+    }
+    if (!r.unmatched().empty()) throw llm::Error("unexpected argument '" + r.unmatched()[0] + "'");
+    if (!r.count("model") || !r.count("file")) throw llm::Error("-m MODEL and -f TEXT are required (see --help)");
+    if (r.count("kl") && r.count("kl-base")) throw llm::Error("give --kl-base or --kl, not both");
+    std::ifstream in(r["file"].as<std::string>(), std::ios::binary);
+    if (!in) throw llm::Error(r["file"].as<std::string>() + ": cannot open");
+    std::stringstream ss;
+    ss << in.rdbuf();
+    auto model = llm::Model::load(r["model"].as<std::string>());
+    auto t0 = std::chrono::steady_clock::now();
+    std::vector<int32_t> tokens = model->tokenizer->encode(ss.str(), false, false);
+    std::fprintf(stderr, "perplexity: %s: %zu tokens (tokenized in %.1f s)\n", r["file"].as<std::string>().c_str(),
+                 tokens.size(), std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    llm::PerplexityOptions o;
+    o.n_ctx = r["ctx-size"].as<int64_t>();
+    o.n_batch = r["batch-size"].as<int64_t>();
+    o.n_threads = r["threads"].as<int>();
+    o.n_chunks = r["chunks"].as<int64_t>();
+    o.top_k = r["top-k"].as<int>();
+    if (r.count("kl-base")) o.kl_base_out = r["kl-base"].as<std::string>();
+    if (r.count("kl")) o.kl_in = r["kl"].as<std::string>();
+    auto t1 = std::chrono::steady_clock::now();
+    o.progress = [&](int64_t d, int64_t n, double ppl) {
+      double el = std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count();
+      std::fprintf(stderr, "[%lld/%lld] ppl %.4f  (%.1f s, ~%.0f s left)\n", (long long)d, (long long)n, ppl, el,
+                   el / (double)d * (double)(n - d));
+    };
+    llm::PerplexityResult res = llm::perplexity(*model, tokens, o);
+    std::printf("model %s  type %s\n", model->path().c_str(), model->type_name().c_str());
+    std::printf("windows %lld x %lld tokens, %lld scored\n", (long long)res.n_chunks, (long long)o.n_ctx, (long long)res.n_scored);
+    std::printf("perplexity %.4f +/- %.4f\n", res.ppl, res.ppl_se);
+    if (res.has_kl) {
+      std::printf("base perplexity %.4f, ratio %.4f\n", res.base_ppl, res.ppl / res.base_ppl);
+      std::printf("mean KL-divergence %.6f +/- %.6f nats\n", res.kl_mean, res.kl_se);
+      std::printf("top-1 agreement %.2f%%\n", 100 * res.top1);
+    }
+    if (!o.kl_base_out.empty()) std::printf("wrote KL base %s\n", o.kl_base_out.c_str());
+    return 0;
+  } catch (const cxxopts::exceptions::exception& e) {
+    std::fprintf(stderr, "perplexity: %s (see --help)\n", e.what());
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "perplexity: %s\n", e.what());
+  }
+  return 1;
+}

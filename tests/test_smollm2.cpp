@@ -112,17 +112,31 @@ TEST_CASE("SmolLM2 Q4_1 as shipped: greedy text stays close to the F32 reference
   llm::SessionParams sp;
   sp.n_ctx = 128;
   llm::Session s(*m, sp);
-  size_t same = 0, total = 0, prefix_sum = 0;
+  // Free-running greedy text diverges for good after one near-tie, so the
+  // check is teacher-forced: along the reference continuation, how often is
+  // our argmax the reference's next token? Free-running agreement is reported.
+  size_t forced = 0, positions = 0, same = 0, total = 0, prefix_sum = 0;
   for (const auto& c : ref["cases"]) {
-    std::vector<int32_t> want = c["greedy"];
-    auto got = greedy(s, c["ids"], want.size());
+    std::vector<int32_t> prompt = c["ids"], want = c["greedy"];
+    std::vector<int32_t> seq = prompt;
+    seq.insert(seq.end(), want.begin(), want.end() - 1);
+    s.rewind(0);
+    s.eval(seq, true);
+    const size_t V = (size_t)s.n_vocab();
+    for (size_t i = 0; i < want.size(); i++) {
+      const float* l = &s.all_logits()[(prompt.size() - 1 + i) * V];
+      forced += (int32_t)(std::max_element(l, l + V) - l) == want[i];
+      positions++;
+    }
+    auto got = greedy(s, prompt, want.size());
     size_t prefix = 0;
     while (prefix < want.size() && prefix < got.size() && got[prefix] == want[prefix]) prefix++;
     for (size_t i = 0; i < want.size() && i < got.size(); i++) same += got[i] == want[i];
     total += want.size();
     prefix_sum += prefix;
-    CHECK(prefix >= 4);  // the first tokens agree for every prompt
   }
-  MESSAGE("SmolLM2 Q4_1 vs F32 reference: " << same << "/" << total << " greedy tokens equal, mean common prefix "
-                                             << (double)prefix_sum / ref["cases"].size());
+  MESSAGE("SmolLM2 Q4_1 vs F32 reference: teacher-forced top-1 " << forced << "/" << positions << "; free-running "
+                                                                 << same << "/" << total << " equal, mean common prefix "
+                                                                 << (double)prefix_sum / ref["cases"].size());
+  CHECK(forced >= positions * 9 / 10);
 }

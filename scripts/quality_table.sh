@@ -20,7 +20,7 @@ done
 echo "| model | size (MiB) | bits/weight | perplexity | ppl ratio | mean KL (nats) | top-1 agreement |"
 echo "|---|---|---|---|---|---|---|"
 base_ppl=$(awk '/^perplexity/ {print $2 " ± " $4}' "$d/base.txt")
-printf "| f32 (base) | %.1f | 32.00 | %s | 1 | 0 | 100%% |\n" "$(echo "$(stat -c %s "$base") / 1048576" | bc -l)" "$base_ppl"
+printf "| f32 (base) | %.1f | 32.00 | %s | 1 | 0 | 100%% |\n" "$(awk -v b="$(stat -c %s "$base")" "BEGIN{print b/1048576}")" "$base_ppl"
 for t in f16 q8_0 q4_0 q4_1; do
   f=$d/smollm2-$t.gguf
   out=$(./perplexity -m "$f" -f models/kjv.txt --chunks "$chunks" --kl "$d/base.kl" 2>/dev/null)
@@ -29,5 +29,5 @@ for t in f16 q8_0 q4_0 q4_1; do
   kl=$(awk '/^mean KL/ {print $3 " ± " $5}' <<<"$out")
   top1=$(awk '/^top-1/ {print $3}' <<<"$out")
   bits=$(./quantize "$base" /tmp/quality-bits.gguf $t -q 2>&1 | sed -n 's/.*, \([0-9.]*\) bits per weight.*/\1/p'; rm -f /tmp/quality-bits.gguf)
-  printf "| %s | %.1f | %s | %s | %s | %s | %s |\n" "$t" "$(echo "$(stat -c %s "$f") / 1048576" | bc -l)" "$bits" "$ppl" "$ratio" "$kl" "$top1"
+  printf "| %s | %.1f | %s | %s | %s | %s | %s |\n" "$t" "$(awk -v b="$(stat -c %s "$f")" "BEGIN{print b/1048576}")" "$bits" "$ppl" "$ratio" "$kl" "$top1"
 done

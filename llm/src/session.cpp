@@ -26,6 +26,9 @@ Session::Session(const Model& model, const SessionParams& p) : model_(model) {
   n_ctx_ = p.n_ctx > 0 ? p.n_ctx : std::min<int64_t>(hp.n_ctx_train, 4096);
   if (n_ctx_ < 1 || n_ctx_ > (int64_t(1) << 20))
     throw Error("context length " + std::to_string(n_ctx_) + " is out of range");
+  if (n_ctx_ > hp.n_ctx_train)
+    throw Error("context length " + std::to_string(n_ctx_) + " exceeds the " + std::to_string(hp.n_ctx_train) +
+                " tokens the model was trained for");
   if (p.kv_type != ggml::Type::F16 && p.kv_type != ggml::Type::F32)
     throw Error("the KV cache type must be f16 or f32");
   if (p.n_batch < 1) throw Error("the batch size must be positive");

@@ -6,7 +6,7 @@
 // sweeps its activation rows against a chunk of weights small enough to stay in
 // cache, TILE_MAX x TILE_MAX dot products at a time. Item and tile boundaries
 // depend only on the shapes and every kernel is deterministic, so the result is
-// the same for any number of threads. Large F32/F16/BF16 products go
+// the same for any number of threads. Large F32 products go
 // to OpenBLAS (one single-threaded sgemm per panel of weight rows) when built in.
 #include <cstdlib>
 #include <algorithm>

@@ -1,10 +1,12 @@
 #pragma once
 // Shared test utilities: fixture files, random data, naive double references.
 #include <doctest/doctest.h>
+#include <unistd.h>
 
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <array>
 #include <memory>
@@ -20,6 +22,22 @@ inline std::string data_path(const std::string& rel) {
   const char* root = std::getenv("GGML_TEST_DATA");
   REQUIRE_MESSAGE(root != nullptr, "GGML_TEST_DATA is not set (run through ctest)");
   return std::string(root) + "/" + rel;
+}
+
+// The fixture directory; tests/data when a test is run by hand from the repo root.
+inline std::string data_dir() {
+  const char* d = std::getenv("GGML_TEST_DATA");
+  return d ? d : "tests/data";
+}
+
+// A scratch directory for this test process (each suite is its own process).
+inline std::filesystem::path temp_dir() {
+  static const std::filesystem::path d = [] {
+    auto p = std::filesystem::temp_directory_path() / ("llm_test_" + std::to_string(::getpid()));
+    std::filesystem::create_directories(p);
+    return p;
+  }();
+  return d;
 }
 
 inline std::vector<unsigned char> read_file(const std::string& path) {

@@ -4,6 +4,8 @@
 // the reference libraries' ids; corrupt checkpoints are refused cleanly.
 #include <doctest/doctest.h>
 
+#include "helpers.h"
+
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -22,19 +24,8 @@ using llm::gguf::File;
 
 namespace {
 
-std::string data_dir() {
-  const char* d = std::getenv("GGML_TEST_DATA");
-  return d ? d : "tests/data";
-}
-
-fs::path temp_dir() {
-  static const fs::path d = [] {
-    auto p = fs::temp_directory_path() / ("test_convert_" + std::to_string(::getpid()));
-    fs::create_directories(p);
-    return p;
-  }();
-  return d;
-}
+using th::data_dir;
+using th::temp_dir;
 
 json load_json(const fs::path& p) {
   std::ifstream f(p);

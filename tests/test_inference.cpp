@@ -4,6 +4,8 @@
 // scripts/gen_hf_fixtures.py saved from transformers in F32.
 #include <doctest/doctest.h>
 
+#include "helpers.h"
+
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -20,19 +22,8 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::string data_dir() {
-  const char* d = std::getenv("GGML_TEST_DATA");
-  return d ? d : "tests/data";
-}
-
-fs::path temp_dir() {
-  static const fs::path d = [] {
-    auto p = fs::temp_directory_path() / ("test_inference_" + std::to_string(::getpid()));
-    fs::create_directories(p);
-    return p;
-  }();
-  return d;
-}
+using th::data_dir;
+using th::temp_dir;
 
 const char* FIXTURES[] = {"llama_st", "llama_bin", "gptneox_st", "gptneox_bin", "gptj_st", "gptj_bin"};
 

@@ -4,6 +4,8 @@
 // type rules hold, and bad input is refused.
 #include <doctest/doctest.h>
 
+#include "helpers.h"
+
 #include <filesystem>
 #include <fstream>
 
@@ -17,19 +19,8 @@ using llm::gguf::File;
 
 namespace {
 
-std::string data_dir() {
-  const char* d = std::getenv("GGML_TEST_DATA");
-  return d ? d : "tests/data";
-}
-
-fs::path temp_dir() {
-  static const fs::path d = [] {
-    auto p = fs::temp_directory_path() / ("test_quantize_" + std::to_string(::getpid()));
-    fs::create_directories(p);
-    return p;
-  }();
-  return d;
-}
+using th::data_dir;
+using th::temp_dir;
 
 std::string f32_model(const std::string& fixture) {
   fs::path out = temp_dir() / (fixture + "-f32.gguf");

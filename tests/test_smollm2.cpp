@@ -4,6 +4,8 @@
 // 1e-3; on the Q4_1 file itself the greedy text must stay close.
 #include <doctest/doctest.h>
 
+#include "helpers.h"
+
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -18,10 +20,8 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::string data_dir() {
-  const char* d = std::getenv("GGML_TEST_DATA");
-  return d ? d : "tests/data";
-}
+using th::data_dir;
+using th::temp_dir;
 
 // The model, or nullptr after a skip message (a failure when CI requires it).
 std::string model_path() {

@@ -2,6 +2,8 @@
 // committed by scripts/gen_tokenizer_fixtures.py.
 #include <doctest/doctest.h>
 
+#include "helpers.h"
+
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -16,10 +18,8 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::string data_dir() {
-  const char* d = std::getenv("GGML_TEST_DATA");
-  return d ? d : "tests/data";
-}
+using th::data_dir;
+using th::temp_dir;
 
 json load_json(const std::string& path) {
   std::ifstream f(path);

@@ -37,7 +37,7 @@ inline void split_range(int64_t n, int ith, int nth, int64_t* begin, int64_t* en
 }
 
 // Bytes of shared work memory node needs with nth threads.
-size_t work_size(const Tensor* node, int nth);
+size_t work_size(const Tensor* node, int nth, const cpu::KernelSet& k);
 void compute_forward(const ComputeParams& p, Tensor* node);
 
 // Per-op kernels (compute_*.cpp).
@@ -48,7 +48,11 @@ void compute_scale(const ComputeParams& p, Tensor* dst);
 void compute_unary(const ComputeParams& p, Tensor* dst);  // SILU, GELU, GELU_ERF
 void compute_get_rows(const ComputeParams& p, Tensor* dst);
 void compute_mul_mat(const ComputeParams& p, Tensor* dst);
-size_t mul_mat_work_size(const Tensor* dst, int nth);
+size_t mul_mat_work_size(const Tensor* dst, int nth, const cpu::KernelSet& k);
+// Float-weight prompt products on the kernel set's GEMM microkernel (compute_gemm.cpp).
+bool gemm_applies(const Tensor* dst, const cpu::KernelSet& k);
+size_t gemm_work_size(const Tensor* dst, int nth, const cpu::KernelSet& k);
+void compute_gemm(const ComputeParams& p, Tensor* dst);
 void compute_rms_norm(const ComputeParams& p, Tensor* dst);
 void compute_norm(const ComputeParams& p, Tensor* dst);
 void compute_rope(const ComputeParams& p, Tensor* dst);

@@ -64,7 +64,8 @@ bool needs_conversion(const Tensor* dst, bool blas) {
 size_t align64(size_t n) { return (n + 63) / 64 * 64; }
 }  // namespace
 
-size_t mul_mat_work_size(const Tensor* dst, int nth) {
+size_t mul_mat_work_size(const Tensor* dst, int nth, const cpu::KernelSet& k) {
+  if (gemm_applies(dst, k)) return gemm_work_size(dst, nth, k);
   const Tensor* a = dst->src[0];
   const Tensor* b = dst->src[1];
   const bool blas = use_blas(dst);
@@ -79,6 +80,7 @@ void compute_mul_mat(const ComputeParams& p, Tensor* dst) {
   const Tensor* a = dst->src[0];
   const Tensor* b = dst->src[1];
   const cpu::KernelSet& k = *p.k;
+  if (gemm_applies(dst, k)) return compute_gemm(p, dst);
   const bool blas = use_blas(dst);
   const Type vdt = blas ? Type::F32 : traits(a->type).vec_dot_type;
   const int64_t K = a->ne[0], M = a->ne[1], N = b->ne[1];

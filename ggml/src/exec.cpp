@@ -22,9 +22,9 @@ void ComputeParams::barrier() const {
   }
 }
 
-size_t work_size(const Tensor* node, int nth) {
+size_t work_size(const Tensor* node, int nth, const cpu::KernelSet& k) {
   switch (node->op) {
-    case Op::MUL_MAT: return mul_mat_work_size(node, nth);
+    case Op::MUL_MAT: return mul_mat_work_size(node, nth, k);
     case Op::CPY:
     case Op::CONT:
       // one F32 row per thread for conversions; flat copies convert 4096 at a time
@@ -123,7 +123,7 @@ void Executor::compute(Graph& g) {
       n->data = static_cast<char*>(n->view_src->data) + n->view_offs;
     }
     GGML_CHECK(n->data != nullptr, n, std::string(op_name(n->op)) + " result has no memory (run GraphAllocator first)");
-    ws = std::max(ws, ggml::work_size(n, n_threads_));
+    ws = std::max(ws, ggml::work_size(n, n_threads_, *k_));
   }
   if (ws > work_.size()) work_.resize(ws + 64);
 

@@ -50,6 +50,7 @@ void inherit(KernelSet& k, const KernelSet& base) {
     if (!k.from_float[i]) k.from_float[i] = base.from_float[i];
     if (!k.to_float[i]) k.to_float[i] = base.to_float[i];
   }
+  if (!k.gemm.kernel) k.gemm = base.gemm;
 }
 
 #if !defined(GGML_HAVE_X86_KERNELS)

@@ -26,6 +26,16 @@ using dot_fn = float (*)(int64_t n, const void* x, const void* y);
 using tile_fn = void (*)(int64_t n, float* s, size_t ldc, const void* x, size_t bx, int nx, const void* y,
                          size_t by, int ny);
 using quant_fn = void (*)(const float* x, void* y, int64_t n);
+// Register-blocked GEMM microkernel for prompt-sized products with float
+// weights: c[i * nr + j] (+)= sum over k < kc of a[i * lda + k] * bp[k * nr + j]
+// for i < mr, j < nr. bp holds nr activation rows interleaved by k, so each
+// step loads nr/width activation vectors and broadcasts mr weights: no
+// horizontal sums, and c is the tile's running total across blocks of k.
+using gemm_fn = void (*)(int64_t kc, const float* a, size_t lda, const float* bp, float* c, bool accumulate);
+struct Gemm {
+  int mr = 0, nr = 0;
+  gemm_fn kernel = nullptr;
+};
 using dequant_fn = void (*)(const void* x, float* y, int64_t n);
 
 constexpr int TYPE_SLOTS = 32;
@@ -38,6 +48,7 @@ struct KernelSet {
   tile_fn tile[TYPE_SLOTS] = {};         // weight type -> multi-row dot products
   quant_fn from_float[TYPE_SLOTS] = {};  // F32 -> type (activations, copies)
   dequant_fn to_float[TYPE_SLOTS] = {};  // type -> F32
+  Gemm gemm;                             // float-weight prompt products (none in the scalar set)
 };
 
 const KernelSet& scalar();

@@ -108,3 +108,60 @@ TEST_CASE("mul_mat: prompt-sized products take the blocked (and BLAS) paths") {
     check_mul_mat(a, b, out);
   }
 }
+
+// Kernel sets with a GEMM microkernel take it for float weights once there are
+// nr / 2 activation rows. Shapes cross every blocking boundary: one weight
+// row, rows not a multiple of the microkernel's mr or of the item's row block,
+// activation rows not a multiple of nr or of an item's panels, K of 1, K
+// below, at and across the 256-column blocks; batched broadcasting with
+// element-strided activations; 1, 2 and 3 threads giving identical results.
+TEST_CASE("mul_mat: float GEMM microkernel path, odd shapes, every kernel set that has one") {
+  th::Rng rng(14);
+  struct Case { int64_t K, M, N; };
+  for (const cpu::KernelSet* k : cpu::available()) {
+    if (!k->gemm.kernel) continue;
+    const std::string kname = k->name;
+    CAPTURE(kname);
+    const int64_t nr = k->gemm.nr, mr = k->gemm.mr;
+    const Case cases[] = {{300, 1, nr / 2},        {1, 5, nr},          {256, 4 * mr, nr / 2 + 1},
+                          {513, 4 * mr + 13, 47},  {700, mr - 1, 130},  {96, 37, 3 * nr + 5}};
+    for (Type t : {Type::F32, Type::F16, Type::BF16}) {
+      const std::string tname = type_name(t);
+      CAPTURE(tname);
+      for (const Case& c : cases) {
+        CAPTURE(c.K);
+        CAPTURE(c.M);
+        CAPTURE(c.N);
+        // The same inputs (same seed) in a fresh graph per thread count.
+        std::vector<float> first;
+        const uint64_t seed = rng.g();
+        for (int threads : {1, 2, 3}) {
+          th::Rng local(seed);
+          Context ctx;
+          Tensor* a = ctx.new_tensor(t, {c.K, c.M});
+          Tensor* b = ctx.new_tensor(Type::F32, {c.K, c.N});
+          th::fill(a, local, 0.5f);
+          th::fill(b, local, 1.0f);
+          Tensor* out = mul_mat(ctx, a, b);
+          auto r = th::run(out, threads, k);
+          check_mul_mat(a, b, out);
+          const float* o = static_cast<const float*>(out->data);
+          std::vector<float> got(o, o + out->nelements());
+          if (first.empty()) first = got;
+          CHECK_MESSAGE(got == first, "result differs with " << threads << " threads");
+        }
+      }
+      // Batched: 6 activation heads over 2 weight heads, activations strided.
+      Context ctx;
+      Tensor* store = ctx.new_tensor(t, {64, 2, 33});
+      th::fill(store, rng);
+      Tensor* a = permute(ctx, store, 0, 2, 1, 3);  // [64, 33, 2]
+      Tensor* bt = ctx.new_tensor(Type::F32, {nr + 3, 64, 6, 2});
+      th::fill(bt, rng);
+      Tensor* b = permute(ctx, bt, 1, 0, 2, 3);  // [64, nr + 3, 6, 2]
+      Tensor* out = mul_mat(ctx, a, b);
+      auto r = th::run(out, 2, k);
+      check_mul_mat(a, b, out);
+    }
+  }
+}

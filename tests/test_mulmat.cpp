@@ -109,25 +109,29 @@ TEST_CASE("mul_mat: prompt-sized products take the blocked (and BLAS) paths") {
   }
 }
 
-// Kernel sets with a GEMM microkernel take it for float weights once there are
-// nr / 2 activation rows. Shapes cross every blocking boundary: one weight
-// row, rows not a multiple of the microkernel's mr or of the item's row block,
-// activation rows not a multiple of nr or of an item's panels, K of 1, K
+// Kernel sets with a GEMM microkernel take it for float weights (and, with an
+// int8 one, for Q4_0, Q4_1 and Q8_0) once there are nr / 2 activation rows.
+// Shapes cross every blocking boundary: one weight row, rows not a multiple
+// of the microkernel's mr or of the item's row block, activation rows not a
+// multiple of nr or of an item's panels, K of one column (one block), K
 // below, at and across the 256-column blocks; batched broadcasting with
 // element-strided activations; 1, 2 and 3 threads giving identical results.
-TEST_CASE("mul_mat: float GEMM microkernel path, odd shapes, every kernel set that has one") {
+TEST_CASE("mul_mat: GEMM microkernel paths, odd shapes, every kernel set that has them") {
   th::Rng rng(14);
   struct Case { int64_t K, M, N; };
   for (const cpu::KernelSet* k : cpu::available()) {
-    if (!k->gemm.kernel) continue;
     const std::string kname = k->name;
     CAPTURE(kname);
-    const int64_t nr = k->gemm.nr, mr = k->gemm.mr;
-    const Case cases[] = {{300, 1, nr / 2},        {1, 5, nr},          {256, 4 * mr, nr / 2 + 1},
-                          {513, 4 * mr + 13, 47},  {700, mr - 1, 130},  {96, 37, 3 * nr + 5}};
-    for (Type t : {Type::F32, Type::F16, Type::BF16}) {
+    for (Type t : {Type::F32, Type::F16, Type::BF16, Type::Q4_0, Type::Q4_1, Type::Q8_0}) {
+      const bool quant = block_size(t) == 32;
+      if (!(quant ? k->gemm_q.kernel != nullptr : k->gemm.kernel != nullptr)) continue;
       const std::string tname = type_name(t);
       CAPTURE(tname);
+      const int64_t nr = quant ? k->gemm_q.nr : k->gemm.nr, mr = quant ? k->gemm_q.mr : k->gemm.mr;
+      // Quantized K is whole blocks of 32: 288 and 544 cross the 8-block k blocks.
+      const Case cases[] = {{quant ? 288 : 300, 1, nr / 2},      {quant ? 32 : 1, 5, nr},
+                            {256, 4 * mr, nr / 2 + 1},            {quant ? 544 : 513, 4 * mr + 13, 47},
+                            {quant ? 704 : 700, mr - 1, 130},     {96, 37, 3 * nr + 5}};
       for (const Case& c : cases) {
         CAPTURE(c.K);
         CAPTURE(c.M);

@@ -1,118 +1,221 @@
-// Prompt-sized products with float weights (F32, F16, BF16) on the kernel
-// set's register-blocked GEMM microkernel.
+// Prompt-sized products on the kernel set's register-blocked GEMM
+// microkernels: float weights (F32, F16, BF16) on the float one, Q4_0, Q4_1
+// and Q8_0 weights on the int8 one (activations quantized to Q8 per block).
 //
 // Phase 1 packs the activations into panels of nr rows interleaved by k
 // (zero-padded past the last row), once per product. Phase 2 cuts the product
-// into work items of GROUPS x mr weight rows by PANELS_PER_ITEM panels; for
-// each block of KC columns an item converts its weight rows to F32 in a
-// per-thread buffer (reused by every panel of the item) and runs the
-// microkernel on every (row group, panel) pair, keeping running totals in a
-// per-thread tile buffer that is written to dst at the end. Blocks and items
-// depend only on the shapes, so results do not depend on the thread count.
+// into work items of GROUPS x mr weight rows by a run of panels; for each
+// block of k an item unpacks its weight rows into a per-thread buffer (F32
+// rows, or unsigned bytes with their scales) reused by every panel of the
+// item, and runs the microkernel on every (row group, panel) pair, keeping
+// running totals in a per-thread tile buffer written to dst at the end.
+// Blocks and items depend only on the shapes, so results do not depend on the
+// thread count.
 #include <algorithm>
 #include <cstring>
 #include <vector>
 
 #include "compute.h"
+#include "ggml/quants.h"
 
 namespace ggml {
 
 namespace {
-// Columns of k per block: a panel block is KC x nr floats (32 KiB at nr 32),
-// an item's weight block mr x GROUPS x KC floats. 128 and 384 measured slower.
-constexpr int64_t KC = 256;
-constexpr int64_t LDA = KC;
-constexpr int64_t GROUPS = 4;            // microkernel row groups per work item
+constexpr int64_t GROUPS = 4;              // microkernel row groups per work item
 constexpr int64_t ITEM_ACTIVATIONS = 128;  // activation rows per work item (whole panels)
+// Float path: columns of k per block: a panel block is KC x nr floats (32 KiB
+// at nr 32), an item's weight block GROUPS x mr x KC floats. 128 and 384
+// measured slower. Int8 path: 8 blocks of 32 (the same 256 columns).
+constexpr int64_t KC = 256;
+constexpr int64_t KCB = 8;
 
 size_t align64(size_t n) { return (n + 63) / 64 * 64; }
 
+bool quantized_path(Type t) { return t == Type::Q4_0 || t == Type::Q4_1 || t == Type::Q8_0; }
+
+// Sizes shared by both paths; a "unit" is one column of k (float path) or
+// one block of 32 (int8 path).
 struct Shape {
+  bool q;
   int64_t K, M, N, C2, C3, mr, nr, mb, ppi, panels, batches;
-  Shape(const Tensor* dst, const cpu::Gemm& g) {
+  int64_t unit, units, ku;     // elements per unit, units in K, units per k block
+  size_t panel_unit_bytes;     // packed activations per unit of one panel
+  size_t group_bytes;          // one row group's weight buffer for a k block
+  size_t row_bytes;            // phase 1 scratch: one activation row (F32 + Q8_S)
+  Shape(const Tensor* dst, const cpu::KernelSet& k) {
     const Tensor* a = dst->src[0];
     const Tensor* b = dst->src[1];
+    q = quantized_path(a->type);
     K = a->ne[0], M = a->ne[1], N = b->ne[1], C2 = b->ne[2], C3 = b->ne[3];
-    mr = g.mr, nr = g.nr, mb = mr * GROUPS;
+    mr = q ? k.gemm_q.mr : k.gemm.mr, nr = q ? k.gemm_q.nr : k.gemm.nr, mb = mr * GROUPS;
     ppi = std::max<int64_t>(1, ITEM_ACTIVATIONS / nr);
     panels = (N + nr - 1) / nr;
     batches = C2 * C3;
+    unit = q ? 32 : 1;
+    units = K / unit;
+    ku = q ? KCB : KC;
+    panel_unit_bytes = size_t(nr) * (q ? 40 : sizeof(float));
+    group_bytes = q ? size_t(ku * mr * 40) : size_t(mr * ku) * sizeof(float);
+    row_bytes = q ? align64(size_t(K) * sizeof(float)) + align64(row_size(Type::Q8_S, K)) : 0;
   }
-  size_t packed_bytes() const { return align64(size_t(batches * panels) * size_t(K * nr) * sizeof(float)); }
-  size_t thread_bytes() const { return align64(size_t(mb * LDA + ppi * mb * nr) * sizeof(float)); }
+  size_t panel_bytes() const { return size_t(units) * panel_unit_bytes; }
+  size_t packed_bytes() const { return align64(size_t(batches * panels) * panel_bytes()); }
+  size_t thread_bytes() const {
+    return align64(size_t(GROUPS) * group_bytes) + align64(size_t(ppi * mb * nr) * sizeof(float)) + row_bytes;
+  }
 };
 }  // namespace
 
 bool gemm_applies(const Tensor* dst, const cpu::KernelSet& k) {
   const Type t = dst->src[0]->type;
-  if (!k.gemm.kernel || !(t == Type::F32 || t == Type::F16 || t == Type::BF16)) return false;
+  const cpu::Gemm& g = k.gemm;
+  const cpu::GemmQ& gq = k.gemm_q;
+  int nr = 0;
+  if (g.kernel && (t == Type::F32 || t == Type::F16 || t == Type::BF16)) nr = g.nr;
+  if (gq.kernel && quantized_path(t)) nr = gq.nr;
   // Below half a panel the zero padding wastes more than the tiles lose.
-  return dst->src[1]->ne[1] >= k.gemm.nr / 2;
+  return nr > 0 && dst->src[1]->ne[1] >= nr / 2;
 }
 
 size_t gemm_work_size(const Tensor* dst, int nth, const cpu::KernelSet& k) {
-  const Shape s(dst, k.gemm);
+  const Shape s(dst, k);
   return s.packed_bytes() + size_t(nth) * s.thread_bytes() + 64;
 }
+
+namespace {
+// Phase 1, float path: panel[k][jj] = row jj's value k.
+void pack_panel_f32(const cpu::KernelSet& k, const Tensor* b, const Shape& s, int64_t pn, int64_t i2, int64_t i3,
+                    float* out, std::vector<float>& tmp) {
+  const int64_t K = s.K, NR = s.nr;
+  const bool rows_f32 = b->type == Type::F32 && b->nb[0] == sizeof(float);
+  const float* rows[256];
+  GGML_ASSERT(NR <= 256);
+  for (int64_t jj = 0; jj < NR; jj++) {
+    const int64_t j = pn * NR + jj;
+    rows[jj] = nullptr;
+    if (j >= s.N) continue;
+    if (rows_f32) {
+      rows[jj] = reinterpret_cast<const float*>(b->row_ptr(j, i2, i3));
+    } else {  // strided activations only (not on the model's paths)
+      tmp.resize(size_t(NR * K));
+      load_row_f32(k, b, j, i2, i3, tmp.data() + jj * K);
+      rows[jj] = tmp.data() + jj * K;
+    }
+  }
+  // 64 columns at a time, so the panel block being written stays in L1.
+  for (int64_t k0 = 0; k0 < K; k0 += 64) {
+    const int64_t k1 = std::min(K, k0 + 64);
+    for (int64_t jj = 0; jj < NR; jj++) {
+      const float* r = rows[jj];
+      if (r) {
+        for (int64_t kk = k0; kk < k1; kk++) out[kk * NR + jj] = r[kk];
+      } else {
+        for (int64_t kk = k0; kk < k1; kk++) out[kk * NR + jj] = 0.0f;
+      }
+    }
+  }
+}
+
+// Phase 1, int8 path: each row quantized to Q8_S, then per block 8 groups of
+// 4 values x nr rows, nr scales, nr d * sums (see cpu.h).
+void pack_panel_q8(const cpu::KernelSet& k, const Tensor* b, const Shape& s, int64_t pn, int64_t i2, int64_t i3,
+                   uint8_t* out, char* scratch) {
+  const int64_t K = s.K, NR = s.nr, nb = K / 32;
+  float* f = reinterpret_cast<float*>(scratch);
+  char* qrow = scratch + align64(size_t(K) * sizeof(float));
+  const size_t bstride = size_t(NR) * 40;
+  for (int64_t jj = 0; jj < NR; jj++) {
+    const int64_t j = pn * NR + jj;
+    if (j >= s.N) {
+      for (int64_t blk = 0; blk < nb; blk++) {
+        uint8_t* o = out + size_t(blk) * bstride;
+        for (int kq = 0; kq < 8; kq++) std::memset(o + (kq * NR + jj) * 4, 0, 4);
+        std::memset(o + NR * 32 + jj * 4, 0, 4);
+        std::memset(o + NR * 36 + jj * 4, 0, 4);
+      }
+      continue;
+    }
+    const float* src;
+    if (b->type == Type::F32 && b->nb[0] == sizeof(float)) {
+      src = reinterpret_cast<const float*>(b->row_ptr(j, i2, i3));
+    } else {
+      load_row_f32(k, b, j, i2, i3, f);
+      src = f;
+    }
+    k.from_float[cpu::slot(Type::Q8_S)](src, qrow, K);
+    const Q8SRow yr(qrow, K);
+    for (int64_t blk = 0; blk < nb; blk++) {
+      uint8_t* o = out + size_t(blk) * bstride;
+      for (int kq = 0; kq < 8; kq++) std::memcpy(o + (kq * NR + jj) * 4, yr.qs + Q8SRow::index(nb, blk, 4 * kq), 4);
+      std::memcpy(o + NR * 32 + jj * 4, yr.d + blk, 4);
+      std::memcpy(o + NR * 36 + jj * 4, yr.ds + blk, 4);
+    }
+  }
+}
+}  // namespace
 
 void compute_gemm(const ComputeParams& p, Tensor* dst) {
   const Tensor* a = dst->src[0];
   const Tensor* b = dst->src[1];
   const cpu::KernelSet& k = *p.k;
-  const cpu::Gemm& g = k.gemm;
-  const Shape s(dst, g);
-  const int64_t K = s.K, M = s.M, N = s.N, NR = s.nr, MR = s.mr;
+  const Shape s(dst, k);
+  const int64_t M = s.M, N = s.N, NR = s.nr, MR = s.mr;
   const int64_t r2 = s.C2 / a->ne[2], r3 = s.C3 / a->ne[3];
-  const size_t panel_floats = size_t(K * NR);
-  float* packed = static_cast<float*>(p.wdata);
+  char* packed = static_cast<char*>(p.wdata);
+  char* tbuf = packed + s.packed_bytes() + size_t(p.ith) * s.thread_bytes();
+  char* abuf = tbuf;
+  float* cbuf = reinterpret_cast<float*>(tbuf + align64(size_t(GROUPS) * s.group_bytes));
+  char* scratch = reinterpret_cast<char*>(cbuf) + align64(size_t(s.ppi * s.mb * NR) * sizeof(float));
 
   // Phase 1: activation panels, split among threads by panel.
   {
     int64_t u0, u1;
     split_range(s.batches * s.panels, p.ith, p.nth, &u0, &u1);
-    const bool rows_f32 = b->type == Type::F32 && b->nb[0] == sizeof(float);
-    std::vector<float> tmp;  // strided activations only (not on the model's paths)
-    const float* rows[256];
-    GGML_ASSERT(NR <= 256);
+    std::vector<float> tmp;
     for (int64_t u = u0; u < u1; u++) {
       const int64_t batch = u / s.panels, pn = u % s.panels;
       const int64_t i2 = batch % s.C2, i3 = batch / s.C2;
-      float* out = packed + size_t(u) * panel_floats;
-      for (int64_t jj = 0; jj < NR; jj++) {
-        const int64_t j = pn * NR + jj;
-        rows[jj] = nullptr;
-        if (j >= N) continue;
-        if (rows_f32) {
-          rows[jj] = reinterpret_cast<const float*>(b->row_ptr(j, i2, i3));
-        } else {
-          tmp.resize(size_t(NR * K));
-          load_row_f32(k, b, j, i2, i3, tmp.data() + jj * K);
-          rows[jj] = tmp.data() + jj * K;
-        }
-      }
-      // 64 columns at a time, so the panel block being written stays in L1.
-      for (int64_t k0 = 0; k0 < K; k0 += 64) {
-        const int64_t k1 = std::min(K, k0 + 64);
-        for (int64_t jj = 0; jj < NR; jj++) {
-          const float* r = rows[jj];
-          if (r) {
-            for (int64_t kk = k0; kk < k1; kk++) out[kk * NR + jj] = r[kk];
-          } else {
-            for (int64_t kk = k0; kk < k1; kk++) out[kk * NR + jj] = 0.0f;
-          }
-        }
+      char* out = packed + size_t(u) * s.panel_bytes();
+      if (s.q) {
+        pack_panel_q8(k, b, s, pn, i2, i3, reinterpret_cast<uint8_t*>(out), scratch);
+      } else {
+        pack_panel_f32(k, b, s, pn, i2, i3, reinterpret_cast<float*>(out), tmp);
       }
     }
   }
   p.barrier();
 
   // Phase 2: items of (batch, block of mb weight rows, ppi panels).
-  float* abuf = reinterpret_cast<float*>(reinterpret_cast<char*>(p.wdata) + s.packed_bytes() +
-                                         size_t(p.ith) * s.thread_bytes());
-  float* cbuf = abuf + s.mb * LDA;
+  const cpu::dequant_fn to_f32 = k.to_float[cpu::slot(a->type)];
+  auto unpack_row = [&](char* group, int64_t i, const char* src, int64_t nu) {
+    if (s.q) {
+      k.gemm_q.pack(a->type, src, nu, reinterpret_cast<uint8_t*>(group), int(i));
+    } else {
+      to_f32(src, reinterpret_cast<float*>(group) + i * s.ku, nu);
+    }
+  };
+  auto zero_row = [&](char* group, int64_t i, int64_t nu) {
+    if (s.q) {
+      for (int64_t blk = 0; blk < nu; blk++) {
+        char* g = group + size_t(blk * MR * 40);
+        std::memset(g + i * 32, 0, 32);
+        std::memset(g + MR * 32 + i * 4, 0, 4);
+        std::memset(g + MR * 36 + i * 4, 0, 4);
+      }
+    } else {
+      std::memset(reinterpret_cast<float*>(group) + i * s.ku, 0, size_t(nu) * sizeof(float));
+    }
+  };
+  auto kernel = [&](int64_t nu, const char* group, const char* panel, float* c, bool acc) {
+    if (s.q) {
+      k.gemm_q.kernel(nu, reinterpret_cast<const uint8_t*>(group), reinterpret_cast<const uint8_t*>(panel), c, acc);
+    } else {
+      k.gemm.kernel(nu, reinterpret_cast<const float*>(group), size_t(s.ku), reinterpret_cast<const float*>(panel), c,
+                    acc);
+    }
+  };
   const int64_t m_blocks = (M + s.mb - 1) / s.mb;
   const int64_t n_chunks = (s.panels + s.ppi - 1) / s.ppi;
-  const cpu::dequant_fn to_f32 = k.to_float[cpu::slot(a->type)];
   const size_t ldc = dst->nb[1] / sizeof(float);
   int64_t w0, w1;
   split_range(s.batches * m_blocks * n_chunks, p.ith, p.nth, &w0, &w1);
@@ -122,33 +225,36 @@ void compute_gemm(const ComputeParams& p, Tensor* dst) {
     const int64_t m0 = mblk * s.mb, rows_here = std::min(s.mb, M - m0);
     const int64_t groups = (rows_here + MR - 1) / MR;
     const int64_t p0 = nc * s.ppi, p1 = std::min(s.panels, p0 + s.ppi);
-    for (int64_t k0 = 0; k0 < K; k0 += KC) {
-      const int64_t kc = std::min(KC, K - k0);
+    auto wrow = [&](int64_t r) { return a->row_ptr(m0 + r, i2 / r2, i3 / r3); };
+    for (int64_t k0 = 0; k0 < s.units; k0 += s.ku) {
+      const int64_t nu = std::min(s.ku, s.units - k0);
+      const size_t src_off = row_size(a->type, k0 * s.unit);
       for (int64_t r = 0; r < groups * MR; r++) {
-        float* dstrow = abuf + r * LDA;
+        char* group = abuf + size_t(r / MR) * s.group_bytes;
         if (r < rows_here) {
-          to_f32(a->row_ptr(m0 + r, i2 / r2, i3 / r3) + row_size(a->type, k0), dstrow, kc);
+          unpack_row(group, r % MR, wrow(r) + src_off, nu);
         } else {
-          std::memset(dstrow, 0, size_t(kc) * sizeof(float));
+          zero_row(group, r % MR, nu);
         }
       }
       // The next block's weights are fetched while this one is multiplied, a
       // share before each microkernel call; otherwise its short row segments
-      // come from DRAM a few misses at a time during the conversion.
-      const bool ahead = k0 + KC < K;
-      const size_t off = ahead ? row_size(a->type, k0 + KC) : 0;
-      const int64_t lines_per_row = ahead ? int64_t(row_size(a->type, std::min(KC, K - k0 - KC)) + 63) / 64 : 0;
+      // come from DRAM a few misses at a time during the unpacking.
+      const bool ahead = k0 + s.ku < s.units;
+      const size_t off = ahead ? row_size(a->type, (k0 + s.ku) * s.unit) : 0;
+      const int64_t lines_per_row =
+          ahead ? int64_t(row_size(a->type, std::min(s.ku, s.units - k0 - s.ku) * s.unit) + 63) / 64 : 0;
       const int64_t lines = lines_per_row * rows_here;
       const int64_t calls = (p1 - p0) * groups;
       const int64_t per_call = (lines + calls - 1) / std::max<int64_t>(calls, 1);
       int64_t line = 0;
       for (int64_t pn = p0; pn < p1; pn++) {
-        const float* bp = packed + size_t(batch * s.panels + pn) * panel_floats + size_t(k0 * NR);
+        const char* panel = packed + size_t(batch * s.panels + pn) * s.panel_bytes() + size_t(k0) * s.panel_unit_bytes;
         for (int64_t gi = 0; gi < groups; gi++) {
           for (int64_t e = std::min(lines, line + per_call); line < e; line++) {
-            __builtin_prefetch(a->row_ptr(m0 + line / lines_per_row, i2 / r2, i3 / r3) + off + (line % lines_per_row) * 64, 0, 2);
+            __builtin_prefetch(wrow(line / lines_per_row) + off + (line % lines_per_row) * 64, 0, 2);
           }
-          g.kernel(kc, abuf + gi * MR * LDA, LDA, bp, cbuf + ((pn - p0) * GROUPS + gi) * MR * NR, k0 > 0);
+          kernel(nu, abuf + size_t(gi) * s.group_bytes, panel, cbuf + ((pn - p0) * GROUPS + gi) * MR * NR, k0 > 0);
         }
       }
     }

@@ -51,6 +51,7 @@ void inherit(KernelSet& k, const KernelSet& base) {
     if (!k.to_float[i]) k.to_float[i] = base.to_float[i];
   }
   if (!k.gemm.kernel) k.gemm = base.gemm;
+  if (!k.gemm_q.kernel) k.gemm_q = base.gemm_q;
 }
 
 #if !defined(GGML_HAVE_X86_KERNELS)

@@ -36,6 +36,22 @@ struct Gemm {
   int mr = 0, nr = 0;
   gemm_fn kernel = nullptr;
 };
+// Int8 GEMM microkernel for prompt products with Q4_0, Q4_1 and Q8_0 weights
+// against Q8_S activations, block by block (32 values of k):
+//  a: per block, mr rows of 32 unsigned weight bytes in k order, then mr
+//     floats d (the block scale), then mr floats c (the constant: the min of
+//     Q4_1, -8 d for Q4_0, -128 d for Q8_0 stored with its sign bit flipped);
+//  b: per block, 8 groups of 4 values of k, each nr activations x 4 int8,
+//     then nr floats d and nr floats d * sum(q) of the activations;
+//  c: mr x nr running totals, c[i][j] (+)= sum_b d_a d_b sum(q_a q_b) + c_a ds_b.
+using gemm_q_fn = void (*)(int64_t nblocks, const uint8_t* a, const uint8_t* b, float* c, bool accumulate);
+// Writes nblocks blocks of one weight row (type t) as row i of a's layout above.
+using pack_q_fn = void (*)(Type t, const void* row, int64_t nblocks, uint8_t* a, int i);
+struct GemmQ {
+  int mr = 0, nr = 0;
+  gemm_q_fn kernel = nullptr;
+  pack_q_fn pack = nullptr;
+};
 using dequant_fn = void (*)(const void* x, float* y, int64_t n);
 
 constexpr int TYPE_SLOTS = 32;
@@ -49,6 +65,7 @@ struct KernelSet {
   quant_fn from_float[TYPE_SLOTS] = {};  // F32 -> type (activations, copies)
   dequant_fn to_float[TYPE_SLOTS] = {};  // type -> F32
   Gemm gemm;                             // float-weight prompt products (none in the scalar set)
+  GemmQ gemm_q;                          // Q4_0/Q4_1/Q8_0 prompt products (AVX-512 VNNI)
 };
 
 const KernelSet& scalar();

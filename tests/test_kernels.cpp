@@ -145,6 +145,41 @@ TEST_CASE("SIMD activation quantization matches the reference") {
   }
 }
 
+TEST_CASE("silu and exp_sum of every kernel set against std::exp in double, over the float range") {
+  th::Rng rng(21);
+  std::vector<float> x;
+  for (float v : {-200.0f, -104.0f, -88.0f, -30.0f, -1e-3f, -0.0f, 0.0f, 1e-30f, 0.5f, 20.0f, 88.0f, 88.7f, 150.0f})
+    x.push_back(v);
+  for (int i = 0; i < 1000; i++) x.push_back(rng.uniform(-90.0f, 90.0f));
+  for (int i = 0; i < 1000; i++) x.push_back(rng.normal(3.0f));
+  for (const cpu::KernelSet* k : cpu::available()) {
+    const std::string kname = k->name;
+    CAPTURE(kname);
+    for (size_t n : {x.size(), size_t(1), size_t(15), size_t(17)}) {  // masked tails
+      std::vector<float> y(n);
+      k->silu(x.data(), y.data(), int64_t(n));
+      for (size_t j = 0; j < n; j++) {
+        const double want = double(x[j]) / (1.0 + std::exp(-double(x[j])));
+        REQUIRE_MESSAGE(std::fabs(y[j] - want) <= 1e-30 + 1e-6 * std::fabs(want), "silu(" << x[j] << ") = " << y[j]);
+      }
+      // softmax subtracts the row maximum, so exp_sum's arguments are <= 0;
+      // here up to 78 (inside the float range).
+      std::vector<float> e(x.begin(), x.begin() + long(n));
+      for (float& v : e) v = std::min(v, 88.0f);
+      const float sub = 10.0f;
+      const double sum = k->exp_sum(e.data(), int64_t(n), sub);
+      double want_sum = 0;
+      for (size_t j = 0; j < n; j++) {
+        const double want = std::exp(double(std::min(x[j], 88.0f) - sub));  // the float difference, as the kernels take it
+        want_sum += want;
+        // below the smallest normal float the result may flush to zero
+        REQUIRE_MESSAGE(std::fabs(e[j] - want) <= 2e-38 + 1e-6 * want, "exp(" << x[j] << " - 10) = " << e[j]);
+      }
+      CHECK(std::fabs(sum - want_sum) <= 1e-5 * want_sum + 1e-30);
+    }
+  }
+}
+
 TEST_CASE("kernel selection") {
   const auto v = cpu::available();
   REQUIRE(!v.empty());

@@ -36,11 +36,7 @@ void compute_soft_max(const ComputeParams& p, Tensor* dst) {
       for (int64_t j = 0; j < n; j++) y[j] = 0.0f;
       continue;
     }
-    double sum = 0;
-    for (int64_t j = 0; j < visible; j++) {
-      y[j] = std::exp(y[j] - mx);
-      sum += y[j];
-    }
+    const double sum = p.k->exp_sum(y, visible, mx);
     const float inv = float(1.0 / sum);
     for (int64_t j = 0; j < visible; j++) y[j] *= inv;
     for (int64_t j = visible; j < n; j++) y[j] = 0.0f;

@@ -1,3 +1,4 @@
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 
@@ -8,6 +9,18 @@
 namespace ggml::cpu {
 
 namespace {
+void silu_scalar(const float* x, float* y, int64_t n) {
+  for (int64_t j = 0; j < n; j++) y[j] = x[j] / (1.0f + std::exp(-x[j]));
+}
+double exp_sum_scalar(float* y, int64_t n, float sub) {
+  double sum = 0;
+  for (int64_t j = 0; j < n; j++) {
+    y[j] = std::exp(y[j] - sub);
+    sum += y[j];
+  }
+  return sum;
+}
+
 KernelSet make_scalar() {
   using namespace ref;
   KernelSet k;
@@ -32,6 +45,8 @@ KernelSet make_scalar() {
   }
   k.from_float[slot(Type::Q8_S)] = quantize_q8_s;
   k.to_float[slot(Type::Q8_S)] = dequantize_q8_s;
+  k.silu = silu_scalar;
+  k.exp_sum = exp_sum_scalar;
   return k;
 }
 }  // namespace
@@ -52,6 +67,8 @@ void inherit(KernelSet& k, const KernelSet& base) {
   }
   if (!k.gemm.kernel) k.gemm = base.gemm;
   if (!k.gemm_q.kernel) k.gemm_q = base.gemm_q;
+  if (!k.silu) k.silu = base.silu;
+  if (!k.exp_sum) k.exp_sum = base.exp_sum;
 }
 
 #if !defined(GGML_HAVE_X86_KERNELS)

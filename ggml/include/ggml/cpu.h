@@ -66,6 +66,9 @@ struct KernelSet {
   dequant_fn to_float[TYPE_SLOTS] = {};  // type -> F32
   Gemm gemm;                             // float-weight prompt products (none in the scalar set)
   GemmQ gemm_q;                          // Q4_0/Q4_1/Q8_0 prompt products (AVX-512 VNNI)
+  // y = x / (1 + exp(-x)); and y = exp(y - sub) in place, returning the sum.
+  void (*silu)(const float* x, float* y, int64_t n) = nullptr;
+  double (*exp_sum)(float* y, int64_t n, float sub) = nullptr;
 };
 
 const KernelSet& scalar();

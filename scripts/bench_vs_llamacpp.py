@@ -9,7 +9,9 @@ a ratio of theirs. llama.cpp comes from the PyPI package llama-cpp-python,
 which builds it from source with native flags:
     CMAKE_ARGS="-DGGML_NATIVE=ON" pip install llama-cpp-python
 Usage:
-    scripts/bench_vs_llamacpp.py -m models/bench/tinyllama-q4_0.gguf [-m ...] [-p 128] [-n 32] [-t 2] [-r 3] [--md]
+    scripts/bench_vs_llamacpp.py -m models/bench/tinyllama-q4_0.gguf [-m ...] [-p 128] [-n 32] [-d 0] [-t 2] [-r 3]
+    scripts/bench_vs_llamacpp.py -m ... --tests pp128,pp512,tg32,tg32@d512 -t 1,2
+(--tests names each test with its own depth; -t takes a list of thread counts.)
 """
 import argparse
 import json
@@ -54,48 +56,62 @@ class Theirs:
         return n / (time.perf_counter() - t0)
 
 
+def parse_tests(spec):
+    tests = []
+    for item in spec.split(","):
+        name, _, depth = item.strip().partition("@d")
+        kind, n = name[:2], name[2:]
+        if kind not in ("pp", "tg") or not n.isdigit() or (depth and not depth.isdigit()):
+            sys.exit(f"bench_vs_llamacpp: bad test '{item}' (ppN, tgN, optionally @dD)")
+        tests.append((kind, int(n), int(depth or 0)))
+    return tests
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("-m", "--model", action="append", required=True)
     ap.add_argument("-p", type=int, default=128)
     ap.add_argument("-n", type=int, default=32)
     ap.add_argument("-d", "--depth", type=int, default=0)
-    ap.add_argument("-t", "--threads", type=int, default=2)
+    ap.add_argument("--tests", help="comma-separated tests, e.g. pp128,pp512,tg32,tg32@d512 (overrides -p/-n/-d)")
+    ap.add_argument("-t", "--threads", default="2", help="thread count, or a comma-separated list")
     ap.add_argument("-r", "--reps", type=int, default=3)
     ap.add_argument("--json", action="store_true", help="one JSON object per line instead of a table")
     a = ap.parse_args()
     if not os.path.exists(os.path.join(ROOT, "bench")):
         sys.exit("bench_vs_llamacpp: build first (make)")
+    tests = parse_tests(a.tests) if a.tests else [t for t in (("pp", a.p, a.depth), ("tg", a.n, a.depth)) if t[1] > 0]
+    threads = [int(x) for x in str(a.threads).split(",")]
     if not a.json:
-        print(f"threads {a.threads}, {a.reps} alternating repetitions, depth {a.depth}\n")
-        print("| model | test | ours t/s | llama.cpp t/s | ratio (ours / llama.cpp) |")
-        print("|---|---|---|---|---|")
+        print(f"{a.reps} alternating repetitions\n")
+        print("| model | test | threads | ours t/s | llama.cpp t/s | ratio (ours / llama.cpp) |")
+        print("|---|---|---|---|---|---|")
     for model in a.model:
-        tests = [("pp", a.p), ("tg", a.n)]
-        theirs = Theirs(model, a.threads, a.depth + max(a.p, a.n) + 16, max(a.p, 1))
-        for test, n in tests:
-            if n <= 0:
-                continue
-            theirs.run(test, n, a.depth)  # warm-up
-            ours(model, test, n, a.depth, a.threads)
-            o, t = [], []
-            for _ in range(a.reps):
-                o.append(ours(model, test, n, a.depth, a.threads))
-                t.append(theirs.run(test, n, a.depth))
-            mo, mt = statistics.mean(o), statistics.mean(t)
-            so = statistics.stdev(o) if len(o) > 1 else 0
-            st = statistics.stdev(t) if len(t) > 1 else 0
-            name = f"{test}{n}" + (f"@d{a.depth}" if a.depth else "")
-            ratios = [x / y for x, y in zip(o, t)]
-            if a.json:
-                print(json.dumps({"model": os.path.basename(model), "test": name, "threads": a.threads,
-                                  "ours": o, "llamacpp": t, "ratio_mean": mo / mt,
-                                  "ratio_min": min(ratios), "ratio_max": max(ratios)}))
-            else:
-                print(f"| {os.path.basename(model)} | {name} | {mo:.2f} ± {so:.2f} | {mt:.2f} ± {st:.2f} | "
-                      f"{mo / mt:.2f} ({min(ratios):.2f}-{max(ratios):.2f}) |")
-            sys.stdout.flush()
-        del theirs
+        for nt in threads:
+            n_ctx = max(d + n for _, n, d in tests) + 16
+            n_batch = max([n for k, n, _ in tests if k == "pp"] + [1])
+            theirs = Theirs(model, nt, n_ctx, n_batch)
+            for test, n, depth in tests:
+                theirs.run(test, n, depth)  # warm-up
+                ours(model, test, n, depth, nt)
+                o, t = [], []
+                for _ in range(a.reps):
+                    o.append(ours(model, test, n, depth, nt))
+                    t.append(theirs.run(test, n, depth))
+                mo, mt = statistics.mean(o), statistics.mean(t)
+                so = statistics.stdev(o) if len(o) > 1 else 0
+                st = statistics.stdev(t) if len(t) > 1 else 0
+                name = f"{test}{n}" + (f"@d{depth}" if depth else "")
+                ratios = [x / y for x, y in zip(o, t)]
+                if a.json:
+                    print(json.dumps({"model": os.path.basename(model), "test": name, "threads": nt,
+                                      "ours": o, "llamacpp": t, "ratio_mean": mo / mt,
+                                      "ratio_min": min(ratios), "ratio_max": max(ratios)}))
+                else:
+                    print(f"| {os.path.basename(model)} | {name} | {nt} | {mo:.2f} ± {so:.2f} | {mt:.2f} ± {st:.2f} | "
+                          f"{mo / mt:.2f} ({min(ratios):.2f}-{max(ratios):.2f}) |")
+                sys.stdout.flush()
+            del theirs
 
 
 if __name__ == "__main__":

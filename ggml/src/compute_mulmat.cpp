@@ -66,6 +66,11 @@ bool needs_conversion(const Tensor* dst, bool blas) {
 }
 
 size_t align64(size_t n) { return (n + 63) / 64 * 64; }
+
+// Generation's products have a row or two of activations: each thread
+// converts them itself into its own buffer, which costs less than the barrier
+// that sharing one conversion needs (SmolLM2 has 210 such products a token).
+bool private_conversion(const Tensor* dst) { return dst->src[1]->nrows() <= 2; }
 }  // namespace
 
 size_t mul_mat_work_size(const Tensor* dst, int nth, const cpu::KernelSet& k) {
@@ -75,7 +80,10 @@ size_t mul_mat_work_size(const Tensor* dst, int nth, const cpu::KernelSet& k) {
   const bool blas = use_blas(dst);
   const Type vdt = blas ? Type::F32 : traits(a->type).vec_dot_type;
   size_t size = 0;
-  if (needs_conversion(dst, blas)) size += align64(row_size(vdt, b->ne[0]) * size_t(b->nrows()));
+  if (needs_conversion(dst, blas)) {
+    const size_t conv = align64(row_size(vdt, b->ne[0]) * size_t(b->nrows()));
+    size += private_conversion(dst) ? size_t(nth) * conv : conv;
+  }
   if (blas && a->type != Type::F32) size += size_t(nth) * align64(size_t(BLAS_PANEL * a->ne[0]) * sizeof(float));
   return size + 64;
 }
@@ -96,10 +104,12 @@ void compute_mul_mat(const ComputeParams& p, Tensor* dst) {
   char* wbase = static_cast<char*>(p.wdata);
   const size_t act_row = row_size(vdt, K);
   const bool convert = needs_conversion(dst, blas);
+  const bool priv = convert && private_conversion(dst);
+  if (priv) wbase += size_t(p.ith) * align64(act_row * size_t(b->nrows()));
   if (convert) {
     const int64_t rows = b->nrows();
-    int64_t r0, r1;
-    split_range(rows, p.ith, p.nth, &r0, &r1);
+    int64_t r0 = 0, r1 = rows;
+    if (!priv) split_range(rows, p.ith, p.nth, &r0, &r1);
     float* tmp = nullptr;
     std::vector<float> row_buf;
     if (b->nb[0] != sizeof(float)) { row_buf.resize(size_t(K)); tmp = row_buf.data(); }
@@ -109,7 +119,7 @@ void compute_mul_mat(const ComputeParams& p, Tensor* dst) {
       if (tmp) { load_row_f32(k, b, i1, i2, i3, tmp); src = tmp; }
       k.from_float[cpu::slot(vdt)](src, wbase + size_t(r) * act_row, K);
     }
-    p.barrier();
+    if (!priv) p.barrier();
   }
   auto act = [&](int64_t j, int64_t i2, int64_t i3) -> const char* {
     if (convert) return wbase + size_t(j + N * (i2 + C2 * i3)) * act_row;

@@ -63,8 +63,8 @@ Executor::Executor(int n_threads, const cpu::KernelSet* kernels) : k_(kernels ? 
 }
 
 // GGML_PROFILE=1: wall time per op kind (including the barrier after it),
-// printed to stderr at exit. Matrix products are split by weight type and by
-// single-row (generation) versus multi-row (prompt) activations.
+// printed to stderr at exit. Matrix products are split by weight type, by
+// single-row (generation) versus multi-row (prompt) activations, and by shape.
 namespace {
 struct Profile {
   std::map<std::string, std::pair<double, long>> t;
@@ -97,7 +97,12 @@ bool profiling() {
 
 void profile_add(const Tensor* n, double sec) {
   std::string k = op_name(n->op);
-  if (n->op == Op::MUL_MAT) k += std::string(" ") + type_name(n->src[0]->type) + (n->src[1]->ne[1] == 1 ? " n=1" : " n>1");
+  if (n->op == Op::MUL_MAT) {
+    // by weight type, generation or prompt, and weight shape K x M x batches
+    const Tensor* a = n->src[0];
+    k += std::string(" ") + type_name(a->type) + (n->src[1]->ne[1] == 1 ? " n=1 " : " n>1 ") +
+         std::to_string(a->ne[0]) + "x" + std::to_string(a->ne[1]) + "x" + std::to_string(a->ne[2]);
+  }
   profile_add_named(k, sec);
 }
 

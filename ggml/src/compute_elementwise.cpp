@@ -155,19 +155,22 @@ void compute_scale(const ComputeParams& p, Tensor* dst) {
 
 void compute_unary(const ComputeParams& p, Tensor* dst) {
   switch (dst->op) {
-    case Op::SILU:
-      if (dst->src[0]->nb[0] == sizeof(float)) {  // rows contiguous: the kernel set's vector loop
-        int64_t r0, r1;
-        split_range(dst->nrows(), p.ith, p.nth, &r0, &r1);
-        for (int64_t r = r0; r < r1; r++) {
-          const RowIndex i = row_index(dst, r);
-          p.k->silu(reinterpret_cast<const float*>(dst->src[0]->row_ptr(i.i1, i.i2, i.i3)),
-                    reinterpret_cast<float*>(dst->row_ptr(i.i1, i.i2, i.i3)), dst->ne[0]);
+    case Op::SILU: {  // the kernel set's row loop; strided rows are gathered into dst first
+      const Tensor* src = dst->src[0];
+      int64_t r0, r1;
+      split_range(dst->nrows(), p.ith, p.nth, &r0, &r1);
+      for (int64_t r = r0; r < r1; r++) {
+        const RowIndex i = row_index(dst, r);
+        float* y = reinterpret_cast<float*>(dst->row_ptr(i.i1, i.i2, i.i3));
+        const float* x = reinterpret_cast<const float*>(src->row_ptr(i.i1, i.i2, i.i3));
+        if (src->nb[0] != sizeof(float) || src->type != Type::F32) {
+          load_row_f32(*p.k, src, i.i1, i.i2, i.i3, y);
+          x = y;
         }
-      } else {
-        unary_op(p, dst, [](float x) { return x / (1.0f + std::exp(-x)); });
+        p.k->silu(x, y, dst->ne[0]);
       }
       break;
+    }
     case Op::GELU:
       unary_op(p, dst, [](float x) {
         constexpr float c = 0.7978845608028654f;  // sqrt(2/pi)

@@ -180,6 +180,53 @@ TEST_CASE("silu and exp_sum of every kernel set against std::exp in double, over
   }
 }
 
+// The BF16 GEMM's row packing: each value rounded to bf16 to nearest even
+// (ties included, checked against integer rounding of the float's bits), odd
+// lengths zero-padded, nothing written past (n + 1) / 2 words.
+TEST_CASE("bf16 pair packing of every kernel set that has a BF16 GEMM") {
+  th::Rng rng(22);
+  auto want_bf16 = [](float f) -> uint16_t {
+    uint32_t u;
+    std::memcpy(&u, &f, 4);
+    const uint32_t hi = u >> 16, lo = u & 0xffff;
+    return uint16_t(hi + (lo > 0x8000 || (lo == 0x8000 && (hi & 1))));
+  };
+  for (const cpu::KernelSet* k : cpu::available()) {
+    if (!k->gemm_bf16.pack) continue;
+    const std::string kname = k->name;
+    CAPTURE(kname);
+    for (Type t : {Type::F32, Type::F16, Type::BF16}) {
+      const std::string tname = type_name(t);
+      CAPTURE(tname);
+      for (int64_t n : {1, 2, 15, 16, 17, 31, 32, 33, 63, 64, 65, 301}) {
+        CAPTURE(n);
+        std::vector<float> f(static_cast<size_t>(n));
+        for (int64_t i = 0; i < n; i++) {
+          f[size_t(i)] = rng.normal(3.0f);
+          if (i % 7 == 3) {  // an exact tie between two bf16 values
+            uint32_t u;
+            std::memcpy(&u, &f[size_t(i)], 4);
+            u = (u & 0xffff0000u) | 0x8000u;
+            std::memcpy(&f[size_t(i)], &u, 4);
+          }
+        }
+        std::vector<unsigned char> row(row_size(t, n));
+        traits(t).from_float(f.data(), row.data(), n);
+        std::vector<float> exact(static_cast<size_t>(n));
+        traits(t).to_float(row.data(), exact.data(), n);
+        const size_t words = size_t(n + 1) / 2;
+        std::vector<uint32_t> out(words + 4, 0xdeadbeefu);
+        k->gemm_bf16.pack(t, row.data(), n, out.data());
+        for (int64_t i = 0; i < 2 * int64_t(words); i++) {
+          const uint16_t got = uint16_t(out[size_t(i / 2)] >> (16 * (i % 2)));
+          REQUIRE(got == (i < n ? want_bf16(exact[size_t(i)]) : 0));
+        }
+        for (size_t w = words; w < out.size(); w++) REQUIRE(out[w] == 0xdeadbeefu);
+      }
+    }
+  }
+}
+
 TEST_CASE("kernel selection") {
   const auto v = cpu::available();
   REQUIRE(!v.empty());

@@ -9,23 +9,38 @@ namespace {
 const Type kWeightTypes[] = {Type::F32,  Type::F16,  Type::BF16, Type::Q4_0, Type::Q4_1, Type::Q5_0,
                              Type::Q5_1, Type::Q8_0, Type::Q4_K, Type::Q5_K, Type::Q6_K};
 
+// x rounded to bf16's 8 significant bits, to nearest even (nearbyint's
+// default mode), written apart from the library's converter.
+double round_bf16(double x) {
+  if (x == 0) return 0;
+  int e;
+  const double m = std::frexp(x, &e);
+  return std::ldexp(std::nearbyint(std::ldexp(m, 8)), e - 8);
+}
+
 // Reference for dst[i, j, c2, c3] with a tolerance: activations of quantized
 // types are rounded to int8 per 32 (or 256) values, so the bound is that
-// rounding times the weights' magnitude, plus float accumulation.
-void check_mul_mat(const Tensor* a, const Tensor* b, const Tensor* dst) {
+// rounding times the weights' magnitude, plus float accumulation. Where the
+// kernel set k takes the product to its BF16 microkernel (F16 or BF16 weights,
+// nr / 2 activation rows or more) both sides are rounded to bf16 first and
+// only the float accumulation is left to the bound.
+void check_mul_mat(const Tensor* a, const Tensor* b, const Tensor* dst, const cpu::KernelSet& k = cpu::best()) {
+  const bool bf16_operands = (a->type == Type::F16 || a->type == Type::BF16) && k.gemm_bf16.kernel &&
+                             b->ne[1] >= k.gemm_bf16.nr / 2;
   const Type vdt = traits(a->type).vec_dot_type;
   const int64_t K = a->ne[0], act_block = block_size(vdt);
   const int64_t r2 = b->ne[2] / a->ne[2], r3 = b->ne[3] / a->ne[3];
   for (int64_t c3 = 0; c3 < dst->ne[3]; c3++)
     for (int64_t c2 = 0; c2 < dst->ne[2]; c2++)
       for (int64_t i = 0; i < a->ne[1]; i++) {
-        const auto w = th::row_f64(a, i, c2 / r2, c3 / r3);
+        auto w = th::row_f64(a, i, c2 / r2, c3 / r3);
+        if (bf16_operands) for (double& v : w) v = round_bf16(v);
         for (int64_t j = 0; j < b->ne[1]; j++) {
           double want = 0, mag = 0, q_err = 0;
           for (int64_t k0 = 0; k0 < K; k0 += act_block) {
             double amax = 0, wsum = 0;
             for (int64_t k = k0; k < k0 + act_block; k++) {
-              const double y = th::get(b, k, j, c2, c3);
+              const double y = bf16_operands ? round_bf16(th::get(b, k, j, c2, c3)) : th::get(b, k, j, c2, c3);
               want += w[size_t(k)] * y;
               mag += std::fabs(w[size_t(k)] * y);
               amax = std::max(amax, std::fabs(y));
@@ -62,7 +77,7 @@ TEST_CASE("mul_mat: every weight type, vector and matrix shapes, every kernel se
         auto r = th::run(out, 2, k);
         CHECK(out->ne[0] == 37);
         CHECK(out->ne[1] == N);
-        check_mul_mat(a, b, out);
+        check_mul_mat(a, b, out, *k);
       }
     }
   }
@@ -109,29 +124,46 @@ TEST_CASE("mul_mat: prompt-sized products take the blocked (and BLAS) paths") {
   }
 }
 
-// Kernel sets with a GEMM microkernel take it for float weights (and, with an
-// int8 one, for Q4_0, Q4_1 and Q8_0) once there are nr / 2 activation rows.
+// Kernel sets with a GEMM microkernel take it for float weights (F16 and BF16
+// on the BF16 one where the CPU has it; each set is also run with that one
+// removed, to cover the float one for them) and, with an int8 one, for Q4_0,
+// Q4_1 and Q8_0, once there are nr / 2 activation rows.
 // Shapes cross every blocking boundary: one weight row, rows not a multiple
 // of the microkernel's mr or of the item's row block, activation rows not a
-// multiple of nr or of an item's panels, K of one column (one block), K
-// below, at and across the 256-column blocks; batched broadcasting with
+// multiple of nr or of an item's panels, K of one column (one block), odd K,
+// K below, at and across the 256-column blocks; batched broadcasting with
 // element-strided activations; 1, 2 and 3 threads giving identical results.
 TEST_CASE("mul_mat: GEMM microkernel paths, odd shapes, every kernel set that has them") {
   th::Rng rng(14);
   struct Case { int64_t K, M, N; };
+  std::vector<cpu::KernelSet> sets;
   for (const cpu::KernelSet* k : cpu::available()) {
+    sets.push_back(*k);
+    if (k->gemm_bf16.kernel) {
+      sets.push_back(*k);
+      sets.back().gemm_bf16 = {};
+      sets.back().name = "without bf16 GEMM";
+    }
+  }
+  for (const cpu::KernelSet& set : sets) {
+    const cpu::KernelSet* k = &set;
     const std::string kname = k->name;
     CAPTURE(kname);
     for (Type t : {Type::F32, Type::F16, Type::BF16, Type::Q4_0, Type::Q4_1, Type::Q8_0}) {
       const bool quant = block_size(t) == 32;
-      if (!(quant ? k->gemm_q.kernel != nullptr : k->gemm.kernel != nullptr)) continue;
+      const bool bf16 = !quant && t != Type::F32 && k->gemm_bf16.kernel;
+      const cpu::Gemm g = quant ? cpu::Gemm{k->gemm_q.mr, k->gemm_q.nr, nullptr}
+                          : bf16 ? cpu::Gemm{k->gemm_bf16.mr, k->gemm_bf16.nr, nullptr}
+                                 : k->gemm;
+      if (!(quant ? k->gemm_q.kernel != nullptr : bf16 || k->gemm.kernel != nullptr)) continue;
       const std::string tname = type_name(t);
       CAPTURE(tname);
-      const int64_t nr = quant ? k->gemm_q.nr : k->gemm.nr, mr = quant ? k->gemm_q.mr : k->gemm.mr;
-      // Quantized K is whole blocks of 32: 288 and 544 cross the 8-block k blocks.
+      const int64_t nr = g.nr, mr = g.mr;
+      // Quantized K is whole blocks of 32: 288 and 544 cross the 8-block k
+      // blocks; 1100 crosses the bf16 path's 512-column blocks with an odd tail.
       const Case cases[] = {{quant ? 288 : 300, 1, nr / 2},      {quant ? 32 : 1, 5, nr},
                             {256, 4 * mr, nr / 2 + 1},            {quant ? 544 : 513, 4 * mr + 13, 47},
-                            {quant ? 704 : 700, mr - 1, 130},     {96, 37, 3 * nr + 5}};
+                            {quant ? 704 : 1101, mr - 1, 130},    {96, 37, 3 * nr + 5}};
       for (const Case& c : cases) {
         CAPTURE(c.K);
         CAPTURE(c.M);
@@ -148,7 +180,7 @@ TEST_CASE("mul_mat: GEMM microkernel paths, odd shapes, every kernel set that ha
           th::fill(b, local, 1.0f);
           Tensor* out = mul_mat(ctx, a, b);
           auto r = th::run(out, threads, k);
-          check_mul_mat(a, b, out);
+          check_mul_mat(a, b, out, *k);
           const float* o = static_cast<const float*>(out->data);
           std::vector<float> got(o, o + out->nelements());
           if (first.empty()) first = got;
@@ -165,7 +197,7 @@ TEST_CASE("mul_mat: GEMM microkernel paths, odd shapes, every kernel set that ha
       Tensor* b = permute(ctx, bt, 1, 0, 2, 3);  // [64, nr + 3, 6, 2]
       Tensor* out = mul_mat(ctx, a, b);
       auto r = th::run(out, 2, k);
-      check_mul_mat(a, b, out);
+      check_mul_mat(a, b, out, *k);
     }
   }
 }

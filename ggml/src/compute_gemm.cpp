@@ -1,16 +1,18 @@
 // Prompt-sized products on the kernel set's register-blocked GEMM
-// microkernels: float weights (F32, F16, BF16) on the float one, Q4_0, Q4_1
-// and Q8_0 weights on the int8 one (activations quantized to Q8 per block).
+// microkernels: F16 and BF16 weights on the BF16 one where the CPU has it
+// (weights and activations rounded to bf16, float sums), other float weights
+// on the float one, Q4_0, Q4_1 and Q8_0 weights on the int8 one (activations
+// quantized to Q8 per block).
 //
 // Phase 1 packs the activations into panels of nr rows interleaved by k
 // (zero-padded past the last row), once per product. Phase 2 cuts the product
 // into work items of GROUPS x mr weight rows by a run of panels; for each
 // block of k an item unpacks its weight rows into a per-thread buffer (F32
-// rows, or unsigned bytes with their scales) reused by every panel of the
-// item, and runs the microkernel on every (row group, panel) pair, keeping
-// running totals in a per-thread tile buffer written to dst at the end.
-// Blocks and items depend only on the shapes, so results do not depend on the
-// thread count.
+// rows, bf16 pairs, or unsigned bytes with their scales) reused by every
+// panel of the item, and runs the microkernel on every (row group, panel)
+// pair, keeping running totals in a per-thread tile buffer written to dst at
+// the end. Blocks and items depend only on the shapes, so results do not
+// depend on the thread count.
 #include <algorithm>
 #include <cstring>
 #include <vector>
@@ -25,39 +27,56 @@ constexpr int64_t GROUPS = 4;              // microkernel row groups per work it
 constexpr int64_t ITEM_ACTIVATIONS = 128;  // activation rows per work item (whole panels)
 // Float path: columns of k per block: a panel block is KC x nr floats (32 KiB
 // at nr 32), an item's weight block GROUPS x mr x KC floats. 128 and 384
-// measured slower. Int8 path: 8 blocks of 32 (the same 256 columns).
+// measured slower. BF16 path: as many pairs (the same bytes). Int8 path: 8
+// blocks of 32 (the same 256 columns).
 constexpr int64_t KC = 256;
 constexpr int64_t KCB = 8;
 
 size_t align64(size_t n) { return (n + 63) / 64 * 64; }
 
+enum class Path { F32, BF16, Q8 };
+
 bool quantized_path(Type t) { return t == Type::Q4_0 || t == Type::Q4_1 || t == Type::Q8_0; }
 
-// Sizes shared by both paths; a "unit" is one column of k (float path) or
-// one block of 32 (int8 path).
+Path path_for(Type t, const cpu::KernelSet& k) {
+  if (quantized_path(t)) return Path::Q8;
+  if ((t == Type::F16 || t == Type::BF16) && k.gemm_bf16.kernel) return Path::BF16;
+  return Path::F32;
+}
+
+// Sizes shared by the paths; a "unit" is one column of k (float path), a
+// pair of columns (bf16 path) or one block of 32 (int8 path).
 struct Shape {
+  Path path;
   bool q;
   int64_t K, M, N, C2, C3, mr, nr, mb, ppi, panels, batches;
-  int64_t unit, units, ku;     // elements per unit, units in K, units per k block
+  int64_t unit, units, ku;     // columns per unit, units in K, units per k block
   size_t panel_unit_bytes;     // packed activations per unit of one panel
   size_t group_bytes;          // one row group's weight buffer for a k block
-  size_t row_bytes;            // phase 1 scratch: one activation row (F32 + Q8_S)
+  size_t row_bytes;            // phase 1 scratch: one activation row
   Shape(const Tensor* dst, const cpu::KernelSet& k) {
     const Tensor* a = dst->src[0];
     const Tensor* b = dst->src[1];
-    q = quantized_path(a->type);
+    path = path_for(a->type, k);
+    q = path == Path::Q8;
     K = a->ne[0], M = a->ne[1], N = b->ne[1], C2 = b->ne[2], C3 = b->ne[3];
-    mr = q ? k.gemm_q.mr : k.gemm.mr, nr = q ? k.gemm_q.nr : k.gemm.nr, mb = mr * GROUPS;
+    mr = q ? k.gemm_q.mr : path == Path::BF16 ? k.gemm_bf16.mr : k.gemm.mr;
+    nr = q ? k.gemm_q.nr : path == Path::BF16 ? k.gemm_bf16.nr : k.gemm.nr;
+    mb = mr * GROUPS;
     ppi = std::max<int64_t>(1, ITEM_ACTIVATIONS / nr);
     panels = (N + nr - 1) / nr;
     batches = C2 * C3;
-    unit = q ? 32 : 1;
-    units = K / unit;
+    unit = q ? 32 : path == Path::BF16 ? 2 : 1;
+    units = (K + unit - 1) / unit;  // K is whole blocks on the int8 path
     ku = q ? KCB : KC;
-    panel_unit_bytes = size_t(nr) * (q ? 40 : sizeof(float));
-    group_bytes = q ? size_t(ku * mr * 40) : size_t(mr * ku) * sizeof(float);
-    row_bytes = q ? align64(size_t(K) * sizeof(float)) + align64(row_size(Type::Q8_S, K)) : 0;
+    panel_unit_bytes = size_t(nr) * (q ? 40 : 4);
+    group_bytes = q ? size_t(ku * mr * 40) : size_t(mr * ku) * 4;
+    row_bytes = q ? align64(size_t(K) * sizeof(float)) + align64(row_size(Type::Q8_S, K))
+                : path == Path::BF16 ? align64(size_t(K) * sizeof(float)) + align64(size_t(units) * 4)
+                                     : 0;
   }
+  // Columns of k in the units [u0, u0 + nu).
+  int64_t cols(int64_t u0, int64_t nu) const { return std::min(nu * unit, K - u0 * unit); }
   size_t panel_bytes() const { return size_t(units) * panel_unit_bytes; }
   size_t packed_bytes() const { return align64(size_t(batches * panels) * panel_bytes()); }
   size_t thread_bytes() const {
@@ -68,11 +87,10 @@ struct Shape {
 
 bool gemm_applies(const Tensor* dst, const cpu::KernelSet& k) {
   const Type t = dst->src[0]->type;
-  const cpu::Gemm& g = k.gemm;
-  const cpu::GemmQ& gq = k.gemm_q;
   int nr = 0;
-  if (g.kernel && (t == Type::F32 || t == Type::F16 || t == Type::BF16)) nr = g.nr;
-  if (gq.kernel && quantized_path(t)) nr = gq.nr;
+  if (k.gemm.kernel && (t == Type::F32 || t == Type::F16 || t == Type::BF16)) nr = k.gemm.nr;
+  if (k.gemm_bf16.kernel && (t == Type::F16 || t == Type::BF16)) nr = k.gemm_bf16.nr;
+  if (k.gemm_q.kernel && quantized_path(t)) nr = k.gemm_q.nr;
   // Below half a panel the zero padding wastes more than the tiles lose.
   return nr > 0 && dst->src[1]->ne[1] >= nr / 2;
 }
@@ -152,6 +170,28 @@ void pack_panel_q8(const cpu::KernelSet& k, const Tensor* b, const Shape& s, int
     }
   }
 }
+
+// Phase 1, bf16 path: panel[p][jj] = row jj's pair p.
+void pack_panel_bf16(const cpu::KernelSet& k, const Tensor* b, const Shape& s, int64_t pn, int64_t i2, int64_t i3,
+                     uint32_t* out, char* scratch) {
+  const int64_t NR = s.nr, P = s.units;
+  float* f = reinterpret_cast<float*>(scratch);
+  uint32_t* pairs = reinterpret_cast<uint32_t*>(scratch + align64(size_t(s.K) * sizeof(float)));
+  for (int64_t jj = 0; jj < NR; jj++) {
+    const int64_t j = pn * NR + jj;
+    if (j >= s.N) {
+      for (int64_t p = 0; p < P; p++) out[p * NR + jj] = 0;
+      continue;
+    }
+    if (b->type == Type::F32 && b->nb[0] == sizeof(float)) {
+      k.gemm_bf16.pack(Type::F32, b->row_ptr(j, i2, i3), s.K, pairs);
+    } else {
+      load_row_f32(k, b, j, i2, i3, f);
+      k.gemm_bf16.pack(Type::F32, f, s.K, pairs);
+    }
+    for (int64_t p = 0; p < P; p++) out[p * NR + jj] = pairs[p];
+  }
+}
 }  // namespace
 
 void compute_gemm(const ComputeParams& p, Tensor* dst) {
@@ -178,6 +218,8 @@ void compute_gemm(const ComputeParams& p, Tensor* dst) {
       char* out = packed + size_t(u) * s.panel_bytes();
       if (s.q) {
         pack_panel_q8(k, b, s, pn, i2, i3, reinterpret_cast<uint8_t*>(out), scratch);
+      } else if (s.path == Path::BF16) {
+        pack_panel_bf16(k, b, s, pn, i2, i3, reinterpret_cast<uint32_t*>(out), scratch);
       } else {
         pack_panel_f32(k, b, s, pn, i2, i3, reinterpret_cast<float*>(out), tmp);
       }
@@ -187,9 +229,11 @@ void compute_gemm(const ComputeParams& p, Tensor* dst) {
 
   // Phase 2: items of (batch, block of mb weight rows, ppi panels).
   const cpu::dequant_fn to_f32 = k.to_float[cpu::slot(a->type)];
-  auto unpack_row = [&](char* group, int64_t i, const char* src, int64_t nu) {
+  auto unpack_row = [&](char* group, int64_t i, const char* src, int64_t u0, int64_t nu) {
     if (s.q) {
       k.gemm_q.pack(a->type, src, nu, reinterpret_cast<uint8_t*>(group), int(i));
+    } else if (s.path == Path::BF16) {
+      k.gemm_bf16.pack(a->type, src, s.cols(u0, nu), reinterpret_cast<uint32_t*>(group) + i * s.ku);
     } else {
       to_f32(src, reinterpret_cast<float*>(group) + i * s.ku, nu);
     }
@@ -203,12 +247,15 @@ void compute_gemm(const ComputeParams& p, Tensor* dst) {
         std::memset(g + MR * 36 + i * 4, 0, 4);
       }
     } else {
-      std::memset(reinterpret_cast<float*>(group) + i * s.ku, 0, size_t(nu) * sizeof(float));
+      std::memset(group + size_t(i * s.ku) * 4, 0, size_t(nu) * 4);
     }
   };
   auto kernel = [&](int64_t nu, const char* group, const char* panel, float* c, bool acc) {
     if (s.q) {
       k.gemm_q.kernel(nu, reinterpret_cast<const uint8_t*>(group), reinterpret_cast<const uint8_t*>(panel), c, acc);
+    } else if (s.path == Path::BF16) {
+      k.gemm_bf16.kernel(nu, reinterpret_cast<const uint32_t*>(group), size_t(s.ku),
+                         reinterpret_cast<const uint32_t*>(panel), c, acc);
     } else {
       k.gemm.kernel(nu, reinterpret_cast<const float*>(group), size_t(s.ku), reinterpret_cast<const float*>(panel), c,
                     acc);
@@ -232,7 +279,7 @@ void compute_gemm(const ComputeParams& p, Tensor* dst) {
       for (int64_t r = 0; r < groups * MR; r++) {
         char* group = abuf + size_t(r / MR) * s.group_bytes;
         if (r < rows_here) {
-          unpack_row(group, r % MR, wrow(r) + src_off, nu);
+          unpack_row(group, r % MR, wrow(r) + src_off, k0, nu);
         } else {
           zero_row(group, r % MR, nu);
         }
@@ -243,7 +290,7 @@ void compute_gemm(const ComputeParams& p, Tensor* dst) {
       const bool ahead = k0 + s.ku < s.units;
       const size_t off = ahead ? row_size(a->type, (k0 + s.ku) * s.unit) : 0;
       const int64_t lines_per_row =
-          ahead ? int64_t(row_size(a->type, std::min(s.ku, s.units - k0 - s.ku) * s.unit) + 63) / 64 : 0;
+          ahead ? int64_t(row_size(a->type, s.cols(k0 + s.ku, s.ku)) + 63) / 64 : 0;
       const int64_t lines = lines_per_row * rows_here;
       const int64_t calls = (p1 - p0) * groups;
       const int64_t per_call = (lines + calls - 1) / std::max<int64_t>(calls, 1);

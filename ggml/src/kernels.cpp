@@ -67,6 +67,7 @@ void inherit(KernelSet& k, const KernelSet& base) {
   }
   if (!k.gemm.kernel) k.gemm = base.gemm;
   if (!k.gemm_q.kernel) k.gemm_q = base.gemm_q;
+  if (!k.gemm_bf16.kernel) k.gemm_bf16 = base.gemm_bf16;
   if (!k.silu) k.silu = base.silu;
   if (!k.exp_sum) k.exp_sum = base.exp_sum;
 }

@@ -53,6 +53,21 @@ struct GemmQ {
   pack_q_fn pack = nullptr;
 };
 using dequant_fn = void (*)(const void* x, float* y, int64_t n);
+// BF16 GEMM microkernel (AVX512_BF16 vdpbf16ps: two products per lane, twice
+// the float FMA rate) for prompt products with F16 and BF16 weights. As
+// gemm_fn, but a unit of k is a pair of columns held as two bf16 in 32 bits
+// (low half first): c[i * nr + j] (+)= sum over p < kp of a[i * lda + p] .
+// bp[p * nr + j]. Products of bf16 values are exact in float; the sums round.
+using gemm_bf16_fn = void (*)(int64_t kp, const uint32_t* a, size_t lda, const uint32_t* bp, float* c,
+                              bool accumulate);
+// n values of a row of type t (F32, F16 or BF16) as (n + 1) / 2 bf16 pairs,
+// rounded to nearest even, the last pair zero-padded when n is odd.
+using pack_bf16_fn = void (*)(Type t, const void* row, int64_t n, uint32_t* out);
+struct GemmBF16 {
+  int mr = 0, nr = 0;
+  gemm_bf16_fn kernel = nullptr;
+  pack_bf16_fn pack = nullptr;
+};
 
 constexpr int TYPE_SLOTS = 32;
 constexpr int TILE_MAX = 4;  // largest nx and ny a tile kernel is asked for
@@ -66,6 +81,7 @@ struct KernelSet {
   dequant_fn to_float[TYPE_SLOTS] = {};  // type -> F32
   Gemm gemm;                             // float-weight prompt products (none in the scalar set)
   GemmQ gemm_q;                          // Q4_0/Q4_1/Q8_0 prompt products (AVX-512 VNNI)
+  GemmBF16 gemm_bf16;                    // F16/BF16 prompt products (AVX512_BF16), before gemm
   // y = x / (1 + exp(-x)); and y = exp(y - sub) in place, returning the sum.
   void (*silu)(const float* x, float* y, int64_t n) = nullptr;
   double (*exp_sum)(float* y, int64_t n, float sub) = nullptr;

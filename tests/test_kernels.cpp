@@ -1,6 +1,8 @@
 // SIMD kernel sets against the scalar reference: dot products for every type
 // on random data and on random-byte blocks (every bit pattern a file may hold),
 // tiles equal to dot bit for bit, activation quantization.
+#include <limits>
+
 #include "helpers.h"
 
 using namespace ggml;
@@ -115,6 +117,27 @@ TEST_CASE("tile kernels agree with the dot kernel and are deterministic") {
               }
           }
       }
+    }
+  }
+}
+
+TEST_CASE("SIMD F32 -> F16 conversion matches the reference bit for bit") {
+  th::Rng rng(34);
+  std::vector<float> x;
+  for (float v : {0.0f, -0.0f, 1e-30f, 5.9604645e-08f, 2.9802322e-08f, 2.98023259e-08f, 6.1035156e-05f, 65504.0f,
+                  65519.99f, 65520.0f, 1e6f, -1e6f, std::numeric_limits<float>::infinity(),
+                  -std::numeric_limits<float>::infinity(), std::numeric_limits<float>::quiet_NaN(), 1.00048828125f,
+                  1.00146484375f})
+    x.push_back(v);
+  for (int i = 0; i < 3000; i++) x.push_back(rng.normal(i % 3 == 0 ? 1e-5f : i % 3 == 1 ? 1.0f : 3e4f));
+  for (const cpu::KernelSet* k : simd_sets()) {
+    const std::string kname = k->name;
+    CAPTURE(kname);
+    for (size_t n : {x.size(), size_t(7), size_t(9)}) {
+      std::vector<fp16_t> want(n), got(n);
+      ref::quantize_f16(x.data(), want.data(), int64_t(n));
+      k->from_float[cpu::slot(Type::F16)](x.data(), got.data(), int64_t(n));
+      for (size_t i = 0; i < n; i++) REQUIRE_MESSAGE(got[i] == want[i], "x = " << x[i]);
     }
   }
 }

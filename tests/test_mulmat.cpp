@@ -108,6 +108,37 @@ TEST_CASE("mul_mat: batched broadcasting (grouped-query attention) and strided i
   }
 }
 
+// Generation's attention: one query row per head, heads sharing KV heads
+// (taken together as the rows of one product), read from a permuted view as
+// the model does, with 1 to 3 threads; and a third dimension broadcast too.
+TEST_CASE("mul_mat: one activation row per head, grouped heads") {
+  th::Rng rng(15);
+  for (Type t : {Type::F32, Type::F16, Type::Q8_0, Type::Q4_1}) {
+    const std::string tname = type_name(t);
+    CAPTURE(tname);
+    for (int64_t n_kv : {5, 1, 37, 300}) {
+      for (int64_t heads_per_kv : {2, 4, 7}) {
+        CAPTURE(n_kv);
+        CAPTURE(heads_per_kv);
+        const uint64_t seed = rng.g();
+        for (int threads : {1, 3}) {  // a fresh graph each (a result's memory belongs to its run)
+          th::Rng local(seed);
+          Context ctx;
+          Tensor* store = ctx.new_tensor(t, {64, 3, n_kv, 2});  // [hd, n_head_kv, n_kv, 2]
+          th::fill(store, local, 0.5f);
+          Tensor* a = permute(ctx, store, 0, 2, 1, 3);         // [hd, n_kv, n_head_kv, 2]
+          Tensor* q = ctx.new_tensor(Type::F32, {64, 3 * heads_per_kv, 1, 4});  // [hd, n_head, 1 token, 4]
+          th::fill(q, local);
+          Tensor* b = permute(ctx, q, 0, 2, 1, 3);             // [hd, 1, n_head, 4]
+          Tensor* out = mul_mat(ctx, a, b);
+          auto r = th::run(out, threads);
+          check_mul_mat(a, b, out);
+        }
+      }
+    }
+  }
+}
+
 TEST_CASE("mul_mat: prompt-sized products take the blocked (and BLAS) paths") {
   th::Rng rng(13);
   for (Type t : {Type::F32, Type::F16, Type::Q4_0, Type::Q6_K}) {

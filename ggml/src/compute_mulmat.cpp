@@ -166,23 +166,35 @@ void compute_mul_mat(const ComputeParams& p, Tensor* dst) {
   const int64_t tile_m = cpu::TILE_MAX;
   const cpu::tile_fn tile = k.tile[cpu::slot(a->type)];
   GGML_ASSERT(tile != nullptr);
+  // Generation's attention (one activation row per head, r2 heads sharing a
+  // KV head): the heads that share a weight matrix are taken as the rows of
+  // one product, so a tile reuses each weight row for up to TILE_MAX heads
+  // instead of reading it once per head with one horizontal sum per row.
+  // Their rows (and results) lie a uniform stride apart: converted rows are
+  // consecutive, unconverted ones nb[2] apart.
+  const bool group_heads = N == 1 && r2 > 1;
+  const int64_t NG = group_heads ? r2 : N;                 // activation rows per item batch
+  const int64_t groups2 = group_heads ? C2 / r2 : C2;      // item batches along dim 2
+  const size_t y_stride = group_heads ? (convert ? act_row : b->nb[2]) : act_stride;
+  const size_t ldo = group_heads ? dst->nb[2] / sizeof(float) : ldc;
   const int64_t m_chunks = (M + M_CHUNK - 1) / M_CHUNK;
-  const int64_t n_chunks = (N + N_CHUNK - 1) / N_CHUNK;
+  const int64_t n_chunks = (NG + N_CHUNK - 1) / N_CHUNK;
   int64_t w0, w1;
-  split_range(batches * m_chunks * n_chunks, p.ith, p.nth, &w0, &w1);
+  split_range(groups2 * C3 * m_chunks * n_chunks, p.ith, p.nth, &w0, &w1);
   for (int64_t w = w0; w < w1; w++) {
     const int64_t nc = w % n_chunks, mc = (w / n_chunks) % m_chunks, batch = w / (n_chunks * m_chunks);
-    const int64_t i2 = batch % C2, i3 = batch / C2;
+    const int64_t g2 = batch % groups2, i3 = batch / groups2;
+    const int64_t i2 = group_heads ? g2 * r2 : g2;  // first activation batch of the item
     const int64_t m_begin = mc * M_CHUNK, m_end = std::min(M, m_begin + M_CHUNK);
-    const int64_t n_begin = nc * N_CHUNK, n_end = std::min(N, n_begin + N_CHUNK);
+    const int64_t n_begin = nc * N_CHUNK, n_end = std::min(NG, n_begin + N_CHUNK);
     float* out = reinterpret_cast<float*>(dst->row_ptr(0, i2, i3));
     for (int64_t j = n_begin; j < n_end; j += cpu::TILE_MAX) {
       const int ny = int(std::min<int64_t>(cpu::TILE_MAX, n_end - j));
-      const char* y = act(j, i2, i3);
+      const char* y = group_heads ? act(0, i2 + j, i3) : act(j, i2, i3);
       for (int64_t i = m_begin; i < m_end; i += tile_m) {
         const int nx = int(std::min<int64_t>(tile_m, m_end - i));
-        tile(K, out + size_t(j) * ldc + size_t(i), ldc, a->row_ptr(i, i2 / r2, i3 / r3), a->nb[1], nx, y,
-             act_stride, ny);
+        tile(K, out + size_t(j) * ldo + size_t(i), ldo, a->row_ptr(i, i2 / r2, i3 / r3), a->nb[1], nx, y, y_stride,
+             ny);
       }
     }
   }

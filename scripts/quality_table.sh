@@ -16,18 +16,23 @@ base=$d/smollm2-f32.gguf
 for t in f16 q8_0 q4_0 q4_1; do
   [[ -f $d/smollm2-$t.gguf ]] || ./quantize "$base" "$d/smollm2-$t.gguf" $t -q 2>/dev/null
 done
-./perplexity -m "$base" -f models/kjv.txt --chunks "$chunks" --kl-base "$d/base.kl" 2>/dev/null >"$d/base.txt"
+# The base in exact float arithmetic (its F16 KV cache too).
+GGML_BF16_GEMM=0 ./perplexity -m "$base" -f models/kjv.txt --chunks "$chunks" --kl-base "$d/base.kl" 2>/dev/null >"$d/base.txt"
 echo "| model | size (MiB) | bits/weight | perplexity | ppl ratio | mean KL (nats) | top-1 agreement |"
 echo "|---|---|---|---|---|---|---|"
 base_ppl=$(awk '/^perplexity/ {print $2 " ± " $4}' "$d/base.txt")
 printf "| f32 (base) | %.1f | 32.00 | %s | 1 | 0 | 100%% |\n" "$(awk -v b="$(stat -c %s "$base")" "BEGIN{print b/1048576}")" "$base_ppl"
-for t in f16 q8_0 q4_0 q4_1; do
-  f=$d/smollm2-$t.gguf
-  out=$(./perplexity -m "$f" -f models/kjv.txt --chunks "$chunks" --kl "$d/base.kl" 2>/dev/null)
+# f16 twice: as run (prompt products in bf16 where the CPU has AVX512_BF16)
+# and with GGML_BF16_GEMM=0 (exact float products).
+for t in f16 f16-exact q8_0 q4_0 q4_1; do
+  f=$d/smollm2-${t%-exact}.gguf
+  bf=1
+  [[ $t == *-exact ]] && bf=0
+  out=$(GGML_BF16_GEMM=$bf ./perplexity -m "$f" -f models/kjv.txt --chunks "$chunks" --kl "$d/base.kl" 2>/dev/null)
   ppl=$(awk '/^perplexity/ {print $2 " ± " $4}' <<<"$out")
   ratio=$(awk '/^base perplexity/ {print $5}' <<<"$out")
   kl=$(awk '/^mean KL/ {print $3 " ± " $5}' <<<"$out")
   top1=$(awk '/^top-1/ {print $3}' <<<"$out")
-  bits=$(./quantize "$base" /tmp/quality-bits.gguf $t -q 2>&1 | sed -n 's/.*, \([0-9.]*\) bits per weight.*/\1/p'; rm -f /tmp/quality-bits.gguf)
+  bits=$(./quantize "$base" /tmp/quality-bits.gguf ${t%-exact} -q 2>&1 | sed -n 's/.*, \([0-9.]*\) bits per weight.*/\1/p'; rm -f /tmp/quality-bits.gguf)
   printf "| %s | %.1f | %s | %s | %s | %s | %s |\n" "$t" "$(awk -v b="$(stat -c %s "$f")" "BEGIN{print b/1048576}")" "$bits" "$ppl" "$ratio" "$kl" "$top1"
 done

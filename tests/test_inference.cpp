@@ -112,6 +112,38 @@ TEST_CASE("F16 weights and F16 cache stay within 1e-2 of transformers' F32 logit
   }
 }
 
+// A 20-token prompt with F16 weights and cache goes through the prompt GEMM
+// (the BF16 microkernel on CPUs with AVX512_BF16, rounding weights and
+// activations to bf16: 8 significant bits), token by token through the
+// exact matrix-vector products. Measured on these random-weight models: up
+// to 1.1% of the largest logit with bf16, 5e-5 of it with exact float
+// products (GGML_BF16_GEMM=0); the bound allows bf16's rounding, twice over.
+TEST_CASE("F16: one batched pass (prompt GEMM) agrees with token-by-token decoding") {
+  for (const char* name : {"llama_st", "gptneox_st", "gptj_st"}) {
+    CAPTURE(name);
+    auto m = llm::Model::load(converted(name, ggml::Type::F16));
+    std::vector<int32_t> ids;
+    for (int i = 0; i < 20; i++) ids.push_back(5 + (i * 37) % 900);
+    llm::SessionParams sp;
+    sp.n_ctx = 24;
+    sp.kv_type = ggml::Type::F16;
+    llm::Session batched(*m, sp);
+    batched.eval(ids, true);
+    llm::Session step(*m, sp);
+    const size_t V = (size_t)m->hp.n_vocab;
+    double worst = 0, top = 0;
+    for (size_t t = 0; t < ids.size(); t++) {
+      step.eval(&ids[t], 1);
+      for (size_t j = 0; j < V; j++) {
+        worst = std::max(worst, (double)std::fabs(step.logits()[j] - batched.all_logits()[t * V + j]));
+        top = std::max(top, (double)std::fabs(step.logits()[j]));
+      }
+    }
+    MESSAGE(std::string(name) << " f16 batched vs stepwise: max |diff| " << worst << ", max |logit| " << top);
+    CHECK(worst < 0.025 * top);
+  }
+}
+
 TEST_CASE("decoding token by token through the cache equals one batched pass") {
   for (const char* name : {"llama_st", "gptneox_st", "gptj_st"}) {
     CAPTURE(name);

@@ -118,27 +118,48 @@ TEST_CASE("F16 weights and F16 cache stay within 1e-2 of transformers' F32 logit
 // exact matrix-vector products. Measured on these random-weight models: up
 // to 1.1% of the largest logit with bf16, 5e-5 of it with exact float
 // products (GGML_BF16_GEMM=0); the bound allows bf16's rounding, twice over.
+namespace {
+// The 20-token prompt of the two tests below, in a cache of 24.
+std::vector<int32_t> prompt20() {
+  std::vector<int32_t> ids;
+  for (int i = 0; i < 20; i++) ids.push_back(5 + (i * 37) % 900);
+  return ids;
+}
+llm::SessionParams params24(ggml::Type kv) {
+  llm::SessionParams sp;
+  sp.n_ctx = 24;
+  sp.kv_type = kv;
+  return sp;
+}
+// Feeds ids one at a time to step; the largest |logit difference| from
+// batched's logits for the same positions (and the largest |logit| in *top).
+double stepwise_vs_batched(llm::Session& step, const llm::Session& batched, const std::vector<int32_t>& ids,
+                           double* top = nullptr) {
+  const size_t V = (size_t)step.n_vocab();
+  double worst = 0, big = 0;
+  for (size_t t = 0; t < ids.size(); t++) {
+    step.eval(&ids[t], 1);
+    for (size_t j = 0; j < V; j++) {
+      worst = std::max(worst, (double)std::fabs(step.logits()[j] - batched.all_logits()[t * V + j]));
+      big = std::max(big, (double)std::fabs(step.logits()[j]));
+    }
+  }
+  if (top) *top = big;
+  return worst;
+}
+}  // namespace
+
 TEST_CASE("F16: one batched pass (prompt GEMM) agrees with token-by-token decoding") {
   for (const char* name : {"llama_st", "gptneox_st", "gptj_st"}) {
     CAPTURE(name);
     auto m = llm::Model::load(converted(name, ggml::Type::F16));
-    std::vector<int32_t> ids;
-    for (int i = 0; i < 20; i++) ids.push_back(5 + (i * 37) % 900);
-    llm::SessionParams sp;
-    sp.n_ctx = 24;
-    sp.kv_type = ggml::Type::F16;
+    const std::vector<int32_t> ids = prompt20();
+    const llm::SessionParams sp = params24(ggml::Type::F16);
     llm::Session batched(*m, sp);
     batched.eval(ids, true);
     llm::Session step(*m, sp);
-    const size_t V = (size_t)m->hp.n_vocab;
-    double worst = 0, top = 0;
-    for (size_t t = 0; t < ids.size(); t++) {
-      step.eval(&ids[t], 1);
-      for (size_t j = 0; j < V; j++) {
-        worst = std::max(worst, (double)std::fabs(step.logits()[j] - batched.all_logits()[t * V + j]));
-        top = std::max(top, (double)std::fabs(step.logits()[j]));
-      }
-    }
+    double top = 0;
+    const double worst = stepwise_vs_batched(step, batched, ids, &top);
     MESSAGE(std::string(name) << " f16 batched vs stepwise: max |diff| " << worst << ", max |logit| " << top);
     CHECK(worst < 0.025 * top);
   }
@@ -148,22 +169,13 @@ TEST_CASE("decoding token by token through the cache equals one batched pass") {
   for (const char* name : {"llama_st", "gptneox_st", "gptj_st"}) {
     CAPTURE(name);
     auto m = llm::Model::load(converted(name, ggml::Type::F32));
-    std::vector<int32_t> ids;
-    for (int i = 0; i < 20; i++) ids.push_back(5 + (i * 37) % 900);
-    llm::SessionParams sp;
-    sp.n_ctx = 24;
-    sp.kv_type = ggml::Type::F32;
+    const std::vector<int32_t> ids = prompt20();
+    llm::SessionParams sp = params24(ggml::Type::F32);
     llm::Session batched(*m, sp);
     batched.eval(ids, true);
     llm::Session step(*m, sp);
     const size_t V = (size_t)m->hp.n_vocab;
-    double worst = 0;
-    for (size_t t = 0; t < ids.size(); t++) {
-      step.eval(&ids[t], 1);
-      for (size_t j = 0; j < V; j++)
-        worst = std::max(worst, (double)std::fabs(step.logits()[j] - batched.all_logits()[t * V + j]));
-    }
-    CHECK(worst < 1e-5);
+    CHECK(stepwise_vs_batched(step, batched, ids) < 1e-5);
     // Small batches (n_batch) cover the same positions as one big one.
     sp.n_batch = 3;
     llm::Session chunked(*m, sp);

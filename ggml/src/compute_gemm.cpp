@@ -48,7 +48,6 @@ Path path_for(Type t, const cpu::KernelSet& k) {
 // pair of columns (bf16 path) or one block of 32 (int8 path).
 struct Shape {
   Path path;
-  bool q;
   int64_t K, M, N, C2, C3, mr, nr, mb, ppi, panels, batches;
   int64_t unit, units, ku;     // columns per unit, units in K, units per k block
   size_t panel_unit_bytes;     // packed activations per unit of one panel
@@ -58,7 +57,7 @@ struct Shape {
     const Tensor* a = dst->src[0];
     const Tensor* b = dst->src[1];
     path = path_for(a->type, k);
-    q = path == Path::Q8;
+    const bool q = path == Path::Q8;
     K = a->ne[0], M = a->ne[1], N = b->ne[1], C2 = b->ne[2], C3 = b->ne[3];
     mr = q ? k.gemm_q.mr : path == Path::BF16 ? k.gemm_bf16.mr : k.gemm.mr;
     nr = q ? k.gemm_q.nr : path == Path::BF16 ? k.gemm_bf16.nr : k.gemm.nr;
@@ -216,7 +215,7 @@ void compute_gemm(const ComputeParams& p, Tensor* dst) {
       const int64_t batch = u / s.panels, pn = u % s.panels;
       const int64_t i2 = batch % s.C2, i3 = batch / s.C2;
       char* out = packed + size_t(u) * s.panel_bytes();
-      if (s.q) {
+      if (s.path == Path::Q8) {
         pack_panel_q8(k, b, s, pn, i2, i3, reinterpret_cast<uint8_t*>(out), scratch);
       } else if (s.path == Path::BF16) {
         pack_panel_bf16(k, b, s, pn, i2, i3, reinterpret_cast<uint32_t*>(out), scratch);
@@ -230,7 +229,7 @@ void compute_gemm(const ComputeParams& p, Tensor* dst) {
   // Phase 2: items of (batch, block of mb weight rows, ppi panels).
   const cpu::dequant_fn to_f32 = k.to_float[cpu::slot(a->type)];
   auto unpack_row = [&](char* group, int64_t i, const char* src, int64_t u0, int64_t nu) {
-    if (s.q) {
+    if (s.path == Path::Q8) {
       k.gemm_q.pack(a->type, src, nu, reinterpret_cast<uint8_t*>(group), int(i));
     } else if (s.path == Path::BF16) {
       k.gemm_bf16.pack(a->type, src, s.cols(u0, nu), reinterpret_cast<uint32_t*>(group) + i * s.ku);
@@ -239,7 +238,7 @@ void compute_gemm(const ComputeParams& p, Tensor* dst) {
     }
   };
   auto zero_row = [&](char* group, int64_t i, int64_t nu) {
-    if (s.q) {
+    if (s.path == Path::Q8) {
       for (int64_t blk = 0; blk < nu; blk++) {
         char* g = group + size_t(blk * MR * 40);
         std::memset(g + i * 32, 0, 32);
@@ -251,7 +250,7 @@ void compute_gemm(const ComputeParams& p, Tensor* dst) {
     }
   };
   auto kernel = [&](int64_t nu, const char* group, const char* panel, float* c, bool acc) {
-    if (s.q) {
+    if (s.path == Path::Q8) {
       k.gemm_q.kernel(nu, reinterpret_cast<const uint8_t*>(group), reinterpret_cast<const uint8_t*>(panel), c, acc);
     } else if (s.path == Path::BF16) {
       k.gemm_bf16.kernel(nu, reinterpret_cast<const uint32_t*>(group), size_t(s.ku),

@@ -1,6 +1,8 @@
 // mul_mat for every weight type against dequantize-then-double reference, for
 // matrix-vector and matrix-matrix shapes, batched broadcasting, strided inputs,
 // with every kernel set this CPU runs (and OpenBLAS where it is used).
+#include <limits>
+
 #include "helpers.h"
 
 using namespace ggml;
@@ -229,6 +231,44 @@ TEST_CASE("mul_mat: GEMM microkernel paths, odd shapes, every kernel set that ha
       Tensor* out = mul_mat(ctx, a, b);
       auto r = th::run(out, 2, k);
       check_mul_mat(a, b, out, *k);
+    }
+  }
+}
+
+// The k padding of a GEMM microkernel (AMX tiles take 16 bf16 pairs at a
+// time) must hold zeros, not the previous k block's weights: an infinite
+// weight there would be multiplied by a padded zero activation into nan.
+// K = 600 is 300 pairs: a block of 256, then 44 padded to 48, whose padding
+// sits where pairs 44..47 (columns 88..95) of the first block were. With an
+// infinity at column 90 of each row and positive activations, every result
+// is +inf, on every set and path.
+TEST_CASE("mul_mat: an infinite weight gives inf, not nan, through the GEMM paths") {
+  th::Rng rng(15);
+  for (const cpu::KernelSet* k : cpu::available()) {
+    const std::string kname = k->name;
+    CAPTURE(kname);
+    for (Type t : {Type::F32, Type::F16, Type::BF16}) {
+      const std::string tname = type_name(t);
+      CAPTURE(tname);
+      Context ctx;
+      Tensor* a = ctx.new_tensor(t, {600, 40});
+      Tensor* b = ctx.new_tensor(Type::F32, {600, 48});
+      th::fill(a, rng, 0.5f);
+      for (int64_t i = 0; i < 40; i++) {
+        const float inf = std::numeric_limits<float>::infinity();
+        char v[4];
+        traits(t).from_float(&inf, v, 1);
+        std::memcpy(a->row_ptr(i) + 90 * a->nb[0], v, type_size(t));
+      }
+      float* y = b->as<float>();
+      for (int64_t i = 0; i < b->nelements(); i++) y[i] = rng.uniform(0.5f, 1.0f);
+      Tensor* out = mul_mat(ctx, a, b);
+      auto r = th::run(out, 2, k);
+      for (int64_t j = 0; j < 48; j++)
+        for (int64_t i = 0; i < 40; i++) {
+          const double got = th::get(out, i, j);
+          REQUIRE_MESSAGE((std::isinf(got) && got > 0), "dst[" << i << "," << j << "] = " << got);
+        }
     }
   }
 }

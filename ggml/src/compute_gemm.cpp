@@ -67,6 +67,8 @@ struct Shape {
     batches = C2 * C3;
     unit = q ? 32 : path == Path::BF16 ? 2 : 1;
     units = (K + unit - 1) / unit;  // K is whole blocks on the int8 path
+    // AMX tiles take 16 pairs at a time: both operands zero-padded to that.
+    if (path == Path::BF16) units = (units + k.gemm_bf16.kalign - 1) / k.gemm_bf16.kalign * k.gemm_bf16.kalign;
     ku = q ? KCB : KC;
     panel_unit_bytes = size_t(nr) * (q ? 40 : 4);
     group_bytes = q ? size_t(ku * mr * 40) : size_t(mr * ku) * 4;
@@ -173,7 +175,7 @@ void pack_panel_q8(const cpu::KernelSet& k, const Tensor* b, const Shape& s, int
 // Phase 1, bf16 path: panel[p][jj] = row jj's pair p.
 void pack_panel_bf16(const cpu::KernelSet& k, const Tensor* b, const Shape& s, int64_t pn, int64_t i2, int64_t i3,
                      uint32_t* out, char* scratch) {
-  const int64_t NR = s.nr, P = s.units;
+  const int64_t NR = s.nr, P = s.units, real = (s.K + 1) / 2;  // pairs past `real` are padding
   float* f = reinterpret_cast<float*>(scratch);
   uint32_t* pairs = reinterpret_cast<uint32_t*>(scratch + align64(size_t(s.K) * sizeof(float)));
   for (int64_t jj = 0; jj < NR; jj++) {
@@ -188,7 +190,8 @@ void pack_panel_bf16(const cpu::KernelSet& k, const Tensor* b, const Shape& s, i
       load_row_f32(k, b, j, i2, i3, f);
       k.gemm_bf16.pack(Type::F32, f, s.K, pairs);
     }
-    for (int64_t p = 0; p < P; p++) out[p * NR + jj] = pairs[p];
+    for (int64_t p = 0; p < real; p++) out[p * NR + jj] = pairs[p];
+    for (int64_t p = real; p < P; p++) out[p * NR + jj] = 0;
   }
 }
 }  // namespace
@@ -232,7 +235,12 @@ void compute_gemm(const ComputeParams& p, Tensor* dst) {
     if (s.path == Path::Q8) {
       k.gemm_q.pack(a->type, src, nu, reinterpret_cast<uint8_t*>(group), int(i));
     } else if (s.path == Path::BF16) {
-      k.gemm_bf16.pack(a->type, src, s.cols(u0, nu), reinterpret_cast<uint32_t*>(group) + i * s.ku);
+      uint32_t* row = reinterpret_cast<uint32_t*>(group) + i * s.ku;
+      const int64_t cols = s.cols(u0, nu), pairs = (cols + 1) / 2;
+      k.gemm_bf16.pack(a->type, src, cols, row);
+      // padding up to kalign: zeros, not the previous block's weights (which
+      // could hold infinities, and inf * 0 is nan)
+      if (pairs < nu) std::memset(row + pairs, 0, size_t(nu - pairs) * 4);
     } else {
       to_f32(src, reinterpret_cast<float*>(group) + i * s.ku, nu);
     }

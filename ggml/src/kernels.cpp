@@ -75,6 +75,7 @@ void inherit(KernelSet& k, const KernelSet& base) {
 #if !defined(GGML_HAVE_X86_KERNELS)
 const KernelSet* avx2_kernels() { return nullptr; }
 const KernelSet* avx512_kernels() { return nullptr; }
+const KernelSet* amx_kernels() { return nullptr; }
 #endif
 #if !defined(GGML_HAVE_NEON_KERNELS)
 const KernelSet* neon_kernels() { return nullptr; }
@@ -82,7 +83,7 @@ const KernelSet* neon_kernels() { return nullptr; }
 
 std::vector<const KernelSet*> available() {
   std::vector<const KernelSet*> v{&scalar()};
-  for (const KernelSet* k : {avx2_kernels(), avx512_kernels(), neon_kernels()}) if (k) v.push_back(k);
+  for (const KernelSet* k : {avx2_kernels(), avx512_kernels(), amx_kernels(), neon_kernels()}) if (k) v.push_back(k);
   return v;
 }
 

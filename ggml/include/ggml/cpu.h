@@ -14,6 +14,7 @@ struct Features {
   bool avx2 = false, fma = false, f16c = false;
   bool avx512f = false, avx512bw = false, avx512vl = false, avx512dq = false;
   bool avx512vnni = false, avx512bf16 = false, avx512vbmi = false, gfni = false, avxvnni = false;
+  bool amx_tile = false, amx_int8 = false, amx_bf16 = false;
   bool neon = false, dotprod = false;
   std::string str() const;
 };
@@ -63,10 +64,13 @@ using gemm_bf16_fn = void (*)(int64_t kp, const uint32_t* a, size_t lda, const u
 // n values of a row of type t (F32, F16 or BF16) as (n + 1) / 2 bf16 pairs,
 // rounded to nearest even, the last pair zero-padded when n is odd.
 using pack_bf16_fn = void (*)(Type t, const void* row, int64_t n, uint32_t* out);
+// kalign: the kernel takes kp in whole multiples of kalign pairs (AMX tiles
+// hold 16); the caller zero-pads both operands up to it.
 struct GemmBF16 {
   int mr = 0, nr = 0;
   gemm_bf16_fn kernel = nullptr;
   pack_bf16_fn pack = nullptr;
+  int kalign = 1;
 };
 
 constexpr int TYPE_SLOTS = 32;
@@ -111,5 +115,8 @@ void tile_from_dot(int64_t n, float* s, size_t ldc, const void* x, size_t bx, in
 const KernelSet* avx2_kernels();
 const KernelSet* avx512_kernels();
 const KernelSet* neon_kernels();
+// The AVX-512 set with its prompt GEMMs on AMX tiles, where the CPU has AMX
+// and the OS grants the process its tile state (GGML_AMX=0 leaves it out).
+const KernelSet* amx_kernels();
 
 }  // namespace ggml::cpu

@@ -8,6 +8,12 @@ this noisy machine, and the script prints tokens/s for each and our speed as
 a ratio of theirs. llama.cpp comes from the PyPI package llama-cpp-python,
 which builds it from source with native flags:
     CMAKE_ARGS="-DGGML_NATIVE=ON" pip install llama-cpp-python
+On CPUs with AMX (Sapphire/Granite Rapids), llama.cpp 0.3.36's AMX buffer
+type crashes (segfault in libggml-cpu on the first batch of a Q4_0 or Q8_0
+model, seen on a Granite Rapids VM); build it without AMX, which keeps its
+AVX-512 kernels and its REPACK layouts:
+    CMAKE_ARGS="-DGGML_NATIVE=ON -DCMAKE_C_FLAGS='-mno-amx-tile -mno-amx-int8 -mno-amx-bf16' \
+      -DCMAKE_CXX_FLAGS='-mno-amx-tile -mno-amx-int8 -mno-amx-bf16'" pip install llama-cpp-python
 Usage:
     scripts/bench_vs_llamacpp.py -m models/bench/tinyllama-q4_0.gguf [-m ...] [-p 128] [-n 32] [-d 0] [-t 2] [-r 3]
     scripts/bench_vs_llamacpp.py -m ... --tests pp128,pp512,tg32,tg32@d512 -t 1,2

@@ -18,7 +18,6 @@
 #endif
 
 #include "ggml/cpu.h"
-#include "ggml/tensor.h"
 
 namespace ggml::cpu {
 

@@ -40,7 +40,6 @@ Features detect() {
   if ((xcr0 & (3u << 17)) == (3u << 17)) {
     f.amx_bf16 = d & (1u << 22);
     f.amx_tile = d & (1u << 24);
-    f.amx_int8 = d & (1u << 25);
   }
   __cpuid_count(7, 1, a, b, c, d);
   f.avxvnni = a & (1u << 4);
@@ -65,7 +64,7 @@ std::string Features::str() const {
   auto add = [&](bool on, const char* name) { if (on) { if (!s.empty()) s += ' '; s += name; } };
   add(avx2, "avx2"); add(fma, "fma"); add(f16c, "f16c"); add(avx512f, "avx512f"); add(avx512bw, "avx512bw");
   add(avx512vl, "avx512vl"); add(avx512vnni, "avx512vnni"); add(avx512vbmi, "avx512vbmi"); add(gfni, "gfni"); add(avx512bf16, "avx512bf16"); add(avxvnni, "avxvnni");
-  add(amx_tile, "amx_tile"); add(amx_int8, "amx_int8"); add(amx_bf16, "amx_bf16");
+  add(amx_tile, "amx_tile"); add(amx_bf16, "amx_bf16");
   add(neon, "neon"); add(dotprod, "dotprod");
   return s.empty() ? "none" : s;
 }

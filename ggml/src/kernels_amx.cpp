@@ -6,7 +6,8 @@
 // Quantized prompts stay on the AVX-512 int8 microkernel: an AMX one (TDPBUSD
 // per block of 32, the sums stored and scaled per block with AVX-512, since
 // every block has its own scales) measured no faster, 272 vs 266 GMAC/s per
-// core on cached operands: the per-block scaling, not the products, bounds it.
+// core on cached operands (a throwaway program calling both kernels; not a
+// repo command): the per-block scaling, not the products, bounds it.
 #include <immintrin.h>
 
 #include <cstdlib>

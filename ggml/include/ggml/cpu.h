@@ -14,7 +14,7 @@ struct Features {
   bool avx2 = false, fma = false, f16c = false;
   bool avx512f = false, avx512bw = false, avx512vl = false, avx512dq = false;
   bool avx512vnni = false, avx512bf16 = false, avx512vbmi = false, gfni = false, avxvnni = false;
-  bool amx_tile = false, amx_int8 = false, amx_bf16 = false;
+  bool amx_tile = false, amx_bf16 = false;
   bool neon = false, dotprod = false;
   std::string str() const;
 };

@@ -1,5 +1,9 @@
 // The graph: memory planning reuses buffers without changing results, and
 // results are identical for any thread count.
+#include <chrono>
+#include <thread>
+
+#include "../ggml/src/compute.h"  // for_each_item: the executor's work sharing
 #include "helpers.h"
 
 using namespace ggml;
@@ -173,4 +177,45 @@ TEST_CASE("executor refuses graphs it cannot run") {
   CHECK(out->as<float>()[3] == 8.0f);
   CHECK_THROWS_AS(Executor(0), Error);
   CHECK(g.dump().find("scale") != std::string::npos);
+}
+
+TEST_CASE("work sharing: every item runs once; a late thread's share is taken over") {
+  for (int64_t n : {0, 1, 5, 97, 1000}) {
+    CAPTURE(n);
+    constexpr int nth = 3;
+    std::vector<Claim> claims(nth);
+    std::vector<std::atomic<int>> runs(size_t(n) + 1), by(size_t(n) + 1);
+    std::vector<std::thread> team;
+    for (int t = 0; t < nth; t++)
+      team.emplace_back([&, t] {
+        ComputeParams p;
+        p.ith = t;
+        p.nth = nth;
+        p.claims = claims.data();
+        // thread 0 starts late, as a thread descheduled by a busy host would
+        if (t == 0) std::this_thread::sleep_for(std::chrono::milliseconds(200));
+        for_each_item(p, n, [&](int64_t w) {
+          runs[size_t(w)]++;
+          by[size_t(w)] = t;
+        });
+      });
+    for (auto& th : team) th.join();
+    for (int64_t w = 0; w < n; w++) REQUIRE(runs[size_t(w)] == 1);
+    int64_t b, e;
+    split_range(n, 0, nth, &b, &e);
+    int taken = 0;
+    for (int64_t w = b; w < e; w++) taken += by[size_t(w)] != 0;
+    if (e > b) CHECK(taken > 0);
+    // without counters, each thread runs exactly its own share
+    for (int t = 0; t < nth; t++) {
+      ComputeParams p;
+      p.ith = t;
+      p.nth = nth;
+      std::vector<int64_t> got;
+      for_each_item(p, n, [&](int64_t w) { got.push_back(w); });
+      split_range(n, t, nth, &b, &e);
+      REQUIRE(got.size() == size_t(e - b));
+      for (size_t i = 0; i < got.size(); i++) CHECK(got[i] == b + int64_t(i));
+    }
+  }
 }

@@ -179,9 +179,7 @@ void compute_mul_mat(const ComputeParams& p, Tensor* dst) {
   const size_t ldo = group_heads ? dst->nb[2] / sizeof(float) : ldc;
   const int64_t m_chunks = (M + M_CHUNK - 1) / M_CHUNK;
   const int64_t n_chunks = (NG + N_CHUNK - 1) / N_CHUNK;
-  int64_t w0, w1;
-  split_range(groups2 * C3 * m_chunks * n_chunks, p.ith, p.nth, &w0, &w1);
-  for (int64_t w = w0; w < w1; w++) {
+  for_each_item(p, groups2 * C3 * m_chunks * n_chunks, [&](int64_t w) {
     const int64_t nc = w % n_chunks, mc = (w / n_chunks) % m_chunks, batch = w / (n_chunks * m_chunks);
     const int64_t g2 = batch % groups2, i3 = batch / groups2;
     const int64_t i2 = group_heads ? g2 * r2 : g2;  // first activation batch of the item
@@ -197,7 +195,7 @@ void compute_mul_mat(const ComputeParams& p, Tensor* dst) {
              ny);
       }
     }
-  }
+  });
 }
 
 }  // namespace ggml

@@ -135,6 +135,10 @@ void Executor::compute(Graph& g) {
   ErrorSink err;
   const auto& nodes = g.nodes();
   const int nth = n_threads_;
+  // Two sets of work counters, nodes alternating between them: a thread
+  // zeroes its counter of the next node's set once it is done with the
+  // current node (nobody uses that set until the barrier).
+  std::vector<Claim> claims(2 * size_t(nth));
 #pragma omp parallel num_threads(nth)
   {
     ComputeParams p;
@@ -145,10 +149,14 @@ void Executor::compute(Graph& g) {
     p.k = k_;
     p.err = &err;
     const bool prof = profiling() && p.ith == 0;
+    int set = 0;
     for (Tensor* n : nodes) {
       if (op_is_view(n->op)) continue;
       const auto t0 = prof ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point();
+      p.claims = &claims[size_t(set) * size_t(p.nth)];
       compute_forward(p, n);
+      set ^= 1;
+      claims[size_t(set) * size_t(p.nth) + size_t(p.ith)].n.store(0, std::memory_order_relaxed);
       p.barrier();
       if (prof) profile_add(n, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
     }

@@ -123,6 +123,14 @@ TEST_CASE("reads every value type and tensor of a gguf-package file") {
   CHECK(std::memcmp(h->data, raw.data() + 864, h->nbytes) == 0);
 }
 
+TEST_CASE("the writer refuses internal types") {
+  std::vector<unsigned char> data(272);
+  const int64_t ne[1] = {256};
+  Writer w;
+  CHECK_THROWS_WITH_AS(w.add_tensor("a", ggml::Type::Q8_0R, ne, 1, data.data()), doctest::Contains("internal type q8_0r"),
+                       Error);
+}
+
 TEST_CASE("the writer reproduces the gguf package's file byte for byte") {
   auto f = File::open(th::data_path("gguf/reference.gguf"));
   Writer w;
@@ -214,6 +222,9 @@ TEST_CASE("corrupt files are refused with one clear line") {
     CHECK(open_error(file({tensor("a", {1, 2, 3, 4, 5}, 0, 0)}, 0)).find("5 dimensions") != std::string::npos);
     CHECK(open_error(file({tensor("a", {uint64_t(1) << 40, uint64_t(1) << 40}, 0, 0)}, 0)).find("overflow") != std::string::npos);
     CHECK(open_error(file({tensor("a", {4}, 99, 0)}, 16)).find("unknown type 99") != std::string::npos);
+    // this engine's internal types (Q8_S activations, Q8_0R rearranged weights) are no file's
+    CHECK(open_error(file({tensor("a", {256}, 1000, 0)}, 320)).find("unknown type 1000") != std::string::npos);
+    CHECK(open_error(file({tensor("a", {256}, 1001, 0)}, 320)).find("unknown type 1001") != std::string::npos);
     CHECK(open_error(file({tensor("a", {33}, 2, 0)}, 64)).find("block size") != std::string::npos);
     CHECK(open_error(file({tensor("a", {4}, 0, 8)}, 64)).find("not aligned") != std::string::npos);
     CHECK(open_error(file({tensor("a", {4}, 0, 0)}, 8)).find("lies outside") != std::string::npos);

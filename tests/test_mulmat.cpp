@@ -8,8 +8,8 @@
 using namespace ggml;
 
 namespace {
-const Type kWeightTypes[] = {Type::F32,  Type::F16,  Type::BF16, Type::Q4_0, Type::Q4_1, Type::Q5_0,
-                             Type::Q5_1, Type::Q8_0, Type::Q4_K, Type::Q5_K, Type::Q6_K};
+const Type kWeightTypes[] = {Type::F32,  Type::F16,  Type::BF16,  Type::Q4_0, Type::Q4_1, Type::Q5_0,
+                             Type::Q5_1, Type::Q8_0, Type::Q8_0R, Type::Q4_K, Type::Q5_K, Type::Q6_K};
 
 // x rounded to bf16's 8 significant bits, to nearest even (nearbyint's
 // default mode), written apart from the library's converter.
@@ -187,8 +187,8 @@ TEST_CASE("mul_mat: GEMM microkernel paths, odd shapes, every kernel set that ha
     const cpu::KernelSet* k = &set;
     const std::string kname = k->name;
     CAPTURE(kname);
-    for (Type t : {Type::F32, Type::F16, Type::BF16, Type::Q4_0, Type::Q4_1, Type::Q8_0}) {
-      const bool quant = block_size(t) == 32;
+    for (Type t : {Type::F32, Type::F16, Type::BF16, Type::Q4_0, Type::Q4_1, Type::Q8_0, Type::Q8_0R}) {
+      const bool quant = block_size(t) == 32 || t == Type::Q8_0R;
       const bool bf16 = !quant && t != Type::F32 && k->gemm_bf16.kernel;
       const cpu::Gemm g = quant ? cpu::Gemm{k->gemm_q.mr, k->gemm_q.nr, nullptr}
                           : bf16 ? cpu::Gemm{k->gemm_bf16.mr, k->gemm_bf16.nr, nullptr}
@@ -199,9 +199,11 @@ TEST_CASE("mul_mat: GEMM microkernel paths, odd shapes, every kernel set that ha
       const int64_t nr = g.nr, mr = g.mr;
       // Quantized K is whole blocks of 32: 288 and 544 cross the 8-block k
       // blocks; 1100 crosses the bf16 path's 512-column blocks with an odd tail.
-      const Case cases[] = {{quant ? 288 : 300, 1, nr / 2},      {quant ? 32 : 1, 5, nr},
-                            {256, 4 * mr, nr / 2 + 1},            {quant ? 544 : 513, 4 * mr + 13, 47},
-                            {quant ? 704 : 1101, mr - 1, 130},    {96, 37, 3 * nr + 5}};
+      // Q8_0R rows are whole groups of 256.
+      const bool r8 = t == Type::Q8_0R;
+      const Case cases[] = {{r8 ? 256 : quant ? 288 : 300, 1, nr / 2},   {r8 ? 512 : quant ? 32 : 1, 5, nr},
+                            {256, 4 * mr, nr / 2 + 1},                   {r8 ? 768 : quant ? 544 : 513, 4 * mr + 13, 47},
+                            {r8 ? 1024 : quant ? 704 : 1101, mr - 1, 130}, {r8 ? 256 : 96, 37, 3 * nr + 5}};
       for (const Case& c : cases) {
         CAPTURE(c.K);
         CAPTURE(c.M);
@@ -227,12 +229,13 @@ TEST_CASE("mul_mat: GEMM microkernel paths, odd shapes, every kernel set that ha
       }
       // Batched: 6 activation heads over 2 weight heads, activations strided.
       Context ctx;
-      Tensor* store = ctx.new_tensor(t, {64, 2, 33});
+      const int64_t kb = r8 ? 256 : 64;
+      Tensor* store = ctx.new_tensor(t, {kb, 2, 33});
       th::fill(store, rng);
-      Tensor* a = permute(ctx, store, 0, 2, 1, 3);  // [64, 33, 2]
-      Tensor* bt = ctx.new_tensor(Type::F32, {nr + 3, 64, 6, 2});
+      Tensor* a = permute(ctx, store, 0, 2, 1, 3);  // [kb, 33, 2]
+      Tensor* bt = ctx.new_tensor(Type::F32, {nr + 3, kb, 6, 2});
       th::fill(bt, rng);
-      Tensor* b = permute(ctx, bt, 1, 0, 2, 3);  // [64, nr + 3, 6, 2]
+      Tensor* b = permute(ctx, bt, 1, 0, 2, 3);  // [kb, nr + 3, 6, 2]
       Tensor* out = mul_mat(ctx, a, b);
       auto r = th::run(out, 2, k);
       check_mul_mat(a, b, out, *k);

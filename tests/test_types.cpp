@@ -269,3 +269,44 @@ TEST_CASE("round trip error stays within each format's bound") {
     }
   }
 }
+
+TEST_CASE("Q8_0R holds Q8_0's blocks rearranged, as its layout says") {
+  CHECK(block_size(Type::Q8_0R) == 256);
+  CHECK(type_size(Type::Q8_0R) == 8 * type_size(Type::Q8_0));
+  CHECK(type_internal(Type::Q8_0R));
+  CHECK(type_known(uint32_t(Type::Q8_0R)));
+  Type t;
+  CHECK(!type_from_name("q8_0r", &t));  // never a file's or a tool's type
+  th::Rng rng(77);
+  const int64_t n = 3 * 256;
+  std::vector<block_q8_0> q(size_t(n / 32));
+  for (auto& b : q) {
+    b.d = fp32_to_fp16(float(rng.range(1, 1000)) / 4096.0f);
+    for (auto& v : b.qs) v = int8_t(rng.range(-128, 127));
+  }
+  std::vector<block_q8_0r> r(size_t(n / 256));
+  ref::repack_q8_0r(q.data(), r.data(), n);
+  // position p of a group: 128-byte half of blocks 0-3 or 4-7, then 64 bytes
+  // of first (or last) 16 values, 16 per block
+  for (int64_t g = 0; g < n / 256; g++) {
+    for (int p = 0; p < 256; p++) {
+      const int blk = (p / 128) * 4 + (p % 64) / 16, v = ((p % 128) / 64) * 16 + p % 16;
+      REQUIRE(r[size_t(g)].qs[p] == q[size_t(g * 8 + blk)].qs[v]);
+    }
+    for (int j = 0; j < 8; j++) CHECK(r[size_t(g)].d[j] == q[size_t(g * 8 + j)].d);
+  }
+  std::vector<block_q8_0> back(q.size());
+  ref::unpack_q8_0r(r.data(), back.data(), n);
+  CHECK(std::memcmp(back.data(), q.data(), q.size() * sizeof(block_q8_0)) == 0);
+  std::vector<float> a(static_cast<size_t>(n)), b(static_cast<size_t>(n));
+  traits(Type::Q8_0).to_float(q.data(), a.data(), n);
+  traits(Type::Q8_0R).to_float(r.data(), b.data(), n);
+  CHECK(a == b);
+  // quantizing to Q8_0R is quantizing to Q8_0, rearranged
+  const auto x = rng.normals(size_t(n));
+  std::vector<block_q8_0r> r1(r.size()), r2(r.size());
+  traits(Type::Q8_0R).from_float(x.data(), r1.data(), n);
+  traits(Type::Q8_0).from_float(x.data(), q.data(), n);
+  ref::repack_q8_0r(q.data(), r2.data(), n);
+  CHECK(std::memcmp(r1.data(), r2.data(), r1.size() * sizeof(block_q8_0r)) == 0);
+}

@@ -63,6 +63,7 @@ int main(int argc, char** argv) {
       ("o,output", "md or json (one object per line)", cxxopts::value<std::string>()->default_value("md"))
       ("copy", "copy weights into huge-page memory instead of using the file map")
       ("no-bandwidth", "skip the read-bandwidth measurement (no roofline column)")
+      ("no-repack", "use Q8_0 matrices as stored (no load-time rearranging into Q8_0R)")
       ("h,help", "show this help");
   try {
     auto r = opts.parse(argc, argv);
@@ -89,6 +90,7 @@ int main(int argc, char** argv) {
     for (const auto& path : r["model"].as<std::vector<std::string>>()) {
       llm::LoadOptions lo;
       lo.copy_weights = r.count("copy") > 0;
+      lo.repack = r.count("no-repack") == 0;
       auto m = llm::Model::load(path, lo);
       llm::SessionParams sp;
       sp.n_ctx = std::max(depth + std::max(n_prompt, n_gen) + 8, 64);

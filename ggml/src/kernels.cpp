@@ -34,6 +34,7 @@ KernelSet make_scalar() {
   set(Type::Q5_0, dot_q5_0, tile_from_dot<dot_q5_0>);
   set(Type::Q5_1, dot_q5_1, tile_from_dot<dot_q5_1>);
   set(Type::Q8_0, dot_q8_0, tile_from_dot<dot_q8_0>);
+  set(Type::Q8_0R, dot_q8_0r, tile_from_dot<dot_q8_0r>);
   set(Type::Q4_K, dot_q4_K, tile_from_dot<dot_q4_K>);
   set(Type::Q5_K, dot_q5_K, tile_from_dot<dot_q5_K>);
   set(Type::Q6_K, dot_q6_K, tile_from_dot<dot_q6_K>);
@@ -45,6 +46,8 @@ KernelSet make_scalar() {
   }
   k.from_float[slot(Type::Q8_S)] = quantize_q8_s;
   k.to_float[slot(Type::Q8_S)] = dequantize_q8_s;
+  k.from_float[slot(Type::Q8_0R)] = quantize_q8_0r;
+  k.to_float[slot(Type::Q8_0R)] = dequantize_q8_0r;
   k.silu = silu_scalar;
   k.exp_sum = exp_sum_scalar;
   return k;

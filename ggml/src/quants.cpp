@@ -359,4 +359,59 @@ float dot_q8_0(int64_t n, const void* vx, const void* vy) {
   return s;
 }
 
+void repack_q8_0r(const void* vx, void* vy, int64_t n) {
+  const auto* x = static_cast<const block_q8_0*>(vx);
+  auto* y = static_cast<block_q8_0r*>(vy);
+  for (int64_t g = 0; g < n / 256; g++, x += 8) {
+    block_q8_0r r;  // a local first: in and out may be the same memory
+    for (int j = 0; j < 8; j++) {  // 16 values at a time: they stay together
+      r.d[j] = x[j].d;
+      std::memcpy(r.qs + q8_0r_index(j, 0), x[j].qs, 16);
+      std::memcpy(r.qs + q8_0r_index(j, 16), x[j].qs + 16, 16);
+    }
+    std::memcpy(&y[g], &r, sizeof r);
+  }
+}
+
+void unpack_q8_0r(const void* vx, void* vy, int64_t n) {
+  const auto* x = static_cast<const block_q8_0r*>(vx);
+  auto* y = static_cast<block_q8_0*>(vy);
+  for (int64_t g = 0; g < n / 256; g++, y += 8) {
+    block_q8_0 b[8];
+    for (int j = 0; j < 8; j++) {
+      b[j].d = x[g].d[j];
+      std::memcpy(b[j].qs, x[g].qs + q8_0r_index(j, 0), 16);
+      std::memcpy(b[j].qs + 16, x[g].qs + q8_0r_index(j, 16), 16);
+    }
+    std::memcpy(y, b, sizeof b);
+  }
+}
+
+void quantize_q8_0r(const float* x, void* y, int64_t n) {
+  quantize_q8_0(x, y, n);
+  repack_q8_0r(y, y, n);
+}
+
+void dequantize_q8_0r(const void* x, float* y, int64_t n) {
+  block_q8_0 b[8];
+  for (int64_t g = 0; g < n / 256; g++) {
+    unpack_q8_0r(static_cast<const block_q8_0r*>(x) + g, b, 256);
+    dequantize_q8_0(b, y + 256 * g, 256);
+  }
+}
+
+float dot_q8_0r(int64_t n, const void* vx, const void* vy) {
+  const auto* x = static_cast<const block_q8_0r*>(vx);
+  const Q8SRow y(vy, n);
+  float s = 0;
+  int q[32], ysum;
+  for (int64_t i = 0; i < y.nb; i++) {
+    const block_q8_0r& g = x[i / 8];
+    for (int v = 0; v < 32; v++) q[v] = g.qs[q8_0r_index(int(i % 8), v)];
+    const int sumi = block_dot(q, y, i, &ysum);
+    s += fp16_to_fp32(g.d[i % 8]) * y.d[i] * float(sumi);
+  }
+  return s;
+}
+
 }  // namespace ggml::ref

@@ -218,7 +218,7 @@ void File::parse() {
       total *= int64_t(v);
     }
     const uint32_t t = c.read<uint32_t>("a tensor type");
-    if (!ggml::type_known(t) || t == uint32_t(ggml::Type::Q8_S)) {
+    if (!ggml::type_known(t) || ggml::type_internal(ggml::Type(t))) {
       c.fail("tensor '" + ti.name + "': unknown type " + std::to_string(t));
     }
     ti.type = ggml::Type(t);
@@ -332,6 +332,8 @@ void Writer::add_tensor(const std::string& name, ggml::Type type, const int64_t*
     ti.ne[d] = ne[d];
     total *= ne[d];
   }
+  if (ggml::type_internal(type))
+    throw Error("gguf writer: tensor '" + name + "' has the internal type " + ggml::type_name(type));
   ti.nbytes = ggml::row_size(type, total);  // throws for a partial block
   if (ne[0] % ggml::block_size(type) != 0) throw Error("gguf writer: tensor '" + name + "': row not whole blocks");
   ti.data = data;

@@ -4,9 +4,31 @@
 #include <filesystem>
 #include <map>
 
+#if defined(__unix__) || defined(__APPLE__)
+#include <sys/mman.h>
+#include <unistd.h>
+#endif
+
+#include "ggml/cpu.h"
+#include "ggml/quants.h"
+
 namespace llm {
 
 namespace {
+
+// The file map's pages of a tensor that was copied out: dropped from this
+// process (they stay in the page cache), so its memory is counted once.
+void release_pages(const void* p, size_t n) {
+#if defined(__unix__) || defined(__APPLE__)
+  const uintptr_t page = uintptr_t(sysconf(_SC_PAGESIZE));
+  const uintptr_t b = (reinterpret_cast<uintptr_t>(p) + page - 1) / page * page;
+  const uintptr_t e = (reinterpret_cast<uintptr_t>(p) + n) / page * page;
+  if (e > b) madvise(reinterpret_cast<void*>(b), e - b, MADV_DONTNEED);
+#else
+  (void)p;
+  (void)n;
+#endif
+}
 
 struct Loader {
   const gguf::File& f;
@@ -47,6 +69,16 @@ struct Loader {
       t = ctx.new_tensor(ggml::Type::F32, ti->ne, ti->n_dims, name);
       tt.to_float(ti->data, t->as<float>(), n);
       bytes += (uint64_t)n * 4;
+    } else if (opt.repack && ti->type == ggml::Type::Q8_0 && want.size() == 2 && ti->ne[0] % 256 == 0 &&
+               ggml::cpu::best().prefers_q8_0r) {
+      t = ctx.new_tensor(ggml::Type::Q8_0R, ti->ne, ti->n_dims, name);
+      const size_t rb = ggml::row_size(ti->type, ti->ne[0]);
+      const auto* src = static_cast<const char*>(ti->data);
+      auto* dst = static_cast<char*>(t->data);
+#pragma omp parallel for schedule(static)
+      for (int64_t r = 0; r < ti->ne[1]; r++) ggml::ref::repack_q8_0r(src + size_t(r) * rb, dst + size_t(r) * rb, ti->ne[0]);
+      release_pages(ti->data, ti->nbytes);
+      bytes += ti->nbytes;
     } else if (opt.copy_weights) {
       t = ctx.new_tensor(ti->type, ti->ne, ti->n_dims, name);
       std::memcpy(t->data, ti->data, ti->nbytes);

@@ -73,9 +73,9 @@ struct GemmBF16 {
   int kalign = 1;
 };
 
-constexpr int TYPE_SLOTS = 32;
+constexpr int TYPE_SLOTS = 33;
 constexpr int TILE_MAX = 4;  // largest nx and ny a tile kernel is asked for
-inline int slot(Type t) { return t == Type::Q8_S ? 31 : int(t); }
+inline int slot(Type t) { return t == Type::Q8_S ? 31 : t == Type::Q8_0R ? 32 : int(t); }
 
 struct KernelSet {
   const char* name = "scalar";
@@ -86,6 +86,9 @@ struct KernelSet {
   Gemm gemm;                             // float-weight prompt products (none in the scalar set)
   GemmQ gemm_q;                          // Q4_0/Q4_1/Q8_0 prompt products (AVX-512 VNNI)
   GemmBF16 gemm_bf16;                    // F16/BF16 prompt products (AVX512_BF16), before gemm
+  // Q8_0 matrices are worth rearranging into Q8_0R at load time (the set's
+  // Q8_0R kernels are faster; every set can run Q8_0R, through the scalar one).
+  bool prefers_q8_0r = false;
   // y = x / (1 + exp(-x)); and y = exp(y - sub) in place, returning the sum.
   void (*silu)(const float* x, float* y, int64_t n) = nullptr;
   double (*exp_sum)(float* y, int64_t n, float sub) = nullptr;

@@ -48,6 +48,16 @@ struct Q8SRow {
   int q(int64_t b, int j) const { return qs[index(nb, b, j)]; }
 };
 
+// Q8_0R: Q8_0 rearranged for the SIMD matrix-vector kernels, made at load
+// time and never stored in a file. Each group of 8 Q8_0 blocks (256 values)
+// holds the first 16 values of blocks 0-3, then their last 16 (the order of
+// Q8_S activations), the same for blocks 4-7, then the 8 scales: the kernels
+// load it as it lies instead of gathering it with byte permutes. Same size
+// as the 8 Q8_0 blocks; rows must be whole groups.
+struct block_q8_0r { int8_t qs[256]; fp16_t d[8]; };
+// Index into block_q8_0r::qs of value v (0..31) of block j (0..7).
+inline int q8_0r_index(int j, int v) { return (j >> 2) * 128 + (v >> 4) * 64 + (j & 3) * 16 + (v & 15); }
+
 // 8 sub-blocks of 32: x = d * sc * q - dmin * m, 6-bit sc and m packed in scales.
 struct block_q4_K { fp16_t d; fp16_t dmin; uint8_t scales[K_SCALE_SIZE]; uint8_t qs[QK_K / 2]; };
 struct block_q5_K { fp16_t d; fp16_t dmin; uint8_t scales[K_SCALE_SIZE]; uint8_t qh[QK_K / 8]; uint8_t qs[QK_K / 2]; };
@@ -62,6 +72,7 @@ static_assert(sizeof(block_q5_0) == 22);
 static_assert(sizeof(block_q5_1) == 24);
 static_assert(sizeof(block_q8_0) == 34);
 static_assert(sizeof(block_q8_1) == 36);
+static_assert(sizeof(block_q8_0r) == 8 * sizeof(block_q8_0));
 static_assert(sizeof(block_q4_K) == 144);
 static_assert(sizeof(block_q5_K) == 176);
 static_assert(sizeof(block_q6_K) == 210);
@@ -75,6 +86,7 @@ void quantize_q5_0(const float* x, void* y, int64_t n);
 void quantize_q5_1(const float* x, void* y, int64_t n);
 void quantize_q8_0(const float* x, void* y, int64_t n);
 void quantize_q8_1(const float* x, void* y, int64_t n);
+void quantize_q8_0r(const float* x, void* y, int64_t n);  // Q8_0's values, rearranged
 void quantize_q8_s(const float* x, void* y, int64_t n);
 void quantize_q8_K(const float* x, void* y, int64_t n);
 void quantize_f16(const float* x, void* y, int64_t n);
@@ -89,6 +101,10 @@ void dequantize_q5_0(const void* x, float* y, int64_t n);
 void dequantize_q5_1(const void* x, float* y, int64_t n);
 void dequantize_q8_0(const void* x, float* y, int64_t n);
 void dequantize_q8_1(const void* x, float* y, int64_t n);
+void dequantize_q8_0r(const void* x, float* y, int64_t n);
+// Q8_0 <-> Q8_0R, n values (a multiple of 256).
+void repack_q8_0r(const void* q8_0, void* q8_0r, int64_t n);
+void unpack_q8_0r(const void* q8_0r, void* q8_0, int64_t n);
 void dequantize_q8_s(const void* x, float* y, int64_t n);
 void dequantize_q8_K(const void* x, float* y, int64_t n);
 void dequantize_q4_K(const void* x, float* y, int64_t n);
@@ -109,6 +125,7 @@ float dot_q4_1(int64_t n, const void* x, const void* y);  // y: Q8_S
 float dot_q5_0(int64_t n, const void* x, const void* y);  // y: Q8_S
 float dot_q5_1(int64_t n, const void* x, const void* y);  // y: Q8_S
 float dot_q8_0(int64_t n, const void* x, const void* y);  // y: Q8_S
+float dot_q8_0r(int64_t n, const void* x, const void* y); // y: Q8_S
 float dot_q4_K(int64_t n, const void* x, const void* y);  // y: Q8_K
 float dot_q5_K(int64_t n, const void* x, const void* y);  // y: Q8_K
 float dot_q6_K(int64_t n, const void* x, const void* y);  // y: Q8_K

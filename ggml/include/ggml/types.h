@@ -13,7 +13,10 @@ enum class Type : uint32_t {
   // Internal activation format for the 32-element block types: int8 values with
   // an F32 scale and their exact integer sum. Never stored in a file.
   Q8_S = 1000,
-  COUNT_ = 1001,
+  // Q8_0 rearranged at load time for the matrix-vector kernels (block_q8_0r:
+  // 256 values, 272 bytes). Never stored in a file.
+  Q8_0R = 1001,
+  COUNT_ = 1002,
 };
 
 using to_float_fn = void (*)(const void* x, float* y, int64_t n);
@@ -32,6 +35,8 @@ struct TypeTraits {
 // Traits of a type; throws ggml::Error for an id that is not a known type.
 const TypeTraits& traits(Type t);
 bool type_known(uint32_t id);
+// Types of this engine's own (Q8_S, Q8_0R), which no file may hold.
+inline bool type_internal(Type t) { return t == Type::Q8_S || t == Type::Q8_0R; }
 const char* type_name(Type t);
 // Parses a type name ("q4_0", "F16", ...) case-insensitively; false if unknown.
 bool type_from_name(std::string_view name, Type* out);

@@ -43,6 +43,11 @@ struct LoadOptions {
   // instead of using the file map directly (4 KiB pages). Costs the model's
   // size in RAM; streams faster on machines where TLB misses dominate.
   bool copy_weights = false;
+  // Rearrange Q8_0 matrices whose rows are whole groups of 256 into Q8_0R
+  // where the CPU's kernel set prefers it (AVX-512: TinyLlama Q8_0
+  // generation 83% -> 93% of read bandwidth). They are copied into memory
+  // then, not used from the file map.
+  bool repack = true;
 };
 
 class Model {

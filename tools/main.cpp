@@ -118,6 +118,12 @@ std::string generate(llm::Session& s, llm::Sampler& smp, const llm::Tokenizer& t
   return out.text();
 }
 
+llm::LoadOptions load_options(const cxxopts::ParseResult& r) {
+  llm::LoadOptions lo;
+  lo.repack = r.count("no-repack") == 0;
+  return lo;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -131,6 +137,8 @@ int main(int argc, char** argv) {
       ("c,ctx-size", "context length (0: the model's, at most 4096)", cxxopts::value<int64_t>()->default_value("0"))
       ("b,batch-size", "prompt tokens per evaluation", cxxopts::value<int64_t>()->default_value("512"))
       ("t,threads", "threads (0: all cores)", cxxopts::value<int>()->default_value("0"))
+      ("no-repack", "use Q8_0 matrices from the file map as stored (no load-time rearranging: less load "
+                    "time, slower generation)")
       ("temp", "temperature (0: greedy)", cxxopts::value<float>()->default_value("0.8"))
       ("top-k", "top-k (0: off)", cxxopts::value<int>()->default_value("40"))
       ("top-p", "top-p (1: off)", cxxopts::value<float>()->default_value("0.95"))
@@ -170,7 +178,7 @@ int main(int argc, char** argv) {
     std::vector<int32_t> given_ids;
     if (r.count("ids")) given_ids = parse_ids(r["ids"].as<std::string>());
     auto t_load = Clock::now();
-    auto model = llm::Model::load(r["model"].as<std::string>());
+    auto model = llm::Model::load(r["model"].as<std::string>(), load_options(r));
     Stats st;
     st.load_s = since(t_load);
     const llm::Tokenizer& tok = *model->tokenizer;

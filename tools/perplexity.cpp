@@ -9,6 +9,14 @@
 #include "llm/model.h"
 #include "llm/perplexity.h"
 
+namespace {
+llm::LoadOptions load_options(const cxxopts::ParseResult& r) {
+  llm::LoadOptions lo;
+  lo.repack = r.count("no-repack") == 0;
+  return lo;
+}
+}  // namespace
+
 int main(int argc, char** argv) {
   cxxopts::Options opts("perplexity", "Perplexity of a text under a model; KL-divergence against a base model.");
   opts.add_options()
@@ -17,6 +25,8 @@ int main(int argc, char** argv) {
       ("c,ctx-size", "window length; the second half of each window is scored", cxxopts::value<int64_t>()->default_value("512"))
       ("b,batch-size", "tokens per evaluation", cxxopts::value<int64_t>()->default_value("512"))
       ("t,threads", "threads (0: all cores)", cxxopts::value<int>()->default_value("0"))
+      ("no-repack", "use Q8_0 matrices from the file map as stored (no load-time rearranging: less load "
+                    "time, slower generation)")
       ("chunks", "at most this many windows (-1: all)", cxxopts::value<int64_t>()->default_value("-1"))
       ("kl-base", "save this model's top-k log-probabilities as the base for --kl", cxxopts::value<std::string>())
       ("kl", "compare against a base file: mean KL-divergence, top-1 agreement, perplexity ratio", cxxopts::value<std::string>())
@@ -36,7 +46,7 @@ int main(int argc, char** argv) {
     if (!in) throw llm::Error(r["file"].as<std::string>() + ": cannot open");
     std::stringstream ss;
     ss << in.rdbuf();
-    auto model = llm::Model::load(r["model"].as<std::string>());
+    auto model = llm::Model::load(r["model"].as<std::string>(), load_options(r));
     auto t0 = std::chrono::steady_clock::now();
     std::vector<int32_t> tokens = model->tokenizer->encode(ss.str(), false, false);
     std::fprintf(stderr, "perplexity: %s: %zu tokens (tokenized in %.1f s)\n", r["file"].as<std::string>().c_str(),

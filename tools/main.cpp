@@ -121,6 +121,7 @@ std::string generate(llm::Session& s, llm::Sampler& smp, const llm::Tokenizer& t
 llm::LoadOptions load_options(const cxxopts::ParseResult& r) {
   llm::LoadOptions lo;
   lo.repack = r.count("no-repack") == 0;
+  lo.copy_weights = r.count("no-mmap") > 0;
   return lo;
 }
 
@@ -139,6 +140,8 @@ int main(int argc, char** argv) {
       ("t,threads", "threads (0: all cores)", cxxopts::value<int>()->default_value("0"))
       ("no-repack", "use Q8_0 matrices from the file map as stored (no load-time rearranging: less load "
                     "time, slower generation)")
+      ("no-mmap", "copy the weights into memory instead of reading them from the file map (slower load; "
+                  "steadier generation speed on some machines)")
       ("temp", "temperature (0: greedy)", cxxopts::value<float>()->default_value("0.8"))
       ("top-k", "top-k (0: off)", cxxopts::value<int>()->default_value("40"))
       ("top-p", "top-p (1: off)", cxxopts::value<float>()->default_value("0.95"))

@@ -1,5 +1,6 @@
 #include "llm/model.h"
 
+#include <algorithm>
 #include <cstring>
 #include <filesystem>
 #include <map>
@@ -81,7 +82,15 @@ struct Loader {
       bytes += ti->nbytes;
     } else if (opt.copy_weights) {
       t = ctx.new_tensor(ti->type, ti->ne, ti->n_dims, name);
-      std::memcpy(t->data, ti->data, ti->nbytes);
+      const auto* src = static_cast<const char*>(ti->data);
+      auto* dst = static_cast<char*>(t->data);
+      const int64_t chunks = int64_t((ti->nbytes + (size_t(1) << 20) - 1) >> 20);  // 1 MiB each
+#pragma omp parallel for schedule(static)
+      for (int64_t c = 0; c < chunks; c++) {
+        const size_t off = size_t(c) << 20;
+        std::memcpy(dst + off, src + off, std::min(size_t(1) << 20, ti->nbytes - off));
+      }
+      release_pages(ti->data, ti->nbytes);
       bytes += ti->nbytes;
     } else {
       t = ctx.new_tensor_external(ti->type, ti->ne, ti->n_dims, name);

@@ -40,8 +40,13 @@ struct LoadOptions {
   // checks against reference implementations that run in F32.
   bool f32_weights = false;
   // Copy the weights into anonymous memory backed by transparent huge pages
-  // instead of using the file map directly (4 KiB pages). Costs the model's
-  // size in RAM; streams faster on machines where TLB misses dominate.
+  // instead of using the file map directly (the file's pages are released
+  // from this process, so the memory is counted once). Costs load time (0.3-3
+  // s a GB, mostly the kernel's page faults) and the sharing of the file's
+  // pages between processes; generation then streams from memory the process
+  // faulted in itself: on a 2-core VM the file map's pages read 10-20%
+  // slower than a fresh copy in some minutes (the host's placement of the
+  // page cache), alike in others.
   bool copy_weights = false;
   // Rearrange Q8_0 matrices whose rows are whole groups of 256 into Q8_0R
   // where the CPU's kernel set prefers it (AVX-512: TinyLlama Q8_0

@@ -74,6 +74,8 @@ void GraphAllocator::allocate(Graph& g) {
   // A result is planned when it is not a view and nobody gave it memory.
   std::unordered_map<const Tensor*, int> readers;
   std::unordered_map<const Tensor*, size_t> offset;
+  readers.reserve(2 * nodes.size());  // no rehashing: planning runs once a token
+  offset.reserve(nodes.size());
   auto planned = [&](const Tensor* t) { return offset.count(t) != 0; };
   for (Tensor* n : nodes) {
     if (op_is_view(n->op)) continue;  // a view reads nothing itself; its readers read its root

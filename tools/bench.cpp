@@ -61,9 +61,9 @@ int main(int argc, char** argv) {
       ("t,threads", "threads", cxxopts::value<int>()->default_value("0"))
       ("r,repetitions", "measured repetitions of each test", cxxopts::value<int>()->default_value("3"))
       ("o,output", "md or json (one object per line)", cxxopts::value<std::string>()->default_value("md"))
-      ("copy", "copy weights into huge-page memory instead of using the file map")
+      ("mmap", "read the weights from the file map as stored, no copy (implies --no-repack)")
       ("no-bandwidth", "skip the read-bandwidth measurement (no roofline column)")
-      ("no-repack", "use Q8_0 matrices as stored (no load-time rearranging into Q8_0R)")
+      ("no-repack", "keep Q8_0 matrices in their stored layout (no load-time rearranging into Q8_0R)")
       ("h,help", "show this help");
   try {
     auto r = opts.parse(argc, argv);
@@ -89,8 +89,8 @@ int main(int argc, char** argv) {
     std::mt19937 rng(1234);
     for (const auto& path : r["model"].as<std::vector<std::string>>()) {
       llm::LoadOptions lo;
-      lo.copy_weights = r.count("copy") > 0;
-      lo.repack = r.count("no-repack") == 0;
+      lo.copy_weights = r.count("mmap") == 0;
+      lo.repack = lo.copy_weights && r.count("no-repack") == 0;
       auto m = llm::Model::load(path, lo);
       llm::SessionParams sp;
       sp.n_ctx = std::max(depth + std::max(n_prompt, n_gen) + 8, 64);

@@ -120,8 +120,9 @@ std::string generate(llm::Session& s, llm::Sampler& smp, const llm::Tokenizer& t
 
 llm::LoadOptions load_options(const cxxopts::ParseResult& r) {
   llm::LoadOptions lo;
-  lo.repack = r.count("no-repack") == 0;
-  lo.copy_weights = r.count("no-mmap") > 0;
+  const bool mmap = r.count("mmap") > 0;
+  lo.copy_weights = !mmap;
+  lo.repack = !mmap && r.count("no-repack") == 0;
   return lo;
 }
 
@@ -138,10 +139,9 @@ int main(int argc, char** argv) {
       ("c,ctx-size", "context length (0: the model's, at most 4096)", cxxopts::value<int64_t>()->default_value("0"))
       ("b,batch-size", "prompt tokens per evaluation", cxxopts::value<int64_t>()->default_value("512"))
       ("t,threads", "threads (0: all cores)", cxxopts::value<int>()->default_value("0"))
-      ("no-repack", "use Q8_0 matrices from the file map as stored (no load-time rearranging: less load "
-                    "time, slower generation)")
-      ("no-mmap", "copy the weights into memory instead of reading them from the file map (slower load; "
-                  "steadier generation speed on some machines)")
+      ("mmap", "read the weights from the file map as stored, no copy (instant load, pages shared "
+               "between processes; generation slower on some machines; implies --no-repack)")
+      ("no-repack", "keep Q8_0 matrices in their stored layout (no load-time rearranging into Q8_0R)")
       ("temp", "temperature (0: greedy)", cxxopts::value<float>()->default_value("0.8"))
       ("top-k", "top-k (0: off)", cxxopts::value<int>()->default_value("40"))
       ("top-p", "top-p (1: off)", cxxopts::value<float>()->default_value("0.95"))

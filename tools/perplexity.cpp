@@ -12,8 +12,9 @@
 namespace {
 llm::LoadOptions load_options(const cxxopts::ParseResult& r) {
   llm::LoadOptions lo;
-  lo.repack = r.count("no-repack") == 0;
-  lo.copy_weights = r.count("no-mmap") > 0;
+  const bool mmap = r.count("mmap") > 0;
+  lo.copy_weights = !mmap;
+  lo.repack = !mmap && r.count("no-repack") == 0;
   return lo;
 }
 }  // namespace
@@ -26,10 +27,9 @@ int main(int argc, char** argv) {
       ("c,ctx-size", "window length; the second half of each window is scored", cxxopts::value<int64_t>()->default_value("512"))
       ("b,batch-size", "tokens per evaluation", cxxopts::value<int64_t>()->default_value("512"))
       ("t,threads", "threads (0: all cores)", cxxopts::value<int>()->default_value("0"))
-      ("no-repack", "use Q8_0 matrices from the file map as stored (no load-time rearranging: less load "
-                    "time, slower generation)")
-      ("no-mmap", "copy the weights into memory instead of reading them from the file map (slower load; "
-                  "steadier generation speed on some machines)")
+      ("mmap", "read the weights from the file map as stored, no copy (instant load, pages shared "
+               "between processes; generation slower on some machines; implies --no-repack)")
+      ("no-repack", "keep Q8_0 matrices in their stored layout (no load-time rearranging into Q8_0R)")
       ("chunks", "at most this many windows (-1: all)", cxxopts::value<int64_t>()->default_value("-1"))
       ("kl-base", "save this model's top-k log-probabilities as the base for --kl", cxxopts::value<std::string>())
       ("kl", "compare against a base file: mean KL-divergence, top-1 agreement, perplexity ratio", cxxopts::value<std::string>())

@@ -18,7 +18,9 @@ namespace llm {
 namespace {
 
 // The file map's pages of a tensor that was copied out: dropped from this
-// process (they stay in the page cache), so its memory is counted once.
+// process (they stay in the page cache), so its memory is counted once. The
+// map is read-only and private (MappedFile): touching the bytes again reads
+// the file again; on anonymous memory this would zero them instead.
 void release_pages(const void* p, size_t n) {
 #if defined(__unix__) || defined(__APPLE__)
   const uintptr_t page = uintptr_t(sysconf(_SC_PAGESIZE));

@@ -96,8 +96,10 @@ fi
 a=$("$BIN/main" -m "$TMP/llama.gguf" -p "Hello" -n 8 --seed 7 2>/dev/null)
 b=$("$BIN/main" -m "$TMP/llama.gguf" -p "Hello" -n 8 --seed 7 2>/dev/null)
 [[ "$a" == "$b" ]] && pass "main: the same seed gives the same text" || fail "main seed: '$a' vs '$b'"
-c=$("$BIN/main" -m "$TMP/llama.gguf" -p "Hello" -n 8 --seed 7 --no-mmap --no-repack 2>/dev/null)
-[[ "$a" == "$c" ]] && pass "main: --no-mmap --no-repack give the same text" || fail "main --no-mmap: '$a' vs '$c'"
+c=$("$BIN/main" -m "$TMP/llama.gguf" -p "Hello" -n 8 --seed 7 --mmap 2>/dev/null)
+d=$("$BIN/main" -m "$TMP/llama.gguf" -p "Hello" -n 8 --seed 7 --no-repack 2>/dev/null)
+[[ "$a" == "$c" && "$a" == "$d" ]] && pass "main: --mmap and --no-repack give the same text" ||
+  fail "main --mmap / --no-repack: '$a' vs '$c' vs '$d'"
 if "$BIN/main" -m "$TMP/llama.gguf" --ids 1,5,9,300 -n 0 --dump-logits "$TMP/l.npy" 2>/dev/null &&
    [[ $(head -c 6 "$TMP/l.npy" | tail -c 5) == "NUMPY" ]] && grep -qa "'shape': (4, 1000)" "$TMP/l.npy"; then
   pass "main --ids --dump-logits -n 0"

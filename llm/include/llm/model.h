@@ -1,7 +1,8 @@
 #pragma once
 // A GGUF model loaded for inference: hyperparameters from the metadata, the
-// vocabulary, and every weight as a ggml tensor that points into the file's
-// memory map (no copy), checked for presence, shape and a supported type.
+// vocabulary, and every weight as a ggml tensor (copied into memory, or
+// pointing into the file's memory map: LoadOptions), checked for presence,
+// shape and a supported type.
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -40,18 +41,18 @@ struct LoadOptions {
   // checks against reference implementations that run in F32.
   bool f32_weights = false;
   // Copy the weights into anonymous memory backed by transparent huge pages
-  // instead of using the file map directly (the file's pages are released
-  // from this process, so the memory is counted once). Costs load time (0.3-3
-  // s a GB, mostly the kernel's page faults) and the sharing of the file's
-  // pages between processes; generation then streams from memory the process
-  // faulted in itself: on a 2-core VM the file map's pages read 10-20%
-  // slower than a fresh copy in some minutes (the host's placement of the
-  // page cache), alike in others.
-  bool copy_weights = false;
+  // (the file's pages are then released from this process, so the memory is
+  // counted once); false: use the file map directly. Copying costs load time
+  // (0.3-3 s a GB, mostly the kernel's page faults) and the sharing of the
+  // file's pages between processes, and buys generation speed: on a 2-core
+  // VM a plain read of the file map ran 19 GB/s where a copy of the same
+  // bytes ran 25 (the host's placement of the page cache), TinyLlama Q4_1
+  // generation 20 vs 32-35 t/s; in other minutes the two were alike.
+  bool copy_weights = true;
   // Rearrange Q8_0 matrices whose rows are whole groups of 256 into Q8_0R
   // where the CPU's kernel set prefers it (AVX-512: TinyLlama Q8_0
-  // generation 83% -> 93% of read bandwidth). They are copied into memory
-  // then, not used from the file map.
+  // generation 86-90% -> 101-103% of the read bandwidth). They are copied
+  // into memory then, even with copy_weights false.
   bool repack = true;
 };
 

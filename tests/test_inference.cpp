@@ -309,7 +309,7 @@ TEST_CASE("KL-divergence: zero against itself, exact against full softmaxes when
   CHECK_THROWS_AS(llm::perplexity(*f16, text, o), llm::Error);
 }
 
-TEST_CASE("Q8_0 matrices rearranged at load (Q8_0R) give the stored layout's logits bit for bit") {
+TEST_CASE("weights copied, q/k/v fused and Q8_0 rearranged (Q8_0R) give the file map's logits bit for bit") {
   // A 256-wide LLaMA: the llama_st fixture's metadata and tensors with every
   // width but the vocabulary's times 4, random Q8_0 matrices.
   auto src = llm::gguf::File::open(converted("llama_st", ggml::Type::F32));
@@ -335,11 +335,18 @@ TEST_CASE("Q8_0 matrices rearranged at load (Q8_0R) give the stored layout's log
   }
   const std::string path = (temp_dir() / "llama256-q8_0.gguf").string();
   w.write(path);
-  llm::LoadOptions as_stored;
+  llm::LoadOptions as_stored;  // the file map: nothing copied, fused or rearranged
   as_stored.repack = false;
+  as_stored.copy_weights = false;
   auto a = llm::Model::load(path, as_stored);
   auto b = llm::Model::load(path);
   CHECK(a->layers[0].w_down->type == ggml::Type::Q8_0);
+  CHECK(a->layers[0].wqkv == nullptr);
+  // q, k, v held one after another, as views into one matrix
+  REQUIRE(b->layers[1].wqkv != nullptr);
+  CHECK(b->layers[1].wqkv->ne[1] == 256 + 2 * b->hp.n_embd_kv());
+  CHECK(b->layers[1].wk->data == static_cast<char*>(b->layers[1].wqkv->data) + b->layers[1].wq->nbytes());
+  CHECK(b->layers[1].wv->data == static_cast<char*>(b->layers[1].wk->data) + b->layers[1].wk->nbytes());
   const bool rearranged = ggml::cpu::best().prefers_q8_0r;
   CHECK(b->layers[0].w_down->type == (rearranged ? ggml::Type::Q8_0R : ggml::Type::Q8_0));
   CHECK(b->tok_embd->type == (rearranged ? ggml::Type::Q8_0R : ggml::Type::Q8_0));

@@ -42,14 +42,14 @@ struct Loader {
   uint64_t& bytes;
   std::map<ggml::Type, uint64_t> type_count;
 
-  // Finds `name`, checks its shape (GGUF order), wraps it as a tensor.
-  ggml::Tensor* get(const std::string& name, std::initializer_list<int64_t> ne, bool required = true) {
+  // Finds `name` and checks its shape (GGUF order) and type; nullptr when
+  // absent and not required.
+  const gguf::TensorInfo* find(const std::string& name, const std::vector<int64_t>& want, bool required) {
     const gguf::TensorInfo* ti = f.find_tensor(name);
     if (!ti) {
       if (required) throw Error(f.path() + ": tensor '" + name + "' is missing");
       return nullptr;
     }
-    std::vector<int64_t> want(ne);
     bool ok = ti->n_dims <= (int)want.size() || (ti->n_dims == 2 && want.size() == 1);
     for (size_t d = 0; d < 4 && ok; d++) ok = ti->ne[d] == (d < want.size() ? want[d] : 1);
     if (!ok) {
@@ -58,49 +58,117 @@ struct Loader {
       for (size_t d = 0; d < want.size(); d++) exp += (d ? ", " : "") + std::to_string(want[d]);
       throw Error(f.path() + ": tensor '" + name + "' has shape " + got + "], expected " + exp + "]");
     }
-    const ggml::TypeTraits& tt = ggml::traits(ti->type);
-    if (!tt.to_float)
+    if (!ggml::traits(ti->type).to_float)
       throw Error(f.path() + ": tensor '" + name + "' has type " + ggml::type_name(ti->type) +
                   ", which this engine cannot compute with");
     if (want.size() == 1 && ti->type != ggml::Type::F32 && ti->type != ggml::Type::F16)
       throw Error(f.path() + ": 1-D tensor '" + name + "' must be F32 or F16, not " + ggml::type_name(ti->type));
+    return ti;
+  }
+
+  // How a tensor is held: dequantized to F32 (norm gains and biases are
+  // added/multiplied as F32; every weight with f32_weights), rearranged into
+  // Q8_0R, copied as stored, or used from the file map.
+  enum class Hold { F32, Q8_0R, Copy, Mapped };
+  Hold hold(const gguf::TensorInfo* ti, size_t dims) const {
+    if (opt.f32_weights || (dims == 1 && ti->type != ggml::Type::F32)) return Hold::F32;
+    if (opt.repack && ti->type == ggml::Type::Q8_0 && dims == 2 && ti->ne[0] % 256 == 0 &&
+        ggml::cpu::best().prefers_q8_0r)
+      return Hold::Q8_0R;
+    return opt.copy_weights ? Hold::Copy : Hold::Mapped;
+  }
+  static ggml::Type held_type(const gguf::TensorInfo* ti, Hold h) {
+    return h == Hold::F32 ? ggml::Type::F32 : h == Hold::Q8_0R ? ggml::Type::Q8_0R : ti->type;
+  }
+
+  // Writes ti's values, held as h, at dst (not for Hold::Mapped).
+  void fill(const gguf::TensorInfo* ti, Hold h, void* dst) {
     const int64_t n = ti->ne[0] * ti->ne[1] * ti->ne[2] * ti->ne[3];
-    n_params += (uint64_t)n;
-    ggml::Tensor* t;
-    // Norm gains and biases are added/multiplied as F32; matrices stay as stored.
-    if (opt.f32_weights || (want.size() == 1 && ti->type != ggml::Type::F32)) {
-      t = ctx.new_tensor(ggml::Type::F32, ti->ne, ti->n_dims, name);
-      tt.to_float(ti->data, t->as<float>(), n);
+    const auto* src = static_cast<const char*>(ti->data);
+    auto* out = static_cast<char*>(dst);
+    if (h == Hold::F32) {
+      ggml::traits(ti->type).to_float(ti->data, static_cast<float*>(dst), n);
       bytes += (uint64_t)n * 4;
-    } else if (opt.repack && ti->type == ggml::Type::Q8_0 && want.size() == 2 && ti->ne[0] % 256 == 0 &&
-               ggml::cpu::best().prefers_q8_0r) {
-      t = ctx.new_tensor(ggml::Type::Q8_0R, ti->ne, ti->n_dims, name);
+      return;
+    }
+    if (h == Hold::Q8_0R) {
       const size_t rb = ggml::row_size(ti->type, ti->ne[0]);
-      const auto* src = static_cast<const char*>(ti->data);
-      auto* dst = static_cast<char*>(t->data);
 #pragma omp parallel for schedule(static)
-      for (int64_t r = 0; r < ti->ne[1]; r++) ggml::ref::repack_q8_0r(src + size_t(r) * rb, dst + size_t(r) * rb, ti->ne[0]);
-      release_pages(ti->data, ti->nbytes);
-      bytes += ti->nbytes;
-    } else if (opt.copy_weights) {
-      t = ctx.new_tensor(ti->type, ti->ne, ti->n_dims, name);
-      const auto* src = static_cast<const char*>(ti->data);
-      auto* dst = static_cast<char*>(t->data);
+      for (int64_t r = 0; r < n / ti->ne[0]; r++) ggml::ref::repack_q8_0r(src + size_t(r) * rb, out + size_t(r) * rb, ti->ne[0]);
+    } else {
       const int64_t chunks = int64_t((ti->nbytes + (size_t(1) << 20) - 1) >> 20);  // 1 MiB each
 #pragma omp parallel for schedule(static)
       for (int64_t c = 0; c < chunks; c++) {
         const size_t off = size_t(c) << 20;
-        std::memcpy(dst + off, src + off, std::min(size_t(1) << 20, ti->nbytes - off));
+        std::memcpy(out + off, src + off, std::min(size_t(1) << 20, ti->nbytes - off));
       }
-      release_pages(ti->data, ti->nbytes);
-      bytes += ti->nbytes;
-    } else {
+    }
+    release_pages(ti->data, ti->nbytes);
+    bytes += ti->nbytes;
+  }
+
+  void count(const gguf::TensorInfo* ti, size_t dims) {
+    const int64_t n = ti->ne[0] * ti->ne[1] * ti->ne[2] * ti->ne[3];
+    n_params += (uint64_t)n;
+    if (dims > 1) type_count[ti->type] += (uint64_t)n;
+  }
+
+  // ti (with `dims` dimensions wanted) as a tensor of its own.
+  ggml::Tensor* make(const gguf::TensorInfo* ti, const std::string& name, size_t dims) {
+    count(ti, dims);
+    const Hold h = hold(ti, dims);
+    ggml::Tensor* t;
+    if (h == Hold::Mapped) {
       t = ctx.new_tensor_external(ti->type, ti->ne, ti->n_dims, name);
       t->data = const_cast<void*>(ti->data);
       bytes += ti->nbytes;
+    } else {
+      t = ctx.new_tensor(held_type(ti, h), ti->ne, ti->n_dims, name);
+      fill(ti, h, t->data);
     }
-    if (want.size() > 1) type_count[ti->type] += (uint64_t)n;
     return t;
+  }
+
+  // Finds `name`, checks it, makes it a tensor.
+  ggml::Tensor* get(const std::string& name, std::initializer_list<int64_t> ne, bool required = true) {
+    const std::vector<int64_t> want(ne);
+    const gguf::TensorInfo* ti = find(name, want, required);
+    return ti ? make(ti, name, want.size()) : nullptr;
+  }
+
+  // Matrices read with the same activations (LLaMA's q, k and v), held one
+  // after another in one buffer: the rows of the first, then
+  // of the second, ... Returns that [row length, all rows] matrix, and the
+  // parts as tensors into it in `parts`; nullptr (parts loaded one by one)
+  // where they are not copied anyway or differ in type or row length.
+  ggml::Tensor* get_fused(const std::string& fused_name, const std::vector<std::pair<std::string, std::vector<int64_t>>>& want,
+                          std::vector<ggml::Tensor*>& parts) {
+    std::vector<const gguf::TensorInfo*> tis;
+    for (const auto& [name, ne] : want) tis.push_back(find(name, ne, true));
+    const Hold h = hold(tis[0], 2);
+    bool same = h == Hold::Q8_0R || h == Hold::Copy;
+    int64_t rows = 0;
+    for (const auto* ti : tis) {
+      same = same && ti->n_dims == 2 && ti->type == tis[0]->type && ti->ne[0] == tis[0]->ne[0] && hold(ti, 2) == h;
+      rows += ti->ne[1];
+    }
+    parts.clear();
+    if (!same) {
+      for (size_t i = 0; i < tis.size(); i++) parts.push_back(make(tis[i], want[i].first, 2));
+      return nullptr;
+    }
+    const ggml::Type type = held_type(tis[0], h);
+    ggml::Tensor* fused = ctx.new_tensor(type, {tis[0]->ne[0], rows}, fused_name);
+    char* at = static_cast<char*>(fused->data);
+    for (size_t i = 0; i < tis.size(); i++) {
+      count(tis[i], 2);
+      ggml::Tensor* t = ctx.new_tensor_external(type, tis[i]->ne, 2, want[i].first);
+      t->data = at;
+      fill(tis[i], h, at);
+      at += ggml::row_size(type, tis[i]->ne[0]) * size_t(tis[i]->ne[1]);
+      parts.push_back(t);
+    }
+    return fused;
   }
 };
 
@@ -173,9 +241,11 @@ std::unique_ptr<Model> Model::load(const std::string& path, const LoadOptions& o
     auto n = [&](const char* t, const char* s) { return tn::blk(il, t) + "." + s; };
     l.attn_norm = L.get(n(tn::ATTN_NORM, "weight"), {E});
     if (A == Arch::LLAMA) {
-      l.wq = L.get(n(tn::ATTN_Q, "weight"), {E, E});
-      l.wk = L.get(n(tn::ATTN_K, "weight"), {E, EKV});
-      l.wv = L.get(n(tn::ATTN_V, "weight"), {E, EKV});
+      std::vector<ggml::Tensor*> p;
+      l.wqkv = L.get_fused(n("attn_qkv_fused", "weight"),
+                           {{n(tn::ATTN_Q, "weight"), {E, E}}, {n(tn::ATTN_K, "weight"), {E, EKV}},
+                            {n(tn::ATTN_V, "weight"), {E, EKV}}}, p);
+      l.wq = p[0], l.wk = p[1], l.wv = p[2];
       l.wo = L.get(n(tn::ATTN_OUT, "weight"), {E, E});
       l.bq = L.get(n(tn::ATTN_Q, "bias"), {E}, false);
       l.bk = L.get(n(tn::ATTN_K, "bias"), {EKV}, false);

@@ -34,6 +34,9 @@ struct Layer {
   ggml::Tensor *ffn_norm = nullptr, *ffn_norm_b = nullptr;
   ggml::Tensor *w_gate = nullptr, *w_up = nullptr, *w_down = nullptr;
   ggml::Tensor *b_up = nullptr, *b_down = nullptr;
+  // wqkv: GPT-NeoX's as stored; for LLaMA with copied weights, one matrix
+  // holding wq's, wk's and wv's rows one after another (they are views into
+  // it), so generation reads them in one product.
 };
 
 struct LoadOptions {

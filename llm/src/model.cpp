@@ -137,10 +137,10 @@ struct Loader {
   }
 
   // Matrices read with the same activations (LLaMA's q, k and v), held one
-  // after another in one buffer: the rows of the first, then
-  // of the second, ... Returns that [row length, all rows] matrix, and the
-  // parts as tensors into it in `parts`; nullptr (parts loaded one by one)
-  // where they are not copied anyway or differ in type or row length.
+  // after another in one buffer: the rows of the first, then of the second,
+  // ... Returns that [row length, all rows] matrix, and the parts as tensors
+  // into it in `parts`; nullptr (parts loaded one by one) where they are not
+  // copied anyway or differ in type or row length.
   ggml::Tensor* get_fused(const std::string& fused_name, const std::vector<std::pair<std::string, std::vector<int64_t>>>& want,
                           std::vector<ggml::Tensor*>& parts) {
     std::vector<const gguf::TensorInfo*> tis;

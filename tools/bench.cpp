@@ -88,9 +88,7 @@ int main(int argc, char** argv) {
     }
     std::mt19937 rng(1234);
     for (const auto& path : r["model"].as<std::vector<std::string>>()) {
-      llm::LoadOptions lo;
-      lo.copy_weights = r.count("mmap") == 0;
-      lo.repack = lo.copy_weights && r.count("no-repack") == 0;
+      const llm::LoadOptions lo = llm::LoadOptions::for_flags(r.count("mmap") > 0, r.count("no-repack") > 0);
       auto m = llm::Model::load(path, lo);
       llm::SessionParams sp;
       sp.n_ctx = std::max(depth + std::max(n_prompt, n_gen) + 8, 64);

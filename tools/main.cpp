@@ -118,14 +118,6 @@ std::string generate(llm::Session& s, llm::Sampler& smp, const llm::Tokenizer& t
   return out.text();
 }
 
-llm::LoadOptions load_options(const cxxopts::ParseResult& r) {
-  llm::LoadOptions lo;
-  const bool mmap = r.count("mmap") > 0;
-  lo.copy_weights = !mmap;
-  lo.repack = !mmap && r.count("no-repack") == 0;
-  return lo;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -181,7 +173,8 @@ int main(int argc, char** argv) {
     std::vector<int32_t> given_ids;
     if (r.count("ids")) given_ids = parse_ids(r["ids"].as<std::string>());
     auto t_load = Clock::now();
-    auto model = llm::Model::load(r["model"].as<std::string>(), load_options(r));
+    auto model = llm::Model::load(r["model"].as<std::string>(),
+                                  llm::LoadOptions::for_flags(r.count("mmap") > 0, r.count("no-repack") > 0));
     Stats st;
     st.load_s = since(t_load);
     const llm::Tokenizer& tok = *model->tokenizer;

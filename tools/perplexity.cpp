@@ -9,16 +9,6 @@
 #include "llm/model.h"
 #include "llm/perplexity.h"
 
-namespace {
-llm::LoadOptions load_options(const cxxopts::ParseResult& r) {
-  llm::LoadOptions lo;
-  const bool mmap = r.count("mmap") > 0;
-  lo.copy_weights = !mmap;
-  lo.repack = !mmap && r.count("no-repack") == 0;
-  return lo;
-}
-}  // namespace
-
 int main(int argc, char** argv) {
   cxxopts::Options opts("perplexity", "Perplexity of a text under a model; KL-divergence against a base model.");
   opts.add_options()
@@ -49,7 +39,8 @@ int main(int argc, char** argv) {
     if (!in) throw llm::Error(r["file"].as<std::string>() + ": cannot open");
     std::stringstream ss;
     ss << in.rdbuf();
-    auto model = llm::Model::load(r["model"].as<std::string>(), load_options(r));
+    auto model = llm::Model::load(r["model"].as<std::string>(),
+                                  llm::LoadOptions::for_flags(r.count("mmap") > 0, r.count("no-repack") > 0));
     auto t0 = std::chrono::steady_clock::now();
     std::vector<int32_t> tokens = model->tokenizer->encode(ss.str(), false, false);
     std::fprintf(stderr, "perplexity: %s: %zu tokens (tokenized in %.1f s)\n", r["file"].as<std::string>().c_str(),

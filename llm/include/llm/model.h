@@ -57,6 +57,13 @@ struct LoadOptions {
   // generation 86-90% -> 101-103% of the read bandwidth). They are copied
   // into memory then, even with copy_weights false.
   bool repack = true;
+  // What the tools' --mmap (the file map as stored) and --no-repack ask for.
+  static LoadOptions for_flags(bool mmap, bool no_repack) {
+    LoadOptions o;
+    o.copy_weights = !mmap;
+    o.repack = !mmap && !no_repack;
+    return o;
+  }
 };
 
 class Model {

@@ -29,6 +29,7 @@ constexpr int64_t N_CHUNK = 64;     // activation rows per work item
 constexpr int64_t BLAS_PANEL = 256; // weight rows per sgemm call
 constexpr int64_t BLAS_MIN = 32;    // smallest dimension worth a BLAS call
 
+#if defined(GGML_USE_OPENBLAS)
 // GGML_BLAS_OFF=1 in the environment routes every product to our kernels
 // (for comparisons).
 bool blas_disabled() {
@@ -38,6 +39,7 @@ bool blas_disabled() {
   }();
   return off;
 }
+#endif
 
 bool use_blas(const Tensor* dst) {
 #if defined(GGML_USE_OPENBLAS)
@@ -127,10 +129,10 @@ void compute_mul_mat(const ComputeParams& p, Tensor* dst) {
   };
   const size_t act_stride = convert ? act_row : b->nb[1];
   const size_t ldc = dst->nb[1] / sizeof(float);
-  const int64_t batches = C2 * C3;
 
 #if defined(GGML_USE_OPENBLAS)
   if (blas) {
+    const int64_t batches = C2 * C3;
     static std::once_flag once;
     std::call_once(once, [] { openblas_set_num_threads(1); });
     const int64_t panels = (M + BLAS_PANEL - 1) / BLAS_PANEL;

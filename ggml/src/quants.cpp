@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <vector>
 
 #include "ggml/quants.h"
 
@@ -400,18 +401,12 @@ void dequantize_q8_0r(const void* x, float* y, int64_t n) {
   }
 }
 
+// Q8_0's values in Q8_0's order, through Q8_0's dot: the same result by
+// construction (the rearranged layout is only for the SIMD kernels).
 float dot_q8_0r(int64_t n, const void* vx, const void* vy) {
-  const auto* x = static_cast<const block_q8_0r*>(vx);
-  const Q8SRow y(vy, n);
-  float s = 0;
-  int q[32], ysum;
-  for (int64_t i = 0; i < y.nb; i++) {
-    const block_q8_0r& g = x[i / 8];
-    for (int v = 0; v < 32; v++) q[v] = g.qs[q8_0r_index(int(i % 8), v)];
-    const int sumi = block_dot(q, y, i, &ysum);
-    s += fp16_to_fp32(g.d[i % 8]) * y.d[i] * float(sumi);
-  }
-  return s;
+  std::vector<block_q8_0> blocks(size_t(n / 32));
+  unpack_q8_0r(vx, blocks.data(), n);
+  return dot_q8_0(n, blocks.data(), vy);
 }
 
 }  // namespace ggml::ref

@@ -48,9 +48,10 @@ struct LoadOptions {
   // counted once); false: use the file map directly. Copying costs load time
   // (0.3-3 s a GB, mostly the kernel's page faults) and the sharing of the
   // file's pages between processes, and buys generation speed: on a 2-core
-  // VM a plain read of the file map ran 19 GB/s where a copy of the same
-  // bytes ran 25 (the host's placement of the page cache), TinyLlama Q4_1
-  // generation 20 vs 32-35 t/s; in other minutes the two were alike.
+  // VM a plain read of the file map (a throwaway program) ran 19 GB/s where
+  // a copy of the same bytes ran 25 (the host's placement of the page
+  // cache), TinyLlama Q4_1 generation 20 vs 32-35 t/s (`bench --mmap` vs
+  // the default); in other minutes the two were alike.
   bool copy_weights = true;
   // Rearrange Q8_0 matrices whose rows are whole groups of 256 into Q8_0R
   // where the CPU's kernel set prefers it (AVX-512: TinyLlama Q8_0

@@ -70,7 +70,9 @@ TEST_CASE("scale and activations") {
     for (Layout la : kLayouts) {
       Context ctx;
       Tensor* a = input(ctx, rng, ne.data(), la, 3.0f);
-      Tensor* outs[] = {scale(ctx, a, 0.37f), silu(ctx, a), gelu(ctx, a), gelu_erf(ctx, a)};
+      Tensor* b = input(ctx, rng, ne.data(), kLayouts[iter % 3]);
+      Tensor* outs[] = {scale(ctx, a, 0.37f), silu(ctx, a), gelu(ctx, a), gelu_erf(ctx, a), silu_mul(ctx, a, b),
+                        mul(ctx, silu(ctx, a), b)};
       Graph g;
       for (Tensor* o : outs) g.expand(o);
       GraphAllocator alloc;
@@ -84,6 +86,12 @@ TEST_CASE("scale and activations") {
         return 0.5 * x * (1 + std::tanh(c * (x + 0.044715 * x * x * x)));
       }, 1e-6, 1e-5);
       th::expect_close(outs[3], [&](auto... i) { double x = th::get(a, i...); return 0.5 * x * (1 + std::erf(x / std::sqrt(2.0))); }, 1e-6, 1e-5);
+      th::expect_close(outs[4], [&](auto... i) {
+        double x = th::get(a, i...);
+        return x / (1 + std::exp(-x)) * th::get(b, i...);
+      }, 1e-6, 1e-5);
+      // the fused node gives the two-node graph's floats exactly
+      th::expect_close(outs[4], [&](auto... i) { return th::get(outs[5], i...); }, 0);
     }
   }
 }
@@ -102,9 +110,13 @@ TEST_CASE("rms_norm, norm and layer_norm with weight and bias") {
       const float eps = 1e-5f;
       Tensor* rn = rms_norm(ctx, a, eps);
       Tensor* ln = layer_norm(ctx, a, w, bias, eps);
+      Tensor* rnw = rms_norm(ctx, a, eps, w);
+      Tensor* rn_mul = mul(ctx, rms_norm(ctx, a, eps), w);
       Graph g;
       g.expand(rn);
       g.expand(ln);
+      g.expand(rnw);
+      g.expand(rn_mul);
       GraphAllocator alloc;
       alloc.allocate(g);
       Executor(3).compute(g);
@@ -122,6 +134,13 @@ TEST_CASE("rms_norm, norm and layer_norm with weight and bias") {
         const double n = (th::get(a, i0, i1, i2, i3) - mean) / std::sqrt(var + eps);
         return n * th::get(w, i0) + th::get(bias, i0);
       }, 1e-5, 1e-5);
+      th::expect_close(rnw, [&](int64_t i0, int64_t i1, int64_t i2, int64_t i3) {
+        double ss = 0;
+        for (int64_t k = 0; k < ne[0]; k++) ss += th::get(a, k, i1, i2, i3) * th::get(a, k, i1, i2, i3);
+        return th::get(a, i0, i1, i2, i3) / std::sqrt(ss / double(ne[0]) + eps) * th::get(w, i0);
+      }, 1e-5, 1e-5);
+      // the weighted norm in one node gives the two-node graph's floats exactly
+      th::expect_close(rnw, [&](auto... i) { return th::get(rn_mul, i...); }, 0);
     }
   }
 }
@@ -273,6 +292,29 @@ TEST_CASE("copies convert between types and write into views") {
       for (int64_t i0 = 0; i0 < 4; i0++)
         REQUIRE(th::get(t16, i0, i1, 1, 1) == fp16_to_fp32(fp32_to_fp16(float(th::get(a, i1, i0, 1, 1)))));
   }
+  SUBCASE("one token's values into a transposed F16 cache: rows of one element") {
+    for (int64_t n_tok : {1, 3, 17}) {
+      CAPTURE(n_tok);
+      Context ctx;
+      const int64_t n_embd = 40, n_ctx = 32, n_past = 7;
+      Tensor* vcache = ctx.new_tensor(Type::F16, {n_ctx, n_embd});
+      th::fill(vcache, rng);
+      std::vector<uint16_t> before(size_t(n_embd * n_ctx));
+      std::memcpy(before.data(), vcache->data, before.size() * 2);
+      Tensor* v = ctx.new_tensor(Type::F32, {n_embd, n_tok});
+      th::fill(v, rng);
+      Tensor* vdst = view_2d(ctx, vcache, n_tok, n_embd, vcache->nb[1], size_t(n_past) * 2);
+      auto r = th::run(cpy(ctx, transpose(ctx, v), vdst), 2);
+      for (int64_t e = 0; e < n_embd; e++)
+        for (int64_t t = 0; t < n_ctx; t++) {
+          const uint16_t got = vcache->as<uint16_t>()[e * n_ctx + t];
+          if (t >= n_past && t < n_past + n_tok)
+            REQUIRE(got == fp32_to_fp16(float(th::get(v, e, t - n_past))));
+          else
+            REQUIRE(got == before[size_t(e * n_ctx + t)]);
+        }
+    }
+  }
   SUBCASE("cpy writes new K/V rows into a cache view, leaving the rest") {
     Context ctx;
     const int64_t n_embd = 64, n_ctx = 16, n_tok = 3, n_past = 5;
@@ -353,4 +395,7 @@ TEST_CASE("bad shapes and type pairs are refused with clear errors") {
   CHECK_THROWS_WITH_AS(ctx.new_tensor(Type(77), {4}), doctest::Contains("unknown tensor type"), Error);
   CHECK_THROWS_WITH_AS(ctx.new_tensor(Type::F32, {int64_t(1) << 40, int64_t(1) << 40}), doctest::Contains("overflows"), Error);
   CHECK_THROWS_WITH_AS(soft_max(ctx, a, 1.0f, b), doctest::Contains("mask"), Error);
+  CHECK_THROWS_WITH_AS(rms_norm(ctx, a, 1e-5f, b), doctest::Contains("one contiguous row of 8"), Error);
+  CHECK_THROWS_WITH_AS(rms_norm(ctx, a, 1e-5f, i), doctest::Contains("expects an F32"), Error);
+  CHECK_THROWS_WITH_AS(silu_mul(ctx, a, b), doctest::Contains("shape differs"), Error);
 }

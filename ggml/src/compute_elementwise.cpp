@@ -64,6 +64,19 @@ void compute_copy(const ComputeParams& p, Tensor* dst) {
     int64_t r0, r1;
     split_range(dst->nrows(), p.ith, p.nth, &r0, &r1);
     const bool raw = src->type == dst->type && src->rows_contiguous() && dst->rows_contiguous();
+    auto scalar = [](Type t) { return t == Type::F32 || t == Type::F16 || t == Type::BF16; };
+    if (!raw && dst->ne[0] < 16 && scalar(src->type) && scalar(dst->type)) {
+      // Short rows (a token's values into the transposed V cache: rows of
+      // one): element by element, without two row calls per element.
+      for (int64_t r = r0; r < r1; r++) {
+        const RowIndex s = row_index(src, r), d = row_index(dst, r);
+        const char* sr = src->row_ptr(s.i1, s.i2, s.i3);
+        char* dr = dst->row_ptr(d.i1, d.i2, d.i3);
+        for (int64_t i = 0; i < dst->ne[0]; i++)
+          store_elem(dr + size_t(i) * dst->nb[0], dst->type, load_elem(sr + size_t(i) * src->nb[0], src->type));
+      }
+      return;
+    }
     const size_t row_bytes = row_size(dst->type, dst->ne[0]);
     float* tmp = raw ? nullptr : thread_row_buffer(p, src->ne[0]);
     for (int64_t r = r0; r < r1; r++) {
@@ -168,6 +181,35 @@ void compute_unary(const ComputeParams& p, Tensor* dst) {
           x = y;
         }
         p.k->silu(x, y, dst->ne[0]);
+      }
+      break;
+    }
+    case Op::SILU_MUL: {  // silu of src0 into dst, then times src1 in place
+      const Tensor* src = dst->src[0];
+      const Tensor* b = dst->src[1];
+      int64_t r0, r1;
+      split_range(dst->nrows(), p.ith, p.nth, &r0, &r1);
+      const int64_t n = dst->ne[0];
+      for (int64_t r = r0; r < r1; r++) {
+        const RowIndex i = row_index(dst, r);
+        float* y = reinterpret_cast<float*>(dst->row_ptr(i.i1, i.i2, i.i3));
+        const float* x = reinterpret_cast<const float*>(src->row_ptr(i.i1, i.i2, i.i3));
+        if (src->nb[0] != sizeof(float)) {
+          load_row_f32(*p.k, src, i.i1, i.i2, i.i3, y);
+          x = y;
+        }
+        p.k->silu(x, y, n);
+        const char* br = b->row_ptr(i.i1, i.i2, i.i3);
+        if (b->nb[0] == sizeof(float)) {
+          const float* bv = reinterpret_cast<const float*>(br);
+          for (int64_t j = 0; j < n; j++) y[j] *= bv[j];
+        } else {
+          for (int64_t j = 0; j < n; j++) {
+            float v;
+            std::memcpy(&v, br + size_t(j) * b->nb[0], 4);
+            y[j] *= v;
+          }
+        }
       }
       break;
     }

@@ -48,7 +48,8 @@ void compute_forward(const ComputeParams& p, Tensor* node) {
     case Op::SOFT_MAX: compute_soft_max(p, node); break;
     case Op::SILU:
     case Op::GELU:
-    case Op::GELU_ERF: compute_unary(p, node); break;
+    case Op::GELU_ERF:
+    case Op::SILU_MUL: compute_unary(p, node); break;
     case Op::NONE:
     case Op::VIEW:
     case Op::RESHAPE:

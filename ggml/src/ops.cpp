@@ -154,6 +154,13 @@ Tensor* scale(Context& ctx, Tensor* a, float s) {
   return t;
 }
 Tensor* silu(Context& ctx, Tensor* a) { return unary(ctx, Op::SILU, a); }
+Tensor* silu_mul(Context& ctx, Tensor* a, Tensor* b) {
+  need_f32(a, "silu_mul");
+  need_f32(b, "silu_mul");
+  for (int i = 0; i < MAX_DIMS; i++)
+    GGML_CHECK(a->ne[i] == b->ne[i], b, "silu_mul: shape differs from " + a->shape_str());
+  return result(ctx, Op::SILU_MUL, Type::F32, a->ne, a, b);
+}
 Tensor* gelu(Context& ctx, Tensor* a) { return unary(ctx, Op::GELU, a); }
 Tensor* gelu_erf(Context& ctx, Tensor* a) { return unary(ctx, Op::GELU_ERF, a); }
 
@@ -181,9 +188,15 @@ Tensor* mul_mat(Context& ctx, Tensor* a, Tensor* b) {
   return result(ctx, Op::MUL_MAT, Type::F32, ne, a, b);
 }
 
-Tensor* rms_norm(Context& ctx, Tensor* a, float eps) {
+Tensor* rms_norm(Context& ctx, Tensor* a, float eps, Tensor* w) {
   GGML_CHECK(eps >= 0, a, "rms_norm: eps must be non-negative");
   Tensor* t = unary(ctx, Op::RMS_NORM, a);
+  if (w) {
+    need_f32(w, "rms_norm weight");
+    GGML_CHECK(w->ne[0] == a->ne[0] && w->nrows() == 1 && w->nb[0] == sizeof(float), w,
+               "rms_norm: the weight must be one contiguous row of " + std::to_string(a->ne[0]));
+    t->src[1] = w;
+  }
   set_param_f32(t, 0, eps);
   return t;
 }

@@ -12,7 +12,7 @@ namespace ggml {
 const char* op_name(Op op) {
   static const char* names[] = {"none", "cpy", "cont", "add", "mul", "scale", "get_rows",
                                 "mul_mat", "rms_norm", "norm", "rope", "soft_max", "silu",
-                                "gelu", "gelu_erf", "view", "reshape", "permute", "transpose"};
+                                "gelu", "gelu_erf", "silu_mul", "view", "reshape", "permute", "transpose"};
   static_assert(sizeof(names) / sizeof(names[0]) == size_t(Op::COUNT_));
   return size_t(op) < size_t(Op::COUNT_) ? names[size_t(op)] : "?";
 }

@@ -12,7 +12,7 @@ Tensor* linear(ggml::Context& ctx, Tensor* x, Tensor* w, Tensor* b) {
 }
 
 Tensor* rms_norm(ggml::Context& ctx, Tensor* x, Tensor* w, float eps) {
-  return ggml::mul(ctx, ggml::rms_norm(ctx, x, eps), w);
+  return ggml::rms_norm(ctx, x, eps, w);  // one node for the norm and its weight
 }
 
 Tensor* attention(GraphInputs& in, int il, Tensor* q, Tensor* k, Tensor* v) {
@@ -39,7 +39,8 @@ Tensor* attention(GraphInputs& in, int il, Tensor* q, Tensor* k, Tensor* v) {
   Tensor* probs = ggml::soft_max(ctx, scores, 1.0f / std::sqrt((float)hd), nullptr, (int32_t)np);
   Tensor* vv = ggml::view_3d(ctx, V, n_kv, hd, nkv, V->nb[1], V->nb[2], 0);
   Tensor* out = ggml::mul_mat(ctx, vv, probs);      // [hd, nt, n_head]
-  out = ggml::cont(ctx, ggml::permute(ctx, out, 0, 2, 1, 3));  // [hd, n_head, nt]
+  // [hd, n_head, nt]; for one token that is out's own layout: no copy needed.
+  if (nt > 1) out = ggml::cont(ctx, ggml::permute(ctx, out, 0, 2, 1, 3));
   return ggml::reshape(ctx, out, {hp.n_embd, nt});
 }
 

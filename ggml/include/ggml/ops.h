@@ -31,7 +31,9 @@ Tensor* get_rows(Context& ctx, Tensor* a, Tensor* ids);  // F32 [a.ne0, ids.ne0]
 // 0 and C3 % B3 == 0. Result F32 [M, N, C2, C3]; b's batch i uses a's i / (C/B).
 Tensor* mul_mat(Context& ctx, Tensor* a, Tensor* b);
 
-Tensor* rms_norm(Context& ctx, Tensor* a, float eps);
+// x / sqrt(mean(x^2) + eps) per row; with w (F32 [ne0]), times w as well, in
+// one node: the same floats as mul(rms_norm(a, eps), w).
+Tensor* rms_norm(Context& ctx, Tensor* a, float eps, Tensor* w = nullptr);
 Tensor* norm(Context& ctx, Tensor* a, float eps);   // (x - mean) / sqrt(var + eps)
 // Layer norm with weight and bias: norm(a) * w + b (three nodes).
 Tensor* layer_norm(Context& ctx, Tensor* a, Tensor* w, Tensor* b, float eps);
@@ -51,6 +53,9 @@ Tensor* rope(Context& ctx, Tensor* a, Tensor* pos, int n_dims, RopeMode mode,
 Tensor* soft_max(Context& ctx, Tensor* a, float scale, Tensor* mask = nullptr, int32_t causal_n_past = -1);
 
 Tensor* silu(Context& ctx, Tensor* a);
+// silu(a) * b in one node (SwiGLU's gate); a and b of one shape. The same
+// floats as mul(silu(a), b).
+Tensor* silu_mul(Context& ctx, Tensor* a, Tensor* b);
 Tensor* gelu(Context& ctx, Tensor* a);      // tanh approximation
 Tensor* gelu_erf(Context& ctx, Tensor* a);  // exact, with erf
 

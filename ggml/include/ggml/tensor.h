@@ -24,10 +24,12 @@ enum class Op : uint8_t {
   SCALE,
   GET_ROWS,   // rows of src0 picked by I32 ids in src1, as F32
   MUL_MAT,    // dst[i, j] = dot(src0 row i, src1 row j), batched over dims 2,3
-  RMS_NORM, NORM,
+  RMS_NORM,   // optional src1: per-column weight
+  NORM,
   ROPE,
   SOFT_MAX,   // softmax(src0 * scale + mask), optional src1 mask, optional causal
   SILU, GELU, GELU_ERF,
+  SILU_MUL,   // silu(src0) * src1
   VIEW, RESHAPE, PERMUTE, TRANSPOSE,  // no computation: a view of src0
   COUNT_,
 };

@@ -67,11 +67,12 @@ TEST_CASE("mul_mat: every weight type, vector and matrix shapes, every kernel se
     for (Type t : kWeightTypes) {
       const std::string tname = type_name(t);
       CAPTURE(tname);
-      const int64_t K = block_size(t) == 256 ? 512 : 96;
+      for (int64_t K : block_size(t) == 256 ? std::vector<int64_t>{512} : std::vector<int64_t>{96, 576})
       for (int64_t N : {1, 3, 9, 70}) {
         // matrix-vector products finish rows in fours: 37, 38 and 39 rows
         // leave 1, 2 and 3 rows over (after two 16-row work items)
         for (int64_t M : N == 1 ? std::vector<int64_t>{37, 38, 39} : std::vector<int64_t>{37}) {
+          CAPTURE(K);
           CAPTURE(N);
           CAPTURE(M);
           Context ctx;

@@ -194,6 +194,43 @@ TEST_CASE("decoding token by token through the cache equals one batched pass") {
   }
 }
 
+TEST_CASE("a token graph reused between positions gives the logits of graphs built for each token, bit for bit") {
+  for (const char* name : {"llama_st", "gptneox_st", "gptj_st"}) {
+    CAPTURE(name);
+    auto m = llm::Model::load(converted(name, ggml::Type::F16));
+    const std::vector<int32_t> ids = prompt20();
+    // span 0: a graph built for every token; 8: rebuilt at positions 8 and
+    // 16 (and after the rewind, not: position 5 is below its cap); 512: one
+    // graph for the whole context (capped at n_ctx).
+    std::vector<std::vector<float>> runs;
+    for (int64_t span : {0, 8, 512}) {
+      CAPTURE(span);
+      llm::SessionParams sp = params24(ggml::Type::F16);
+      sp.token_graph_span = span;
+      llm::Session s(*m, sp);
+      std::vector<float> got;
+      auto step = [&](int32_t id) {
+        s.eval(&id, 1);
+        got.insert(got.end(), s.logits(), s.logits() + s.n_vocab());
+      };
+      for (size_t t = 0; t < 12; t++) step(ids[t]);
+      // a prompt between tokens: its graph and plan must leave the token graph's alone
+      s.eval(std::vector<int32_t>(ids.begin() + 12, ids.begin() + 16));
+      got.insert(got.end(), s.logits(), s.logits() + s.n_vocab());
+      for (size_t t = 16; t < 20; t++) step(ids[t]);
+      s.rewind(5);
+      for (size_t t = 5; t < 9; t++) step(ids[t]);
+      runs.push_back(got);
+    }
+    CHECK(runs[0] == runs[1]);
+    CHECK(runs[0] == runs[2]);
+  }
+  llm::SessionParams bad;
+  bad.token_graph_span = -1;
+  auto m = llm::Model::load(converted("llama_st", ggml::Type::F16));
+  CHECK_THROWS_WITH_AS(llm::Session(*m, bad), doctest::Contains("token graph span"), llm::Error);
+}
+
 TEST_CASE("bad eval input and bad models are refused") {
   auto m = llm::Model::load(converted("gptj_bin", ggml::Type::F32));
   llm::SessionParams sp;

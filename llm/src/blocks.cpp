@@ -15,6 +15,20 @@ Tensor* rms_norm(ggml::Context& ctx, Tensor* x, Tensor* w, float eps) {
   return ggml::rms_norm(ctx, x, eps, w);  // one node for the norm and its weight
 }
 
+// The offsets and sizes attention() gives these tensors for one token at n_past.
+void patch_attention(const AttnPatch& a, int64_t n_past) {
+  const int64_t n_kv = n_past + 1;
+  a.k_dst->view_offs = a.k_cpy->view_offs = size_t(n_past) * a.K->nb[1];
+  a.v_dst->view_offs = a.v_cpy->view_offs = size_t(n_past) * ggml::type_size(a.V->type);
+  a.kk->ne[1] = n_kv;
+  a.vv->ne[0] = n_kv;
+  for (Tensor* t : {a.scores, a.probs}) {
+    t->ne[0] = n_kv;
+    ggml::set_contiguous_strides(t);
+  }
+  a.probs->op_params[1] = int32_t(n_past);  // soft_max's causal_n_past (for one token it masks nothing either way)
+}
+
 Tensor* attention(GraphInputs& in, int il, Tensor* q, Tensor* k, Tensor* v) {
   ggml::Context& ctx = in.ctx;
   const HParams& hp = in.model.hp;
@@ -27,10 +41,12 @@ Tensor* attention(GraphInputs& in, int il, Tensor* q, Tensor* k, Tensor* v) {
   // Store this batch's keys and values. The copies are expanded first so they
   // run before the reads of the cache below (which do not depend on them).
   Tensor* k_dst = ggml::view_3d(ctx, K, hd, nt, nkv, K->nb[1], K->nb[2], (size_t)np * K->nb[1]);
-  in.graph.expand(ggml::cpy(ctx, ggml::permute(ctx, k, 0, 2, 1, 3), k_dst));
+  Tensor* k_cpy = ggml::cpy(ctx, ggml::permute(ctx, k, 0, 2, 1, 3), k_dst);
+  in.graph.expand(k_cpy);
   Tensor* v3 = ggml::reshape(ctx, v, {hd, nkv, nt});
   Tensor* v_dst = ggml::view_3d(ctx, V, nt, hd, nkv, V->nb[1], V->nb[2], (size_t)np * es);
-  in.graph.expand(ggml::cpy(ctx, ggml::permute(ctx, v3, 1, 2, 0, 3), v_dst));
+  Tensor* v_cpy = ggml::cpy(ctx, ggml::permute(ctx, v3, 1, 2, 0, 3), v_dst);
+  in.graph.expand(v_cpy);
 
   // scores[j, i, h] = k_j . q_i for head h; a KV head serves n_head / n_head_kv heads.
   Tensor* kk = ggml::view_3d(ctx, K, hd, n_kv, nkv, K->nb[1], K->nb[2], 0);
@@ -39,6 +55,7 @@ Tensor* attention(GraphInputs& in, int il, Tensor* q, Tensor* k, Tensor* v) {
   Tensor* probs = ggml::soft_max(ctx, scores, 1.0f / std::sqrt((float)hd), nullptr, (int32_t)np);
   Tensor* vv = ggml::view_3d(ctx, V, n_kv, hd, nkv, V->nb[1], V->nb[2], 0);
   Tensor* out = ggml::mul_mat(ctx, vv, probs);      // [hd, nt, n_head]
+  if (in.patches) in.patches->push_back({K, V, k_dst, k_cpy, v_dst, v_cpy, kk, vv, scores, probs});
   // [hd, n_head, nt]; for one token that is out's own layout: no copy needed.
   if (nt > 1) out = ggml::cont(ctx, ggml::permute(ctx, out, 0, 2, 1, 3));
   return ggml::reshape(ctx, out, {hp.n_embd, nt});

@@ -17,6 +17,9 @@ struct SessionParams {
   int64_t n_batch = 512; // tokens per graph when evaluating a long prompt
   int n_threads = 0;     // 0: every core
   ggml::Type kv_type = ggml::Type::F16;  // F16 or F32
+  // One token at a time: one graph serves this many positions, patched for
+  // each (0: a graph built for every token, as prompts are).
+  int64_t token_graph_span = 512;
 };
 
 class Session {
@@ -47,6 +50,7 @@ class Session {
   std::unique_ptr<Impl> impl_;
   const Model& model_;
   int64_t n_ctx_ = 0, n_past_ = 0, n_batch_ = 512;
+  int64_t token_graph_span_ = 512;
   std::vector<float> logits_;
   size_t logits_rows_ = 0;
 };

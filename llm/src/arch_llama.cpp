@@ -21,7 +21,7 @@ Tensor* build_llama(GraphInputs& in) {
     Tensor* h = rms_norm(ctx, x, l.attn_norm, hp.norm_eps);
     Tensor *q, *k, *v;
     // One token: q, k and v from one product where the loader fused their
-    // matrices (two ops fewer a layer; the same rows, so the same results;
+    // matrices (two products fewer a layer; the same rows, so the same results;
     // SmolLM2 generation +2-8%). Prompts keep three products: their fused
     // rows would need copies out.
     if (nt == 1 && l.wqkv && !l.bq && !l.bk && !l.bv) {

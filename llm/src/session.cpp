@@ -136,16 +136,21 @@ void Session::eval(const int32_t* tokens, size_t n, bool all_logits) {
     if (token_graph_span_ > 0 && nt == 1 && n_out == 1) {
       if (n_past_ >= tg.cap) {
         // Built for the last position below cap, so its plan holds every
-        // shorter attention.
-        tg.cap = std::min<int64_t>(n_ctx_, (n_past_ / token_graph_span_ + 1) * token_graph_span_);
-        tg.ctx = std::make_unique<ggml::Context>(size_t(1) << 20);
-        tg.g = std::make_unique<ggml::Graph>();
-        tg.patches.clear();
-        const Built tb = build_forward(model_, *tg.ctx, *tg.g, tg.cap - 1, 1, 1, impl_->k, impl_->v, &tg.patches);
+        // shorter attention. tg changes only once all of it has worked.
+        const int64_t cap = std::min<int64_t>(n_ctx_, (n_past_ / token_graph_span_ + 1) * token_graph_span_);
+        tg.cap = 0;
+        auto ctx = std::make_unique<ggml::Context>(size_t(1) << 20);
+        auto graph = std::make_unique<ggml::Graph>();
+        std::vector<AttnPatch> patches;
+        const Built tb = build_forward(model_, *ctx, *graph, cap - 1, 1, 1, impl_->k, impl_->v, &patches);
+        tg.alloc.allocate(*graph);
+        tg.ctx = std::move(ctx);
+        tg.g = std::move(graph);
+        tg.patches = std::move(patches);
         tg.tokens = tb.tokens;
         tg.positions = tb.positions;
         tg.out = tb.out;
-        tg.alloc.allocate(*tg.g);
+        tg.cap = cap;
       }
       for (const AttnPatch& a : tg.patches) patch_attention(a, n_past_);
       g = tg.g.get();

@@ -21,8 +21,21 @@ void compute_soft_max(const ComputeParams& p, Tensor* dst) {
     const float* m = mask ? reinterpret_cast<const float*>(mask->row_ptr(i1)) : nullptr;
     // Columns past the row's own position are masked: j > n_past + i1.
     const int64_t visible = n_past >= 0 ? std::min<int64_t>(n, int64_t(n_past) + i1 + 1) : n;
-    float mx = -INFINITY;
-    for (int64_t j = 0; j < visible; j++) {
+    // The running maximum in 16 independent lanes: one std::max chain over
+    // the row ran ~1 ns a column (a generation step's 32 x 520 scores: 15 us).
+    constexpr int L = 16;
+    float lanes[L];
+    for (int t = 0; t < L; t++) lanes[t] = -INFINITY;
+    int64_t j = 0;
+    if (!m) {
+      for (; j + L <= visible; j += L)
+        for (int t = 0; t < L; t++) {
+          const float v = y[j + t] * scale;
+          y[j + t] = v;
+          lanes[t] = std::max(lanes[t], v);
+        }
+    }
+    for (; j < visible; j++) {
       float v = y[j] * scale;
       if (m) {
         float mv;
@@ -30,8 +43,10 @@ void compute_soft_max(const ComputeParams& p, Tensor* dst) {
         v += mv;
       }
       y[j] = v;
-      mx = std::max(mx, v);
+      lanes[j % L] = std::max(lanes[j % L], v);
     }
+    float mx = -INFINITY;
+    for (int t = 0; t < L; t++) mx = std::max(mx, lanes[t]);
     if (mx == -INFINITY) {  // every column masked: no probability mass anywhere
       for (int64_t j = 0; j < n; j++) y[j] = 0.0f;
       continue;

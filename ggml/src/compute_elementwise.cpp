@@ -168,10 +168,13 @@ void compute_scale(const ComputeParams& p, Tensor* dst) {
 
 void compute_unary(const ComputeParams& p, Tensor* dst) {
   switch (dst->op) {
-    case Op::SILU: {  // the kernel set's row loop; strided rows are gathered into dst first
+    case Op::SILU:
+    case Op::SILU_MUL: {  // the kernel set's row loop; strided rows are gathered into dst first
       const Tensor* src = dst->src[0];
+      const Tensor* b = dst->op == Op::SILU_MUL ? dst->src[1] : nullptr;  // times b, in place
       int64_t r0, r1;
       split_range(dst->nrows(), p.ith, p.nth, &r0, &r1);
+      const int64_t n = dst->ne[0];
       for (int64_t r = r0; r < r1; r++) {
         const RowIndex i = row_index(dst, r);
         float* y = reinterpret_cast<float*>(dst->row_ptr(i.i1, i.i2, i.i3));
@@ -180,25 +183,8 @@ void compute_unary(const ComputeParams& p, Tensor* dst) {
           load_row_f32(*p.k, src, i.i1, i.i2, i.i3, y);
           x = y;
         }
-        p.k->silu(x, y, dst->ne[0]);
-      }
-      break;
-    }
-    case Op::SILU_MUL: {  // silu of src0 into dst, then times src1 in place
-      const Tensor* src = dst->src[0];
-      const Tensor* b = dst->src[1];
-      int64_t r0, r1;
-      split_range(dst->nrows(), p.ith, p.nth, &r0, &r1);
-      const int64_t n = dst->ne[0];
-      for (int64_t r = r0; r < r1; r++) {
-        const RowIndex i = row_index(dst, r);
-        float* y = reinterpret_cast<float*>(dst->row_ptr(i.i1, i.i2, i.i3));
-        const float* x = reinterpret_cast<const float*>(src->row_ptr(i.i1, i.i2, i.i3));
-        if (src->nb[0] != sizeof(float)) {
-          load_row_f32(*p.k, src, i.i1, i.i2, i.i3, y);
-          x = y;
-        }
         p.k->silu(x, y, n);
+        if (!b) continue;
         const char* br = b->row_ptr(i.i1, i.i2, i.i3);
         if (b->nb[0] == sizeof(float)) {
           const float* bv = reinterpret_cast<const float*>(br);

@@ -25,9 +25,11 @@ double round_bf16(double x) {
 // rounding times the weights' magnitude, plus float accumulation. Where the
 // kernel set k takes the product to its BF16 microkernel (F16 or BF16 weights,
 // nr / 2 activation rows or more) both sides are rounded to bf16 first and
-// only the float accumulation is left to the bound.
-void check_mul_mat(const Tensor* a, const Tensor* b, const Tensor* dst, const cpu::KernelSet& k = cpu::best()) {
-  const bool bf16_operands = (a->type == Type::F16 || a->type == Type::BF16) && k.gemm_bf16.kernel &&
+// only the float accumulation is left to the bound. Fused products
+// (mul_mat_fused) always take the tiles.
+void check_mul_mat(const Tensor* a, const Tensor* b, const Tensor* dst, const cpu::KernelSet& k = cpu::best(),
+                   bool tiles = false) {
+  const bool bf16_operands = !tiles && (a->type == Type::F16 || a->type == Type::BF16) && k.gemm_bf16.kernel &&
                              b->ne[1] >= k.gemm_bf16.nr / 2;
   const Type vdt = traits(a->type).vec_dot_type;
   const int64_t K = a->ne[0], act_block = block_size(vdt);
@@ -280,4 +282,102 @@ TEST_CASE("mul_mat: an infinite weight gives inf, not nan, through the GEMM path
         }
     }
   }
+}
+
+// Generation's fused products (norm before, SwiGLU or a residual add after)
+// against the separate nodes they replace: the same floats exactly, for every
+// kernel set, weight types with and without activation conversion, one to
+// many activation rows (private and shared conversion, two row chunks), rows
+// not a multiple of a work item, and 1 to 3 threads. (Unfused products of
+// many rows may take the GEMM or BLAS paths, whose floats differ: there the
+// normalized product is held to the double reference instead.)
+TEST_CASE("mul_mat_fused: norm, SwiGLU and residual add give the separate nodes' floats") {
+  th::Rng rng(21);
+  for (const cpu::KernelSet* k : cpu::available()) {
+    const std::string kname = k->name;
+    CAPTURE(kname);
+    for (Type t : {Type::F32, Type::F16, Type::Q8_0, Type::Q8_0R, Type::Q4_0, Type::Q4_1, Type::Q4_K}) {
+      const std::string tname = type_name(t);
+      CAPTURE(tname);
+      for (int64_t N : {1, 2, 3, 70})
+        for (int threads : {1, 2, 3}) {
+          const int64_t K = block_size(t) == 256 ? 512 : 576, M = N == 70 ? 21 : 37;
+          CAPTURE(N);
+          CAPTURE(threads);
+          Context ctx;
+          Tensor* gate = ctx.new_tensor(t, {K, M});
+          Tensor* up = ctx.new_tensor(t, {K, M});
+          Tensor* x = ctx.new_tensor(Type::F32, {K, N});
+          Tensor* nw = ctx.new_tensor(Type::F32, {K});
+          // the addend with padded rows: its row stride is not M floats
+          Tensor* res_base = ctx.new_tensor(Type::F32, {M + 5, N});
+          Tensor* res = view_2d(ctx, res_base, M, N, res_base->nb[1], 4);
+          for (Tensor* w : {gate, up, x, nw, res_base}) th::fill(w, rng, 0.7f);
+          const float eps = 1e-5f;
+          auto fused = [&](Tensor* w, bool norm, Tensor* norm_w, Tensor* upw, Tensor* addend) {
+            MatMulFusion f;
+            f.norm = norm;
+            f.eps = eps;
+            f.norm_w = norm_w;
+            f.up = upw;
+            f.add = addend;
+            return mul_mat_fused(ctx, w, x, f);
+          };
+          Tensor* pn = fused(gate, true, nw, nullptr, nullptr);
+          Tensor* pnu = fused(up, true, nw, nullptr, nullptr);
+          Tensor* glu = fused(gate, true, nw, up, nullptr);
+          Tensor* added_n = fused(gate, true, nw, nullptr, res);
+          Tensor* normed = fused(gate, true, nullptr, nullptr, nullptr);
+          Tensor* added = fused(gate, false, nullptr, nullptr, res);
+          Tensor* h = rms_norm(ctx, x, eps, nw);
+          Tensor* glu_ref = silu_mul(ctx, pn, pnu);
+          Tensor* added_n_ref = add(ctx, res, pn);
+          Tensor* pn_ref = mul_mat(ctx, gate, h);
+          Tensor* normed_ref = mul_mat(ctx, gate, rms_norm(ctx, x, eps));
+          Tensor* added_ref = add(ctx, res, mul_mat(ctx, gate, x));
+          Graph g;
+          for (Tensor* o : {pn, pnu, glu, added_n, normed, added, h, glu_ref, added_n_ref, pn_ref, normed_ref, added_ref})
+            g.expand(o);
+          GraphAllocator alloc;
+          alloc.allocate(g);
+          Executor(threads, k).compute(g);
+          th::expect_close(glu, [&](auto... i) { return th::get(glu_ref, i...); }, 0);
+          th::expect_close(added_n, [&](auto... i) { return th::get(added_n_ref, i...); }, 0);
+          check_mul_mat(gate, h, pn, *k, true);
+          if (N > 3) continue;
+          th::expect_close(pn, [&](auto... i) { return th::get(pn_ref, i...); }, 0);
+          th::expect_close(normed, [&](auto... i) { return th::get(normed_ref, i...); }, 0);
+          th::expect_close(added, [&](auto... i) { return th::get(added_ref, i...); }, 0);
+        }
+    }
+  }
+}
+
+TEST_CASE("mul_mat_fused: bad combinations and shapes are refused") {
+  Context ctx;
+  Tensor* w = ctx.new_tensor(Type::Q4_1, {64, 8});
+  Tensor* x = ctx.new_tensor(Type::F32, {64, 1});
+  MatMulFusion f;
+  f.up = ctx.new_tensor(Type::Q4_1, {64, 8});
+  f.add = ctx.new_tensor(Type::F32, {8, 1});
+  CHECK_THROWS_WITH_AS(mul_mat_fused(ctx, w, x, f), doctest::Contains("cannot be fused together"), Error);
+  f = MatMulFusion();
+  f.up = ctx.new_tensor(Type::Q4_0, {64, 8});
+  CHECK_THROWS_WITH_AS(mul_mat_fused(ctx, w, x, f), doctest::Contains("match the gate's type and shape"), Error);
+  f.up = ctx.new_tensor(Type::Q4_1, {64, 9});
+  CHECK_THROWS_WITH_AS(mul_mat_fused(ctx, w, x, f), doctest::Contains("match the gate's type and shape"), Error);
+  f = MatMulFusion();
+  f.add = ctx.new_tensor(Type::F32, {8, 2});
+  CHECK_THROWS_WITH_AS(mul_mat_fused(ctx, w, x, f), doctest::Contains("addend's shape differs"), Error);
+  f = MatMulFusion();
+  f.norm = true;
+  f.norm_w = ctx.new_tensor(Type::F32, {63});
+  CHECK_THROWS_WITH_AS(mul_mat_fused(ctx, w, x, f), doctest::Contains("one contiguous row of 64"), Error);
+  f.norm = false;
+  f.norm_w = ctx.new_tensor(Type::F32, {64});
+  CHECK_THROWS_WITH_AS(mul_mat_fused(ctx, w, x, f), doctest::Contains("without norm"), Error);
+  f = MatMulFusion();
+  Tensor* w3 = ctx.new_tensor(Type::Q4_1, {64, 8, 2});
+  Tensor* x3 = ctx.new_tensor(Type::F32, {64, 1, 2});
+  CHECK_THROWS_WITH_AS(mul_mat_fused(ctx, w3, x3, f), doctest::Contains("must be 2-D"), Error);
 }

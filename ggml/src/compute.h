@@ -89,6 +89,9 @@ bool gemm_applies(const Tensor* dst, const cpu::KernelSet& k);
 size_t gemm_work_size(const Tensor* dst, int nth, const cpu::KernelSet& k);
 void compute_gemm(const ComputeParams& p, Tensor* dst);
 void compute_rms_norm(const ComputeParams& p, Tensor* dst);
+// One row of rms_norm (y may be x): shared by the node and the matrix
+// product that fuses it, so the two give the same floats.
+void rms_norm_row(const float* x, float* y, int64_t n, float eps, const float* w);
 void compute_norm(const ComputeParams& p, Tensor* dst);
 void compute_rope(const ComputeParams& p, Tensor* dst);
 void compute_soft_max(const ComputeParams& p, Tensor* dst);

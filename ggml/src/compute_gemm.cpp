@@ -87,6 +87,7 @@ struct Shape {
 }  // namespace
 
 bool gemm_applies(const Tensor* dst, const cpu::KernelSet& k) {
+  if (dst->op_params[0] != 0) return false;  // fused products (generation's) take the tiles
   const Type t = dst->src[0]->type;
   int nr = 0;
   if (k.gemm.kernel && (t == Type::F32 || t == Type::F16 || t == Type::BF16)) nr = k.gemm.nr;

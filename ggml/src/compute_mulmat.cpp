@@ -41,9 +41,11 @@ bool blas_disabled() {
 }
 #endif
 
+int32_t fusion(const Tensor* dst) { return dst->op_params[0]; }
+
 bool use_blas(const Tensor* dst) {
 #if defined(GGML_USE_OPENBLAS)
-  if (blas_disabled()) return false;
+  if (blas_disabled() || fusion(dst)) return false;
   const Tensor* a = dst->src[0];
   const Tensor* b = dst->src[1];
   // F16/BF16 weights stay on our tiled kernels: converting them to F32 panels
@@ -64,6 +66,7 @@ bool needs_conversion(const Tensor* dst, bool blas) {
   const Tensor* a = dst->src[0];
   const Tensor* b = dst->src[1];
   const Type vdt = blas ? Type::F32 : traits(a->type).vec_dot_type;
+  if (fusion(dst) & MM_NORM) return true;  // the normalized rows are written somewhere
   return !(vdt == Type::F32 && b->nb[0] == sizeof(float) && b->nb[1] % sizeof(float) == 0);
 }
 
@@ -73,6 +76,16 @@ size_t align64(size_t n) { return (n + 63) / 64 * 64; }
 // converts them itself into its own buffer, which costs less than the barrier
 // that sharing one conversion needs (SmolLM2 has 210 such products a token).
 bool private_conversion(const Tensor* dst) { return dst->src[1]->nrows() <= 2; }
+
+// Per-thread scratch of a fused product: a normalized activation row, and the
+// up product's results of one work item.
+size_t fused_scratch(const Tensor* dst) {
+  const int32_t f = fusion(dst);
+  size_t size = 0;
+  if (f & MM_NORM) size += align64(size_t(dst->src[1]->ne[0]) * sizeof(float));
+  if (f & MM_GLU) size += align64(size_t(M_CHUNK * N_CHUNK) * sizeof(float));
+  return size;
+}
 }  // namespace
 
 size_t mul_mat_work_size(const Tensor* dst, int nth, const cpu::KernelSet& k) {
@@ -87,6 +100,7 @@ size_t mul_mat_work_size(const Tensor* dst, int nth, const cpu::KernelSet& k) {
     size += private_conversion(dst) ? size_t(nth) * conv : conv;
   }
   if (blas && a->type != Type::F32) size += size_t(nth) * align64(size_t(BLAS_PANEL * a->ne[0]) * sizeof(float));
+  size += size_t(nth) * fused_scratch(dst);
   return size + 64;
 }
 
@@ -107,7 +121,17 @@ void compute_mul_mat(const ComputeParams& p, Tensor* dst) {
   const size_t act_row = row_size(vdt, K);
   const bool convert = needs_conversion(dst, blas);
   const bool priv = convert && private_conversion(dst);
-  if (priv) wbase += size_t(p.ith) * align64(act_row * size_t(b->nrows()));
+  const size_t conv = convert ? align64(act_row * size_t(b->nrows())) : 0;
+  // (fusions never take the BLAS path, whose panels would lie here)
+  char* scratch = wbase + (priv ? size_t(p.nth) * conv : conv) + size_t(p.ith) * fused_scratch(dst);
+  if (priv) wbase += size_t(p.ith) * conv;
+  const int32_t fused = fusion(dst);
+  float* norm_row = nullptr;
+  if (fused & MM_NORM) {
+    norm_row = reinterpret_cast<float*>(scratch);
+    scratch += align64(size_t(K) * sizeof(float));
+  }
+  float* up_out = (fused & MM_GLU) ? reinterpret_cast<float*>(scratch) : nullptr;
   if (convert) {
     const int64_t rows = b->nrows();
     int64_t r0 = 0, r1 = rows;
@@ -119,6 +143,11 @@ void compute_mul_mat(const ComputeParams& p, Tensor* dst) {
       const int64_t i1 = r % N, i2 = (r / N) % C2, i3 = r / (N * C2);
       const float* src = reinterpret_cast<const float*>(b->row_ptr(i1, i2, i3));
       if (tmp) { load_row_f32(k, b, i1, i2, i3, tmp); src = tmp; }
+      if (norm_row) {
+        const Tensor* w = dst->src[3];
+        rms_norm_row(src, norm_row, K, op_param_f32(dst, 1), w ? static_cast<const float*>(w->data) : nullptr);
+        src = norm_row;
+      }
       k.from_float[cpu::slot(vdt)](src, wbase + size_t(r) * act_row, K);
     }
     if (!priv) p.barrier();
@@ -195,6 +224,24 @@ void compute_mul_mat(const ComputeParams& p, Tensor* dst) {
         const int nx = int(std::min<int64_t>(tile_m, m_end - i));
         tile(K, out + size_t(j) * ldo + size_t(i), ldo, a->row_ptr(i, i2 / r2, i3 / r3), a->nb[1], nx, y, y_stride,
              ny);
+        // SwiGLU: the same rows of the up weights, into scratch (M_CHUNK wide)
+        if (up_out)
+          tile(K, up_out + size_t(j - n_begin) * M_CHUNK + size_t(i - m_begin), M_CHUNK, dst->src[2]->row_ptr(i),
+               dst->src[2]->nb[1], nx, y, y_stride, ny);
+      }
+    }
+    if (!(fused & (MM_GLU | MM_ADD))) return;
+    // (fusions are 2-D: no head groups, out is row 0 of the only batch)
+    const int64_t len = m_end - m_begin;
+    for (int64_t j = n_begin; j < n_end; j++) {
+      float* o = out + size_t(j) * ldo + size_t(m_begin);
+      if (up_out) {  // as silu_mul: silu, then times up
+        const float* u = up_out + size_t(j - n_begin) * M_CHUNK;
+        k.silu(o, o, len);
+        for (int64_t i = 0; i < len; i++) o[i] *= u[i];
+      } else {  // as add(addend, product)
+        const float* r = reinterpret_cast<const float*>(dst->src[2]->row_ptr(j)) + m_begin;
+        for (int64_t i = 0; i < len; i++) o[i] = r[i] + o[i];
       }
     }
   });

@@ -22,20 +22,22 @@ void for_rows(const ComputeParams& p, Tensor* dst, F f) {
 }
 }  // namespace
 
+void rms_norm_row(const float* x, float* y, int64_t n, float eps, const float* w) {
+  double sum = 0;
+  for (int64_t i = 0; i < n; i++) sum += double(x[i]) * double(x[i]);
+  const float s = float(1.0 / std::sqrt(sum / double(n) + double(eps)));
+  if (w) {
+    // the product rounded first, as a separate mul node would see it
+    for (int64_t i = 0; i < n; i++) y[i] = (x[i] * s) * w[i];
+  } else {
+    for (int64_t i = 0; i < n; i++) y[i] = x[i] * s;
+  }
+}
+
 void compute_rms_norm(const ComputeParams& p, Tensor* dst) {
   const float eps = op_param_f32(dst, 0);
   const float* w = dst->src[1] ? static_cast<const float*>(dst->src[1]->data) : nullptr;
-  for_rows(p, dst, [eps, w](float* y, int64_t n) {
-    double sum = 0;
-    for (int64_t i = 0; i < n; i++) sum += double(y[i]) * double(y[i]);
-    const float s = float(1.0 / std::sqrt(sum / double(n) + double(eps)));
-    if (w) {
-      // the product rounded first, as a separate mul node would see it
-      for (int64_t i = 0; i < n; i++) y[i] = (y[i] * s) * w[i];
-    } else {
-      for (int64_t i = 0; i < n; i++) y[i] *= s;
-    }
-  });
+  for_rows(p, dst, [eps, w](float* y, int64_t n) { rms_norm_row(y, y, n, eps, w); });
 }
 
 void compute_norm(const ComputeParams& p, Tensor* dst) {

@@ -103,6 +103,10 @@ void profile_add(const Tensor* n, double sec) {
     const Tensor* a = n->src[0];
     k += std::string(" ") + type_name(a->type) + (n->src[1]->ne[1] == 1 ? " n=1 " : " n>1 ") +
          std::to_string(a->ne[0]) + "x" + std::to_string(a->ne[1]) + "x" + std::to_string(a->ne[2]);
+    const int32_t f = n->op_params[0];
+    if (f & MM_NORM) k += " +norm";
+    if (f & MM_GLU) k += " +swiglu";
+    if (f & MM_ADD) k += " +add";
   }
   profile_add_named(k, sec);
 }

@@ -188,6 +188,45 @@ Tensor* mul_mat(Context& ctx, Tensor* a, Tensor* b) {
   return result(ctx, Op::MUL_MAT, Type::F32, ne, a, b);
 }
 
+Tensor* mul_mat_fused(Context& ctx, Tensor* a, Tensor* b, const MatMulFusion& f) {
+  Tensor* t = mul_mat(ctx, a, b);
+  GGML_CHECK(a->ne[2] == 1 && a->ne[3] == 1 && b->ne[2] == 1 && b->ne[3] == 1, a,
+             "mul_mat_fused: weights and activations must be 2-D");
+  GGML_CHECK(!(f.up && f.add), a, "mul_mat_fused: a gated product and an addend cannot be fused together");
+  int32_t flags = 0;
+  if (f.norm) {
+    GGML_CHECK(f.eps >= 0, b, "mul_mat_fused: eps must be non-negative");
+    GGML_CHECK(b->nb[0] == sizeof(float), b, "mul_mat_fused: normalized activations must have contiguous rows");
+    if (f.norm_w) {
+      need_f32(f.norm_w, "mul_mat_fused norm weight");
+      GGML_CHECK(f.norm_w->ne[0] == b->ne[0] && f.norm_w->nrows() == 1 && f.norm_w->nb[0] == sizeof(float), f.norm_w,
+                 "mul_mat_fused: the norm weight must be one contiguous row of " + std::to_string(b->ne[0]));
+    }
+    flags |= MM_NORM;
+    set_param_f32(t, 1, f.eps);
+    t->src[3] = f.norm_w;
+  } else {
+    GGML_CHECK(f.norm_w == nullptr, f.norm_w, "mul_mat_fused: a norm weight without norm");
+  }
+  if (f.up) {
+    GGML_CHECK(f.up->type == a->type && f.up->ne[0] == a->ne[0] && f.up->ne[1] == a->ne[1] && f.up->ne[2] == 1 &&
+                   f.up->ne[3] == 1 && f.up->rows_contiguous(),
+               f.up, "mul_mat_fused: the up weights must match the gate's type and shape " + a->shape_str());
+    flags |= MM_GLU;
+    t->src[2] = f.up;
+  }
+  if (f.add) {
+    need_f32(f.add, "mul_mat_fused addend");
+    for (int i = 0; i < MAX_DIMS; i++)
+      GGML_CHECK(f.add->ne[i] == t->ne[i], f.add, "mul_mat_fused: the addend's shape differs from " + t->shape_str());
+    GGML_CHECK(f.add->nb[0] == sizeof(float), f.add, "mul_mat_fused: the addend's rows must be contiguous");
+    flags |= MM_ADD;
+    t->src[2] = f.add;
+  }
+  t->op_params[0] = flags;
+  return t;
+}
+
 Tensor* rms_norm(Context& ctx, Tensor* a, float eps, Tensor* w) {
   GGML_CHECK(eps >= 0, a, "rms_norm: eps must be non-negative");
   Tensor* t = unary(ctx, Op::RMS_NORM, a);

@@ -57,7 +57,17 @@ Built build_forward(const Model& model, ggml::Context& ctx, ggml::Graph& g, int6
   if (n_out > 0) {
     // Only the rows whose logits are wanted go through the output matrix.
     if (n_out < nt) h = ggml::view_2d(ctx, h, hp.n_embd, n_out, h->nb[1], (size_t)(nt - n_out) * h->nb[1]);
-    out = linear(ctx, h, model.output ? model.output : model.tok_embd, model.output_b);
+    Tensor* w_out = model.output ? model.output : model.tok_embd;
+    if (nt == 1 && h->op == ggml::Op::RMS_NORM && !model.output_b) {
+      // One token: the final norm inside the output product (one node fewer).
+      ggml::MatMulFusion f;
+      f.norm = true;
+      f.eps = ggml::op_param_f32(h, 0);
+      f.norm_w = h->src[1];
+      out = ggml::mul_mat_fused(ctx, w_out, h->src[0], f);
+    } else {
+      out = linear(ctx, h, w_out, model.output_b);
+    }
     g.expand(out);
   } else {
     g.expand(h);  // the cache still has to be filled

@@ -31,6 +31,27 @@ Tensor* get_rows(Context& ctx, Tensor* a, Tensor* ids);  // F32 [a.ne0, ids.ne0]
 // 0 and C3 % B3 == 0. Result F32 [M, N, C2, C3]; b's batch i uses a's i / (C/B).
 Tensor* mul_mat(Context& ctx, Tensor* a, Tensor* b);
 
+// A matrix product with its neighbours in one node, for generation, where
+// every node costs a barrier between threads and one-row norms run on one
+// thread: the activations RMS-normalized first (each thread normalizes the
+// rows it converts), the product gated by a second one (SwiGLU), or a
+// residual added. The same floats as the separate nodes:
+//   x = norm ? rms_norm(b, eps, norm_w) : b
+//   r = up ? silu_mul(mul_mat(a, x), mul_mat(up, x)) : mul_mat(a, x)
+//   result = add ? add(add, r) : r
+// a (and up, of a's type and shape) 2-D; b 2-D; add F32 of the result's shape
+// with contiguous rows; up and add not both.
+struct MatMulFusion {
+  bool norm = false;
+  float eps = 0;
+  Tensor* norm_w = nullptr;  // optional with norm: F32 [K]
+  Tensor* up = nullptr;
+  Tensor* add = nullptr;
+};
+Tensor* mul_mat_fused(Context& ctx, Tensor* a, Tensor* b, const MatMulFusion& f);
+// The fusion flags of a MUL_MAT node (op_params[0]); 0 for a plain product.
+enum : int32_t { MM_NORM = 1, MM_GLU = 2, MM_ADD = 4 };
+
 // x / sqrt(mean(x^2) + eps) per row; with w (F32 [ne0]), times w as well, in
 // one node: the same floats as mul(rms_norm(a, eps), w).
 Tensor* rms_norm(Context& ctx, Tensor* a, float eps, Tensor* w = nullptr);

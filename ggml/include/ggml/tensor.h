@@ -13,7 +13,7 @@
 namespace ggml {
 
 constexpr int MAX_DIMS = 4;
-constexpr int MAX_SRC = 3;
+constexpr int MAX_SRC = 4;  // a fused matrix product: weights, activations, up or addend, norm weight
 constexpr size_t TENSOR_ALIGN = 64;
 
 enum class Op : uint8_t {

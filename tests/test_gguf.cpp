@@ -222,9 +222,11 @@ TEST_CASE("corrupt files are refused with one clear line") {
     CHECK(open_error(file({tensor("a", {1, 2, 3, 4, 5}, 0, 0)}, 0)).find("5 dimensions") != std::string::npos);
     CHECK(open_error(file({tensor("a", {uint64_t(1) << 40, uint64_t(1) << 40}, 0, 0)}, 0)).find("overflow") != std::string::npos);
     CHECK(open_error(file({tensor("a", {4}, 99, 0)}, 16)).find("unknown type 99") != std::string::npos);
-    // this engine's internal types (Q8_S activations, Q8_0R rearranged weights) are no file's
+    // this engine's internal types (Q8_S activations, Q8_0R/Q4_0R/Q4_1R rearranged weights) are no file's
     CHECK(open_error(file({tensor("a", {256}, 1000, 0)}, 320)).find("unknown type 1000") != std::string::npos);
     CHECK(open_error(file({tensor("a", {256}, 1001, 0)}, 320)).find("unknown type 1001") != std::string::npos);
+    CHECK(open_error(file({tensor("a", {256}, 1002, 0)}, 320)).find("unknown type 1002") != std::string::npos);
+    CHECK(open_error(file({tensor("a", {256}, 1003, 0)}, 320)).find("unknown type 1003") != std::string::npos);
     CHECK(open_error(file({tensor("a", {33}, 2, 0)}, 64)).find("block size") != std::string::npos);
     CHECK(open_error(file({tensor("a", {4}, 0, 8)}, 64)).find("not aligned") != std::string::npos);
     CHECK(open_error(file({tensor("a", {4}, 0, 0)}, 8)).find("lies outside") != std::string::npos);

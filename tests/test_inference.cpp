@@ -346,62 +346,70 @@ TEST_CASE("KL-divergence: zero against itself, exact against full softmaxes when
   CHECK_THROWS_AS(llm::perplexity(*f16, text, o), llm::Error);
 }
 
-TEST_CASE("weights copied, q/k/v fused and Q8_0 rearranged (Q8_0R) give the file map's logits bit for bit") {
+TEST_CASE("weights copied, q/k/v fused and Q8_0/Q4_0/Q4_1 rearranged give the file map's logits bit for bit") {
   // A 256-wide LLaMA: the llama_st fixture's metadata and tensors with every
-  // width but the vocabulary's times 4, random Q8_0 matrices.
-  auto src = llm::gguf::File::open(converted("llama_st", ggml::Type::F32));
-  llm::gguf::Writer w;
-  for (const auto& [k, v] : src->metadata()) {
-    llm::gguf::Value x = v;
-    if (k == "llama.embedding_length" || k == "llama.feed_forward_length" || k == "llama.rope.dimension_count") x.u *= 4;
-    w.set(k, x);
-  }
-  th::Rng rng(5);
-  std::vector<std::vector<unsigned char>> data;
-  data.reserve(src->tensors().size());
-  for (const auto& t : src->tensors()) {
-    int64_t ne[4] = {t.ne[0] * 4, t.n_dims == 2 ? t.ne[1] : 1, 1, 1};
-    if (t.n_dims == 2 && t.name != "token_embd.weight" && t.name != "output.weight") ne[1] *= 4;
-    const int64_t n = ne[0] * ne[1];
-    const ggml::Type ty = t.n_dims == 2 ? ggml::Type::Q8_0 : ggml::Type::F32;
-    std::vector<float> x = rng.normals(size_t(n), t.n_dims == 2 ? 0.05f : 0.1f);
-    if (t.n_dims == 1) for (auto& v : x) v += 1.0f;
-    data.emplace_back(ggml::row_size(ty, n));
-    ggml::traits(ty).from_float(x.data(), data.back().data(), n);
-    w.add_tensor(t.name, ty, ne, t.n_dims, data.back().data());
-  }
-  const std::string path = (temp_dir() / "llama256-q8_0.gguf").string();
-  w.write(path);
-  llm::LoadOptions as_stored;  // the file map: nothing copied, fused or rearranged
-  as_stored.repack = false;
-  as_stored.copy_weights = false;
-  auto a = llm::Model::load(path, as_stored);
-  auto b = llm::Model::load(path);
-  CHECK(a->layers[0].w_down->type == ggml::Type::Q8_0);
-  CHECK(a->layers[0].wqkv == nullptr);
-  // q, k, v held one after another, as views into one matrix
-  REQUIRE(b->layers[1].wqkv != nullptr);
-  CHECK(b->layers[1].wqkv->ne[1] == 256 + 2 * b->hp.n_embd_kv());
-  CHECK(b->layers[1].wk->data == static_cast<char*>(b->layers[1].wqkv->data) + b->layers[1].wq->nbytes());
-  CHECK(b->layers[1].wv->data == static_cast<char*>(b->layers[1].wk->data) + b->layers[1].wk->nbytes());
-  const bool rearranged = ggml::cpu::best().prefers_q8_0r;
-  CHECK(b->layers[0].w_down->type == (rearranged ? ggml::Type::Q8_0R : ggml::Type::Q8_0));
-  CHECK(b->tok_embd->type == (rearranged ? ggml::Type::Q8_0R : ggml::Type::Q8_0));
-  CHECK(b->type_name() == a->type_name());
-  const std::vector<int32_t> ids = prompt20();
-  std::vector<std::vector<float>> batched, stepwise;
-  for (const llm::Model* m : {a.get(), b.get()}) {
-    llm::Session s(*m, params24(ggml::Type::F16));
-    s.eval(ids, true);  // the prompt GEMM
-    batched.push_back(s.all_logits());
-    llm::Session t(*m, params24(ggml::Type::F16));
-    std::vector<float> got;
-    for (int32_t id : ids) {  // the matrix-vector kernels
-      t.eval(&id, 1);
-      got.insert(got.end(), t.logits(), t.logits() + t.n_vocab());
+  // width but the vocabulary's times 4, random matrices of each type.
+  const struct { ggml::Type stored, held; bool ggml::cpu::KernelSet::*prefers; } kinds[] = {
+      {ggml::Type::Q8_0, ggml::Type::Q8_0R, &ggml::cpu::KernelSet::prefers_q8_0r},
+      {ggml::Type::Q4_0, ggml::Type::Q4_0R, &ggml::cpu::KernelSet::prefers_q4r},
+      {ggml::Type::Q4_1, ggml::Type::Q4_1R, &ggml::cpu::KernelSet::prefers_q4r}};
+  for (const auto& kind : kinds) {
+    const std::string tname = ggml::type_name(kind.stored);
+    CAPTURE(tname);
+    auto src = llm::gguf::File::open(converted("llama_st", ggml::Type::F32));
+    llm::gguf::Writer w;
+    for (const auto& [k, v] : src->metadata()) {
+      llm::gguf::Value x = v;
+      if (k == "llama.embedding_length" || k == "llama.feed_forward_length" || k == "llama.rope.dimension_count") x.u *= 4;
+      w.set(k, x);
     }
-    stepwise.push_back(got);
+    th::Rng rng(5);
+    std::vector<std::vector<unsigned char>> data;
+    data.reserve(src->tensors().size());
+    for (const auto& t : src->tensors()) {
+      int64_t ne[4] = {t.ne[0] * 4, t.n_dims == 2 ? t.ne[1] : 1, 1, 1};
+      if (t.n_dims == 2 && t.name != "token_embd.weight" && t.name != "output.weight") ne[1] *= 4;
+      const int64_t n = ne[0] * ne[1];
+      const ggml::Type ty = t.n_dims == 2 ? kind.stored : ggml::Type::F32;
+      std::vector<float> x = rng.normals(size_t(n), t.n_dims == 2 ? 0.05f : 0.1f);
+      if (t.n_dims == 1) for (auto& v : x) v += 1.0f;
+      data.emplace_back(ggml::row_size(ty, n));
+      ggml::traits(ty).from_float(x.data(), data.back().data(), n);
+      w.add_tensor(t.name, ty, ne, t.n_dims, data.back().data());
+    }
+    const std::string path = (temp_dir() / ("llama256-" + tname + ".gguf")).string();
+    w.write(path);
+    llm::LoadOptions as_stored;  // the file map: nothing copied, fused or rearranged
+    as_stored.repack = false;
+    as_stored.copy_weights = false;
+    auto a = llm::Model::load(path, as_stored);
+    auto b = llm::Model::load(path);
+    CHECK(a->layers[0].w_down->type == kind.stored);
+    CHECK(a->layers[0].wqkv == nullptr);
+    // q, k, v held one after another, as views into one matrix
+    REQUIRE(b->layers[1].wqkv != nullptr);
+    CHECK(b->layers[1].wqkv->ne[1] == 256 + 2 * b->hp.n_embd_kv());
+    CHECK(b->layers[1].wk->data == static_cast<char*>(b->layers[1].wqkv->data) + b->layers[1].wq->nbytes());
+    CHECK(b->layers[1].wv->data == static_cast<char*>(b->layers[1].wk->data) + b->layers[1].wk->nbytes());
+    const bool rearranged = ggml::cpu::best().*kind.prefers;
+    CHECK(b->layers[0].w_down->type == (rearranged ? kind.held : kind.stored));
+    CHECK(b->tok_embd->type == (rearranged ? kind.held : kind.stored));
+    CHECK(b->type_name() == a->type_name());
+    const std::vector<int32_t> ids = prompt20();
+    std::vector<std::vector<float>> batched, stepwise;
+    for (const llm::Model* m : {a.get(), b.get()}) {
+      llm::Session s(*m, params24(ggml::Type::F16));
+      s.eval(ids, true);  // the prompt GEMM
+      batched.push_back(s.all_logits());
+      llm::Session t(*m, params24(ggml::Type::F16));
+      std::vector<float> got;
+      for (int32_t id : ids) {  // the matrix-vector kernels
+        t.eval(&id, 1);
+        got.insert(got.end(), t.logits(), t.logits() + t.n_vocab());
+      }
+      stepwise.push_back(got);
+    }
+    CHECK(batched[0] == batched[1]);
+    CHECK(stepwise[0] == stepwise[1]);
   }
-  CHECK(batched[0] == batched[1]);
-  CHECK(stepwise[0] == stepwise[1]);
 }

@@ -8,8 +8,19 @@
 using namespace ggml;
 
 namespace {
-const Type kTypes[] = {Type::F32,  Type::F16,  Type::BF16, Type::Q4_0, Type::Q4_1, Type::Q5_0,
-                       Type::Q5_1, Type::Q8_0, Type::Q8_0R, Type::Q4_K, Type::Q5_K, Type::Q6_K};
+const Type kTypes[] = {Type::F32,  Type::F16,   Type::BF16,  Type::Q4_0,  Type::Q4_1, Type::Q5_0, Type::Q5_1,
+                       Type::Q8_0, Type::Q8_0R, Type::Q4_0R, Type::Q4_1R, Type::Q4_K, Type::Q5_K, Type::Q6_K};
+
+// The rearranged types: their stored type, the rearrangement, and whether a
+// kernel set asks for it at load time.
+struct Rearranged {
+  Type stored, held;
+  void (*repack)(const void*, void*, int64_t);
+  bool cpu::KernelSet::*prefers;
+};
+const Rearranged kRearranged[] = {{Type::Q8_0, Type::Q8_0R, ref::repack_q8_0r, &cpu::KernelSet::prefers_q8_0r},
+                                  {Type::Q4_0, Type::Q4_0R, ref::repack_q4_0r, &cpu::KernelSet::prefers_q4r},
+                                  {Type::Q4_1, Type::Q4_1R, ref::repack_q4_1r, &cpu::KernelSet::prefers_q4r}};
 
 std::vector<const cpu::KernelSet*> simd_sets() {
   auto v = cpu::available();
@@ -25,11 +36,12 @@ struct Rows {
 // nx weight rows and ny activation rows of n elements; weights from random
 // floats, or (raw) random bytes with sane scales from the gguf fixtures.
 Rows make_rows(Type t, int64_t n, int nx, int ny, th::Rng& rng, bool raw) {
-  if (t == Type::Q8_0R) {  // Q8_0 rows, rearranged (rows are whole groups)
-    Rows r = make_rows(Type::Q8_0, n, nx, ny, rng, raw);
-    ref::repack_q8_0r(r.x.data(), r.x.data(), n * nx);
-    return r;
-  }
+  for (const Rearranged& re : kRearranged)
+    if (t == re.held) {  // the stored type's rows, rearranged (rows are whole groups)
+      Rows r = make_rows(re.stored, n, nx, ny, rng, raw);
+      re.repack(r.x.data(), r.x.data(), n * nx);
+      return r;
+    }
   const auto& tr = traits(t);
   const Type vdt = tr.vec_dot_type;
   Rows r;
@@ -80,7 +92,7 @@ TEST_CASE("SIMD dot products match the scalar reference for every type") {
           const float got = k->dot[cpu::slot(t)](n, r.x.data(), r.y.data());
           double mag = 0;
           for (int64_t i = 0; i < n; i++) mag += std::fabs(double(r.xf[size_t(i)]) * r.yf[size_t(i)]);
-          if (block_size(t) == QK_K && t != Type::Q8_0R) {
+          if (block_size(t) == QK_K && !type_internal(t)) {
             CHECK(got == want);  // integer sums per super-block, same float expression
           } else {
             CHECK(std::fabs(double(got) - want) <= 2e-6 * mag + 1e-30);
@@ -269,30 +281,33 @@ TEST_CASE("kernel selection") {
     }
 }
 
-TEST_CASE("Q8_0R kernels give Q8_0's results bit for bit") {
+TEST_CASE("Q8_0R, Q4_0R and Q4_1R kernels give their stored types' results bit for bit") {
   // The rearranged layout feeds the same products to the same lanes, in the
-  // sets with Q8_0R kernels of their own (the others run the scalar one).
+  // sets with kernels of their own for it (the others run the scalar one).
   th::Rng rng(35);
-  for (const cpu::KernelSet* k : cpu::available()) {
-    if (!k->prefers_q8_0r && k != &cpu::scalar()) continue;
-    const std::string kname = k->name;
-    CAPTURE(kname);
-    for (int64_t n : {256, 512, 2048, 5632}) {
-      CAPTURE(n);
-      for (bool raw : {false, true}) {
-        Rows r = make_rows(Type::Q8_0, n, 4, 4, rng, raw);
-        std::vector<unsigned char> xr(r.x.size());
-        ref::repack_q8_0r(r.x.data(), xr.data(), n * 4);
-        const size_t bx = row_size(Type::Q8_0, n), by = row_size(Type::Q8_S, n);
-        CHECK(k->dot[cpu::slot(Type::Q8_0R)](n, xr.data(), r.y.data()) == k->dot[cpu::slot(Type::Q8_0)](n, r.x.data(), r.y.data()));
-        for (int nx = 1; nx <= 4; nx++)
-          for (int ny = 1; ny <= 4; ny++) {
-            float a[16] = {}, b[16] = {};
-            k->tile[cpu::slot(Type::Q8_0)](n, a, 4, r.x.data(), bx, nx, r.y.data(), by, ny);
-            k->tile[cpu::slot(Type::Q8_0R)](n, b, 4, xr.data(), bx, nx, r.y.data(), by, ny);
-            for (int i = 0; i < 16; i++) CHECK(a[i] == b[i]);
-          }
+  for (const Rearranged& re : kRearranged)
+    for (const cpu::KernelSet* k : cpu::available()) {
+      if (!(k->*re.prefers) && k != &cpu::scalar()) continue;
+      const std::string kname = k->name, tname = type_name(re.held);
+      CAPTURE(kname);
+      CAPTURE(tname);
+      for (int64_t n : {256, 512, 2048, 5632}) {
+        CAPTURE(n);
+        for (bool raw : {false, true}) {
+          Rows r = make_rows(re.stored, n, 4, 4, rng, raw);
+          std::vector<unsigned char> xr(r.x.size());
+          re.repack(r.x.data(), xr.data(), n * 4);
+          const size_t bx = row_size(re.stored, n), by = row_size(Type::Q8_S, n);
+          CHECK(k->dot[cpu::slot(re.held)](n, xr.data(), r.y.data()) ==
+                k->dot[cpu::slot(re.stored)](n, r.x.data(), r.y.data()));
+          for (int nx = 1; nx <= 4; nx++)
+            for (int ny = 1; ny <= 4; ny++) {
+              float a[16] = {}, b[16] = {};
+              k->tile[cpu::slot(re.stored)](n, a, 4, r.x.data(), bx, nx, r.y.data(), by, ny);
+              k->tile[cpu::slot(re.held)](n, b, 4, xr.data(), bx, nx, r.y.data(), by, ny);
+              for (int i = 0; i < 16; i++) CHECK(a[i] == b[i]);
+            }
+        }
       }
     }
-  }
 }

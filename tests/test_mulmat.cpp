@@ -8,8 +8,9 @@
 using namespace ggml;
 
 namespace {
-const Type kWeightTypes[] = {Type::F32,  Type::F16,  Type::BF16,  Type::Q4_0, Type::Q4_1, Type::Q5_0,
-                             Type::Q5_1, Type::Q8_0, Type::Q8_0R, Type::Q4_K, Type::Q5_K, Type::Q6_K};
+const Type kWeightTypes[] = {Type::F32,   Type::F16,   Type::BF16, Type::Q4_0, Type::Q4_1,
+                             Type::Q5_0,  Type::Q5_1,  Type::Q8_0, Type::Q8_0R, Type::Q4_0R,
+                             Type::Q4_1R, Type::Q4_K, Type::Q5_K, Type::Q6_K};
 
 // x rounded to bf16's 8 significant bits, to nearest even (nearbyint's
 // default mode), written apart from the library's converter.
@@ -190,8 +191,9 @@ TEST_CASE("mul_mat: GEMM microkernel paths, odd shapes, every kernel set that ha
     const cpu::KernelSet* k = &set;
     const std::string kname = k->name;
     CAPTURE(kname);
-    for (Type t : {Type::F32, Type::F16, Type::BF16, Type::Q4_0, Type::Q4_1, Type::Q8_0, Type::Q8_0R}) {
-      const bool quant = block_size(t) == 32 || t == Type::Q8_0R;
+    for (Type t : {Type::F32, Type::F16, Type::BF16, Type::Q4_0, Type::Q4_1, Type::Q8_0, Type::Q8_0R, Type::Q4_0R,
+                   Type::Q4_1R}) {
+      const bool quant = block_size(t) == 32 || type_internal(t);
       const bool bf16 = !quant && t != Type::F32 && k->gemm_bf16.kernel;
       const cpu::Gemm g = quant ? cpu::Gemm{k->gemm_q.mr, k->gemm_q.nr, nullptr}
                           : bf16 ? cpu::Gemm{k->gemm_bf16.mr, k->gemm_bf16.nr, nullptr}
@@ -202,8 +204,8 @@ TEST_CASE("mul_mat: GEMM microkernel paths, odd shapes, every kernel set that ha
       const int64_t nr = g.nr, mr = g.mr;
       // Quantized K is whole blocks of 32: 288 and 544 cross the 8-block k
       // blocks; 1100 crosses the bf16 path's 512-column blocks with an odd tail.
-      // Q8_0R rows are whole groups of 256.
-      const bool r8 = t == Type::Q8_0R;
+      // Q8_0R, Q4_0R and Q4_1R rows are whole groups of 256.
+      const bool r8 = type_internal(t);
       const Case cases[] = {{r8 ? 256 : quant ? 288 : 300, 1, nr / 2},   {r8 ? 512 : quant ? 32 : 1, 5, nr},
                             {256, 4 * mr, nr / 2 + 1},                   {r8 ? 768 : quant ? 544 : 513, 4 * mr + 13, 47},
                             {r8 ? 1024 : quant ? 704 : 1101, mr - 1, 130}, {r8 ? 256 : 96, 37, 3 * nr + 5}};
@@ -296,7 +298,8 @@ TEST_CASE("mul_mat_fused: norm, SwiGLU and residual add give the separate nodes'
   for (const cpu::KernelSet* k : cpu::available()) {
     const std::string kname = k->name;
     CAPTURE(kname);
-    for (Type t : {Type::F32, Type::F16, Type::Q8_0, Type::Q8_0R, Type::Q4_0, Type::Q4_1, Type::Q4_K}) {
+    for (Type t : {Type::F32, Type::F16, Type::Q8_0, Type::Q8_0R, Type::Q4_0, Type::Q4_1, Type::Q4_0R, Type::Q4_1R,
+                   Type::Q4_K}) {
       const std::string tname = type_name(t);
       CAPTURE(tname);
       for (int64_t N : {1, 2, 3, 70})

@@ -310,3 +310,54 @@ TEST_CASE("Q8_0R holds Q8_0's blocks rearranged, as its layout says") {
   ref::repack_q8_0r(q.data(), r2.data(), n);
   CHECK(std::memcmp(r1.data(), r2.data(), r1.size() * sizeof(block_q8_0r)) == 0);
 }
+
+// Q4_0R and Q4_1R: the stored blocks' qs one after another per group of 8,
+// then the scales (and mins), as block_q4_0r / block_q4_1r say.
+template <class B, class R>
+void check_q4r(Type stored, Type held, void (*repack)(const void*, void*, int64_t),
+               void (*unpack)(const void*, void*, int64_t)) {
+  const std::string tname = type_name(held);
+  CAPTURE(tname);
+  CHECK(block_size(held) == 256);
+  CHECK(type_size(held) == 8 * type_size(stored));
+  CHECK(type_internal(held));
+  CHECK(type_known(uint32_t(held)));
+  Type t;
+  CHECK(!type_from_name(tname, &t));
+  th::Rng rng(78);
+  const int64_t n = 3 * 256;
+  std::vector<B> q(size_t(n / 32));
+  for (auto& b : q) {
+    b.d = fp32_to_fp16(float(rng.range(1, 1000)) / 4096.0f);
+    if constexpr (std::is_same_v<B, block_q4_1>) b.m = fp32_to_fp16(-float(rng.range(1, 1000)) / 512.0f);
+    for (auto& v : b.qs) v = uint8_t(rng.range(0, 255));
+  }
+  std::vector<R> r(size_t(n / 256));
+  repack(q.data(), r.data(), n);
+  for (int64_t g = 0; g < n / 256; g++)
+    for (int j = 0; j < 8; j++) {
+      const B& b = q[size_t(g * 8 + j)];
+      for (int k = 0; k < 16; k++) REQUIRE(r[size_t(g)].qs[16 * j + k] == b.qs[k]);
+      CHECK(r[size_t(g)].d[j] == b.d);
+      if constexpr (std::is_same_v<B, block_q4_1>) CHECK(r[size_t(g)].m[j] == b.m);
+    }
+  std::vector<B> back(q.size());
+  unpack(r.data(), back.data(), n);
+  CHECK(std::memcmp(back.data(), q.data(), q.size() * sizeof(B)) == 0);
+  std::vector<float> a(static_cast<size_t>(n)), c(static_cast<size_t>(n));
+  traits(stored).to_float(q.data(), a.data(), n);
+  traits(held).to_float(r.data(), c.data(), n);
+  CHECK(a == c);
+  // quantizing to the rearranged type is quantizing to the stored one, rearranged
+  const auto x = rng.normals(size_t(n));
+  std::vector<R> r1(r.size()), r2(r.size());
+  traits(held).from_float(x.data(), r1.data(), n);
+  traits(stored).from_float(x.data(), q.data(), n);
+  repack(q.data(), r2.data(), n);
+  CHECK(std::memcmp(r1.data(), r2.data(), r1.size() * sizeof(R)) == 0);
+}
+
+TEST_CASE("Q4_0R and Q4_1R hold Q4_0's and Q4_1's blocks rearranged, as their layouts say") {
+  check_q4r<block_q4_0, block_q4_0r>(Type::Q4_0, Type::Q4_0R, ref::repack_q4_0r, ref::unpack_q4_0r);
+  check_q4r<block_q4_1, block_q4_1r>(Type::Q4_1, Type::Q4_1R, ref::repack_q4_1r, ref::unpack_q4_1r);
+}

@@ -77,7 +77,8 @@ int main(int argc, char** argv) {
                                      "machine's measured read bandwidth.");
   opts.add_options()
       ("t,threads", "threads", cxxopts::value<int>()->default_value("2"))
-      ("types", "comma-separated weight types", cxxopts::value<std::string>()->default_value(
+      ("types", "comma-separated weight types (also q8_0r, q4_0r, q4_1r: the layouts Q8_0, Q4_0 and Q4_1 "
+                "matrices are rearranged into at load time)", cxxopts::value<std::string>()->default_value(
           "f32,f16,bf16,q8_0,q4_0,q4_1,q5_0,q5_1,q4_K,q5_K,q6_K"))
       ("k", "inner dimension (row length)", cxxopts::value<int64_t>()->default_value("2048"))
       ("m", "output rows", cxxopts::value<int64_t>()->default_value("5632"))
@@ -111,7 +112,10 @@ int main(int argc, char** argv) {
         const size_t e = std::min(s.find(',', pos), s.size());
         const std::string name = s.substr(pos, e - pos);
         Type t;
-        if (!type_from_name(name, &t) || !traits(t).from_float || t == Type::Q8_1 || t == Type::Q8_K)
+        // the load-time rearranged types too (no file holds them, so no file name)
+        const bool rearranged = name == "q8_0r" || name == "q4_0r" || name == "q4_1r";
+        if (rearranged) t = name == "q8_0r" ? Type::Q8_0R : name == "q4_0r" ? Type::Q4_0R : Type::Q4_1R;
+        if ((!rearranged && !type_from_name(name, &t)) || !traits(t).from_float || t == Type::Q8_1 || t == Type::Q8_K)
           throw Error("unknown or unsupported weight type '" + name + "'");
         if (K % block_size(t) == 0) types.push_back(t);  // K-quants need rows of whole 256-blocks
         pos = e + 1;

@@ -63,7 +63,7 @@ int main(int argc, char** argv) {
       ("o,output", "md or json (one object per line)", cxxopts::value<std::string>()->default_value("md"))
       ("mmap", "read the weights from the file map as stored, no copy (implies --no-repack)")
       ("no-bandwidth", "skip the read-bandwidth measurement (no roofline column)")
-      ("no-repack", "keep Q8_0 matrices in their stored layout (no load-time rearranging into Q8_0R)")
+      ("no-repack", "keep Q8_0, Q4_0 and Q4_1 matrices in their stored layout (no load-time rearranging into Q8_0R, Q4_0R, Q4_1R)")
       ("h,help", "show this help");
   try {
     auto r = opts.parse(argc, argv);

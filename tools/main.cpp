@@ -133,7 +133,7 @@ int main(int argc, char** argv) {
       ("t,threads", "threads (0: all cores)", cxxopts::value<int>()->default_value("0"))
       ("mmap", "read the weights from the file map as stored, no copy (instant load, pages shared "
                "between processes; generation slower on some machines; implies --no-repack)")
-      ("no-repack", "keep Q8_0 matrices in their stored layout (no load-time rearranging into Q8_0R)")
+      ("no-repack", "keep Q8_0, Q4_0 and Q4_1 matrices in their stored layout (no load-time rearranging into Q8_0R, Q4_0R, Q4_1R)")
       ("temp", "temperature (0: greedy)", cxxopts::value<float>()->default_value("0.8"))
       ("top-k", "top-k (0: off)", cxxopts::value<int>()->default_value("40"))
       ("top-p", "top-p (1: off)", cxxopts::value<float>()->default_value("0.95"))

@@ -19,7 +19,7 @@ int main(int argc, char** argv) {
       ("t,threads", "threads (0: all cores)", cxxopts::value<int>()->default_value("0"))
       ("mmap", "read the weights from the file map as stored, no copy (instant load, pages shared "
                "between processes; generation slower on some machines; implies --no-repack)")
-      ("no-repack", "keep Q8_0 matrices in their stored layout (no load-time rearranging into Q8_0R)")
+      ("no-repack", "keep Q8_0, Q4_0 and Q4_1 matrices in their stored layout (no load-time rearranging into Q8_0R, Q4_0R, Q4_1R)")
       ("chunks", "at most this many windows (-1: all)", cxxopts::value<int64_t>()->default_value("-1"))
       ("kl-base", "save this model's top-k log-probabilities as the base for --kl", cxxopts::value<std::string>())
       ("kl", "compare against a base file: mean KL-divergence, top-1 agreement, perplexity ratio", cxxopts::value<std::string>())

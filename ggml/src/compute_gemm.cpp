@@ -30,13 +30,16 @@ constexpr int64_t ITEM_ACTIVATIONS = 128;  // activation rows per work item (who
 // measured slower. BF16 path: as many pairs (the same bytes). Int8 path: 8
 // blocks of 32 (the same 256 columns).
 constexpr int64_t KC = 256;
-constexpr int64_t KCB = 8;  // a multiple of 8: Q8_0R rows are packed whole groups of 8 blocks at a time
+constexpr int64_t KCB = 8;  // a multiple of 8: Q8_0R/Q4_0R/Q4_1R rows are packed whole groups of 8 blocks at a time
 
 size_t align64(size_t n) { return (n + 63) / 64 * 64; }
 
 enum class Path { F32, BF16, Q8 };
 
-bool quantized_path(Type t) { return t == Type::Q4_0 || t == Type::Q4_1 || t == Type::Q8_0 || t == Type::Q8_0R; }
+bool quantized_path(Type t) {
+  return t == Type::Q4_0 || t == Type::Q4_1 || t == Type::Q8_0 || t == Type::Q8_0R || t == Type::Q4_0R ||
+         t == Type::Q4_1R;
+}
 
 Path path_for(Type t, const cpu::KernelSet& k) {
   if (quantized_path(t)) return Path::Q8;

@@ -35,6 +35,8 @@ KernelSet make_scalar() {
   set(Type::Q5_1, dot_q5_1, tile_from_dot<dot_q5_1>);
   set(Type::Q8_0, dot_q8_0, tile_from_dot<dot_q8_0>);
   set(Type::Q8_0R, dot_q8_0r, tile_from_dot<dot_q8_0r>);
+  set(Type::Q4_0R, dot_q4_0r, tile_from_dot<dot_q4_0r>);
+  set(Type::Q4_1R, dot_q4_1r, tile_from_dot<dot_q4_1r>);
   set(Type::Q4_K, dot_q4_K, tile_from_dot<dot_q4_K>);
   set(Type::Q5_K, dot_q5_K, tile_from_dot<dot_q5_K>);
   set(Type::Q6_K, dot_q6_K, tile_from_dot<dot_q6_K>);
@@ -48,6 +50,10 @@ KernelSet make_scalar() {
   k.to_float[slot(Type::Q8_S)] = dequantize_q8_s;
   k.from_float[slot(Type::Q8_0R)] = quantize_q8_0r;
   k.to_float[slot(Type::Q8_0R)] = dequantize_q8_0r;
+  k.from_float[slot(Type::Q4_0R)] = quantize_q4_0r;
+  k.to_float[slot(Type::Q4_0R)] = dequantize_q4_0r;
+  k.from_float[slot(Type::Q4_1R)] = quantize_q4_1r;
+  k.to_float[slot(Type::Q4_1R)] = dequantize_q4_1r;
   k.silu = silu_scalar;
   k.exp_sum = exp_sum_scalar;
   return k;

@@ -409,4 +409,77 @@ float dot_q8_0r(int64_t n, const void* vx, const void* vy) {
   return dot_q8_0(n, blocks.data(), vy);
 }
 
+// Q4_0R and Q4_1R: B is the stored block, R the rearranged group of 8.
+namespace {
+template <class B, class R>
+void repack_r4(const void* vx, void* vy, int64_t n) {
+  const auto* x = static_cast<const B*>(vx);
+  auto* y = static_cast<R*>(vy);
+  for (int64_t g = 0; g < n / 256; g++, x += 8) {
+    R r;  // a local first: in and out may be the same memory
+    for (int j = 0; j < 8; j++) {
+      std::memcpy(r.qs + 16 * j, x[j].qs, 16);
+      r.d[j] = x[j].d;
+      if constexpr (std::is_same_v<B, block_q4_1>) r.m[j] = x[j].m;
+    }
+    std::memcpy(&y[g], &r, sizeof r);
+  }
+}
+template <class B, class R>
+void unpack_r4(const void* vx, void* vy, int64_t n) {
+  const auto* x = static_cast<const R*>(vx);
+  auto* y = static_cast<B*>(vy);
+  for (int64_t g = 0; g < n / 256; g++, y += 8) {
+    B b[8];
+    for (int j = 0; j < 8; j++) {
+      std::memcpy(b[j].qs, x[g].qs + 16 * j, 16);
+      b[j].d = x[g].d[j];
+      if constexpr (std::is_same_v<B, block_q4_1>) b[j].m = x[g].m[j];
+    }
+    std::memcpy(y, b, sizeof b);
+  }
+}
+}  // namespace
+
+void repack_q4_0r(const void* x, void* y, int64_t n) { repack_r4<block_q4_0, block_q4_0r>(x, y, n); }
+void unpack_q4_0r(const void* x, void* y, int64_t n) { unpack_r4<block_q4_0, block_q4_0r>(x, y, n); }
+void repack_q4_1r(const void* x, void* y, int64_t n) { repack_r4<block_q4_1, block_q4_1r>(x, y, n); }
+void unpack_q4_1r(const void* x, void* y, int64_t n) { unpack_r4<block_q4_1, block_q4_1r>(x, y, n); }
+
+void quantize_q4_0r(const float* x, void* y, int64_t n) {
+  quantize_q4_0(x, y, n);
+  repack_q4_0r(y, y, n);
+}
+void quantize_q4_1r(const float* x, void* y, int64_t n) {
+  quantize_q4_1(x, y, n);
+  repack_q4_1r(y, y, n);
+}
+
+void dequantize_q4_0r(const void* x, float* y, int64_t n) {
+  block_q4_0 b[8];
+  for (int64_t g = 0; g < n / 256; g++) {
+    unpack_q4_0r(static_cast<const block_q4_0r*>(x) + g, b, 256);
+    dequantize_q4_0(b, y + 256 * g, 256);
+  }
+}
+void dequantize_q4_1r(const void* x, float* y, int64_t n) {
+  block_q4_1 b[8];
+  for (int64_t g = 0; g < n / 256; g++) {
+    unpack_q4_1r(static_cast<const block_q4_1r*>(x) + g, b, 256);
+    dequantize_q4_1(b, y + 256 * g, 256);
+  }
+}
+
+// Through the stored type's dot, as for Q8_0R.
+float dot_q4_0r(int64_t n, const void* vx, const void* vy) {
+  std::vector<block_q4_0> blocks(size_t(n / 32));
+  unpack_q4_0r(vx, blocks.data(), n);
+  return dot_q4_0(n, blocks.data(), vy);
+}
+float dot_q4_1r(int64_t n, const void* vx, const void* vy) {
+  std::vector<block_q4_1> blocks(size_t(n / 32));
+  unpack_q4_1r(vx, blocks.data(), n);
+  return dot_q4_1(n, blocks.data(), vy);
+}
+
 }  // namespace ggml::ref

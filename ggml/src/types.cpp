@@ -27,7 +27,7 @@ TypeTraits make(const char* name, int64_t bs, size_t ts, bool q, to_float_fn tf,
 
 struct Table {
   TypeTraits by_id[31];
-  TypeTraits q8_s, q8_0r;
+  TypeTraits q8_s, q8_0r, q4_0r, q4_1r;
   Table() {
     auto set = [&](Type t, TypeTraits tr) { by_id[size_t(t)] = tr; };
     set(Type::F32, make("f32", 1, 4, false, dequantize_f32, quantize_f32, Type::F32));
@@ -54,6 +54,8 @@ struct Table {
     set(Type::F64, make("f64", 1, 8, false, nullptr, nullptr, Type::F64));
     q8_s = make("q8_s", 32, 40, true, dequantize_q8_s, quantize_q8_s, Type::Q8_S);
     q8_0r = make("q8_0r", 256, sizeof(block_q8_0r), true, dequantize_q8_0r, quantize_q8_0r, Type::Q8_S);
+    q4_0r = make("q4_0r", 256, sizeof(block_q4_0r), true, dequantize_q4_0r, quantize_q4_0r, Type::Q8_S);
+    q4_1r = make("q4_1r", 256, sizeof(block_q4_1r), true, dequantize_q4_1r, quantize_q4_1r, Type::Q8_S);
   }
 };
 
@@ -64,7 +66,7 @@ const Table& table() {
 }  // namespace
 
 bool type_known(uint32_t id) {
-  if (id == uint32_t(Type::Q8_S) || id == uint32_t(Type::Q8_0R)) return true;
+  if (type_internal(Type(id))) return true;
   return id < 31 && table().by_id[id].name != nullptr;
 }
 
@@ -72,6 +74,8 @@ const TypeTraits& traits(Type t) {
   const uint32_t id = uint32_t(t);
   if (t == Type::Q8_S) return table().q8_s;
   if (t == Type::Q8_0R) return table().q8_0r;
+  if (t == Type::Q4_0R) return table().q4_0r;
+  if (t == Type::Q4_1R) return table().q4_1r;
   if (!type_known(id)) fail("unknown tensor type id " + std::to_string(id));
   return table().by_id[id];
 }

@@ -67,18 +67,26 @@ struct Loader {
   }
 
   // How a tensor is held: dequantized to F32 (norm gains and biases are
-  // added/multiplied as F32; every weight with f32_weights), rearranged into
-  // Q8_0R, copied as stored, or used from the file map.
-  enum class Hold { F32, Q8_0R, Copy, Mapped };
+  // added/multiplied as F32; every weight with f32_weights), rearranged (Q8_0
+  // into Q8_0R, Q4_0 into Q4_0R, Q4_1 into Q4_1R), copied as stored, or used
+  // from the file map.
+  enum class Hold { F32, Rearranged, Copy, Mapped };
+  // The rearranged type of a stored one where the kernel set prefers it (or
+  // the type itself).
+  static ggml::Type rearranged(ggml::Type t) {
+    const ggml::cpu::KernelSet& k = ggml::cpu::best();
+    if (t == ggml::Type::Q8_0 && k.prefers_q8_0r) return ggml::Type::Q8_0R;
+    if (t == ggml::Type::Q4_0 && k.prefers_q4r) return ggml::Type::Q4_0R;
+    if (t == ggml::Type::Q4_1 && k.prefers_q4r) return ggml::Type::Q4_1R;
+    return t;
+  }
   Hold hold(const gguf::TensorInfo* ti, size_t dims) const {
     if (opt.f32_weights || (dims == 1 && ti->type != ggml::Type::F32)) return Hold::F32;
-    if (opt.repack && ti->type == ggml::Type::Q8_0 && dims == 2 && ti->ne[0] % 256 == 0 &&
-        ggml::cpu::best().prefers_q8_0r)
-      return Hold::Q8_0R;
+    if (opt.repack && dims == 2 && ti->ne[0] % 256 == 0 && rearranged(ti->type) != ti->type) return Hold::Rearranged;
     return opt.copy_weights ? Hold::Copy : Hold::Mapped;
   }
   static ggml::Type held_type(const gguf::TensorInfo* ti, Hold h) {
-    return h == Hold::F32 ? ggml::Type::F32 : h == Hold::Q8_0R ? ggml::Type::Q8_0R : ti->type;
+    return h == Hold::F32 ? ggml::Type::F32 : h == Hold::Rearranged ? rearranged(ti->type) : ti->type;
   }
 
   // Writes ti's values, held as h, at dst (not for Hold::Mapped).
@@ -91,10 +99,14 @@ struct Loader {
       bytes += (uint64_t)n * 4;
       return;
     }
-    if (h == Hold::Q8_0R) {
+    if (h == Hold::Rearranged) {
       const size_t rb = ggml::row_size(ti->type, ti->ne[0]);
+      const ggml::Type to = rearranged(ti->type);
+      auto repack = to == ggml::Type::Q8_0R ? ggml::ref::repack_q8_0r
+                    : to == ggml::Type::Q4_0R ? ggml::ref::repack_q4_0r
+                                              : ggml::ref::repack_q4_1r;
 #pragma omp parallel for schedule(static)
-      for (int64_t r = 0; r < n / ti->ne[0]; r++) ggml::ref::repack_q8_0r(src + size_t(r) * rb, out + size_t(r) * rb, ti->ne[0]);
+      for (int64_t r = 0; r < n / ti->ne[0]; r++) repack(src + size_t(r) * rb, out + size_t(r) * rb, ti->ne[0]);
     } else {
       const int64_t chunks = int64_t((ti->nbytes + (size_t(1) << 20) - 1) >> 20);  // 1 MiB each
 #pragma omp parallel for schedule(static)
@@ -146,7 +158,7 @@ struct Loader {
     std::vector<const gguf::TensorInfo*> tis;
     for (const auto& [name, ne] : want) tis.push_back(find(name, ne, true));
     const Hold h = hold(tis[0], 2);
-    bool same = h == Hold::Q8_0R || h == Hold::Copy;
+    bool same = h == Hold::Rearranged || h == Hold::Copy;
     int64_t rows = 0;
     for (const auto* ti : tis) {
       same = same && ti->n_dims == 2 && ti->type == tis[0]->type && ti->ne[0] == tis[0]->ne[0] && hold(ti, 2) == h;

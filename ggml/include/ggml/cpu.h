@@ -73,9 +73,17 @@ struct GemmBF16 {
   int kalign = 1;
 };
 
-constexpr int TYPE_SLOTS = 33;
+constexpr int TYPE_SLOTS = 35;
 constexpr int TILE_MAX = 4;  // largest nx and ny a tile kernel is asked for
-inline int slot(Type t) { return t == Type::Q8_S ? 31 : t == Type::Q8_0R ? 32 : int(t); }
+inline int slot(Type t) {
+  switch (t) {
+    case Type::Q8_S: return 31;
+    case Type::Q8_0R: return 32;
+    case Type::Q4_0R: return 33;
+    case Type::Q4_1R: return 34;
+    default: return int(t);
+  }
+}
 
 struct KernelSet {
   const char* name = "scalar";
@@ -89,6 +97,8 @@ struct KernelSet {
   // Q8_0 matrices are worth rearranging into Q8_0R at load time (the set's
   // Q8_0R kernels are faster; every set can run Q8_0R, through the scalar one).
   bool prefers_q8_0r = false;
+  // The same for Q4_0 and Q4_1 into Q4_0R and Q4_1R.
+  bool prefers_q4r = false;
   // y = x / (1 + exp(-x)); and y = exp(y - sub) in place, returning the sum.
   void (*silu)(const float* x, float* y, int64_t n) = nullptr;
   double (*exp_sum)(float* y, int64_t n, float sub) = nullptr;

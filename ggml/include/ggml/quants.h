@@ -57,6 +57,13 @@ struct Q8SRow {
 struct block_q8_0r { int8_t qs[256]; fp16_t d[8]; };
 // Index into block_q8_0r::qs of value v (0..31) of block j (0..7).
 inline int q8_0r_index(int j, int v) { return (j >> 2) * 128 + (v >> 4) * 64 + (j & 3) * 16 + (v & 15); }
+// Q4_0R / Q4_1R: Q4_0 and Q4_1 rearranged the same way (at load time, never
+// in a file): each group of 8 blocks holds the 16 qs bytes of its blocks one
+// after another (block j at qs + 16 j; a 64-byte load takes four blocks in
+// the order of Q8_S activations), then the 8 scales, and for Q4_1R the 8
+// mins. Same size as the 8 blocks; rows must be whole groups.
+struct block_q4_0r { uint8_t qs[128]; fp16_t d[8]; };
+struct block_q4_1r { uint8_t qs[128]; fp16_t d[8]; fp16_t m[8]; };
 
 // 8 sub-blocks of 32: x = d * sc * q - dmin * m, 6-bit sc and m packed in scales.
 struct block_q4_K { fp16_t d; fp16_t dmin; uint8_t scales[K_SCALE_SIZE]; uint8_t qs[QK_K / 2]; };
@@ -73,6 +80,8 @@ static_assert(sizeof(block_q5_1) == 24);
 static_assert(sizeof(block_q8_0) == 34);
 static_assert(sizeof(block_q8_1) == 36);
 static_assert(sizeof(block_q8_0r) == 8 * sizeof(block_q8_0));
+static_assert(sizeof(block_q4_0r) == 8 * sizeof(block_q4_0));
+static_assert(sizeof(block_q4_1r) == 8 * sizeof(block_q4_1));
 static_assert(sizeof(block_q4_K) == 144);
 static_assert(sizeof(block_q5_K) == 176);
 static_assert(sizeof(block_q6_K) == 210);
@@ -87,6 +96,8 @@ void quantize_q5_1(const float* x, void* y, int64_t n);
 void quantize_q8_0(const float* x, void* y, int64_t n);
 void quantize_q8_1(const float* x, void* y, int64_t n);
 void quantize_q8_0r(const float* x, void* y, int64_t n);  // Q8_0's values, rearranged
+void quantize_q4_0r(const float* x, void* y, int64_t n);  // Q4_0's values, rearranged
+void quantize_q4_1r(const float* x, void* y, int64_t n);  // Q4_1's values, rearranged
 void quantize_q8_s(const float* x, void* y, int64_t n);
 void quantize_q8_K(const float* x, void* y, int64_t n);
 void quantize_f16(const float* x, void* y, int64_t n);
@@ -105,6 +116,13 @@ void dequantize_q8_0r(const void* x, float* y, int64_t n);
 // Q8_0 <-> Q8_0R, n values (a multiple of 256).
 void repack_q8_0r(const void* q8_0, void* q8_0r, int64_t n);
 void unpack_q8_0r(const void* q8_0r, void* q8_0, int64_t n);
+// Q4_0 <-> Q4_0R and Q4_1 <-> Q4_1R, n values (a multiple of 256).
+void repack_q4_0r(const void* q4_0, void* q4_0r, int64_t n);
+void unpack_q4_0r(const void* q4_0r, void* q4_0, int64_t n);
+void repack_q4_1r(const void* q4_1, void* q4_1r, int64_t n);
+void unpack_q4_1r(const void* q4_1r, void* q4_1, int64_t n);
+void dequantize_q4_0r(const void* x, float* y, int64_t n);
+void dequantize_q4_1r(const void* x, float* y, int64_t n);
 void dequantize_q8_s(const void* x, float* y, int64_t n);
 void dequantize_q8_K(const void* x, float* y, int64_t n);
 void dequantize_q4_K(const void* x, float* y, int64_t n);
@@ -126,6 +144,8 @@ float dot_q5_0(int64_t n, const void* x, const void* y);  // y: Q8_S
 float dot_q5_1(int64_t n, const void* x, const void* y);  // y: Q8_S
 float dot_q8_0(int64_t n, const void* x, const void* y);  // y: Q8_S
 float dot_q8_0r(int64_t n, const void* x, const void* y); // y: Q8_S
+float dot_q4_0r(int64_t n, const void* x, const void* y); // y: Q8_S
+float dot_q4_1r(int64_t n, const void* x, const void* y); // y: Q8_S
 float dot_q4_K(int64_t n, const void* x, const void* y);  // y: Q8_K
 float dot_q5_K(int64_t n, const void* x, const void* y);  // y: Q8_K
 float dot_q6_K(int64_t n, const void* x, const void* y);  // y: Q8_K

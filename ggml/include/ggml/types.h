@@ -16,6 +16,9 @@ enum class Type : uint32_t {
   // Q8_0 rearranged at load time for the matrix-vector kernels (block_q8_0r:
   // 256 values, 272 bytes). Never stored in a file.
   Q8_0R = 1001,
+  // Q4_0 and Q4_1 rearranged the same way (block_q4_0r, block_q4_1r).
+  Q4_0R = 1002,
+  Q4_1R = 1003,
   COUNT_ = 1002,
 };
 
@@ -35,8 +38,10 @@ struct TypeTraits {
 // Traits of a type; throws ggml::Error for an id that is not a known type.
 const TypeTraits& traits(Type t);
 bool type_known(uint32_t id);
-// Types of this engine's own (Q8_S, Q8_0R), which no file may hold.
-inline bool type_internal(Type t) { return t == Type::Q8_S || t == Type::Q8_0R; }
+// Types of this engine's own (Q8_S and the rearranged ones), which no file may hold.
+inline bool type_internal(Type t) {
+  return t == Type::Q8_S || t == Type::Q8_0R || t == Type::Q4_0R || t == Type::Q4_1R;
+}
 const char* type_name(Type t);
 // Parses a type name ("q4_0", "F16", ...) case-insensitively; false if unknown.
 bool type_from_name(std::string_view name, Type* out);

@@ -393,22 +393,6 @@ void quantize_q8_0r(const float* x, void* y, int64_t n) {
   repack_q8_0r(y, y, n);
 }
 
-void dequantize_q8_0r(const void* x, float* y, int64_t n) {
-  block_q8_0 b[8];
-  for (int64_t g = 0; g < n / 256; g++) {
-    unpack_q8_0r(static_cast<const block_q8_0r*>(x) + g, b, 256);
-    dequantize_q8_0(b, y + 256 * g, 256);
-  }
-}
-
-// Q8_0's values in Q8_0's order, through Q8_0's dot: the same result by
-// construction (the rearranged layout is only for the SIMD kernels).
-float dot_q8_0r(int64_t n, const void* vx, const void* vy) {
-  std::vector<block_q8_0> blocks(size_t(n / 32));
-  unpack_q8_0r(vx, blocks.data(), n);
-  return dot_q8_0(n, blocks.data(), vy);
-}
-
 // Q4_0R and Q4_1R: B is the stored block, R the rearranged group of 8.
 namespace {
 template <class B, class R>
@@ -455,31 +439,37 @@ void quantize_q4_1r(const float* x, void* y, int64_t n) {
   repack_q4_1r(y, y, n);
 }
 
-void dequantize_q4_0r(const void* x, float* y, int64_t n) {
-  block_q4_0 b[8];
+// The rearranged types' dequantization and dot product go through their
+// stored types, in the stored order: the same results by construction (the
+// rearranged layouts are only for the SIMD kernels).
+namespace {
+template <class B, class R, void (*unpack)(const void*, void*, int64_t), void (*dequantize)(const void*, float*, int64_t)>
+void dequantize_rearranged(const void* x, float* y, int64_t n) {
+  B b[8];
   for (int64_t g = 0; g < n / 256; g++) {
-    unpack_q4_0r(static_cast<const block_q4_0r*>(x) + g, b, 256);
-    dequantize_q4_0(b, y + 256 * g, 256);
+    unpack(static_cast<const R*>(x) + g, b, 256);
+    dequantize(b, y + 256 * g, 256);
   }
+}
+template <class B, void (*unpack)(const void*, void*, int64_t), float (*dot)(int64_t, const void*, const void*)>
+float dot_rearranged(int64_t n, const void* vx, const void* vy) {
+  std::vector<B> blocks(size_t(n / 32));
+  unpack(vx, blocks.data(), n);
+  return dot(n, blocks.data(), vy);
+}
+}  // namespace
+
+void dequantize_q8_0r(const void* x, float* y, int64_t n) {
+  dequantize_rearranged<block_q8_0, block_q8_0r, unpack_q8_0r, dequantize_q8_0>(x, y, n);
+}
+void dequantize_q4_0r(const void* x, float* y, int64_t n) {
+  dequantize_rearranged<block_q4_0, block_q4_0r, unpack_q4_0r, dequantize_q4_0>(x, y, n);
 }
 void dequantize_q4_1r(const void* x, float* y, int64_t n) {
-  block_q4_1 b[8];
-  for (int64_t g = 0; g < n / 256; g++) {
-    unpack_q4_1r(static_cast<const block_q4_1r*>(x) + g, b, 256);
-    dequantize_q4_1(b, y + 256 * g, 256);
-  }
+  dequantize_rearranged<block_q4_1, block_q4_1r, unpack_q4_1r, dequantize_q4_1>(x, y, n);
 }
-
-// Through the stored type's dot, as for Q8_0R.
-float dot_q4_0r(int64_t n, const void* vx, const void* vy) {
-  std::vector<block_q4_0> blocks(size_t(n / 32));
-  unpack_q4_0r(vx, blocks.data(), n);
-  return dot_q4_0(n, blocks.data(), vy);
-}
-float dot_q4_1r(int64_t n, const void* vx, const void* vy) {
-  std::vector<block_q4_1> blocks(size_t(n / 32));
-  unpack_q4_1r(vx, blocks.data(), n);
-  return dot_q4_1(n, blocks.data(), vy);
-}
+float dot_q8_0r(int64_t n, const void* x, const void* y) { return dot_rearranged<block_q8_0, unpack_q8_0r, dot_q8_0>(n, x, y); }
+float dot_q4_0r(int64_t n, const void* x, const void* y) { return dot_rearranged<block_q4_0, unpack_q4_0r, dot_q4_0>(n, x, y); }
+float dot_q4_1r(int64_t n, const void* x, const void* y) { return dot_rearranged<block_q4_1, unpack_q4_1r, dot_q4_1>(n, x, y); }
 
 }  // namespace ggml::ref

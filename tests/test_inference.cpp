@@ -349,12 +349,18 @@ TEST_CASE("KL-divergence: zero against itself, exact against full softmaxes when
 TEST_CASE("weights copied, q/k/v fused and Q8_0/Q4_0/Q4_1 rearranged give the file map's logits bit for bit") {
   // A 256-wide LLaMA: the llama_st fixture's metadata and tensors with every
   // width but the vocabulary's times 4, random matrices of each type.
-  const struct { ggml::Type stored, held; bool ggml::cpu::KernelSet::*prefers; } kinds[] = {
-      {ggml::Type::Q8_0, ggml::Type::Q8_0R, &ggml::cpu::KernelSet::prefers_q8_0r},
-      {ggml::Type::Q4_0, ggml::Type::Q4_0R, &ggml::cpu::KernelSet::prefers_q4r},
-      {ggml::Type::Q4_1, ggml::Type::Q4_1R, &ggml::cpu::KernelSet::prefers_q4r}};
+  // (the last: ffn_up in another type than ffn_gate, which one token's
+  // graph cannot fuse into one SwiGLU product)
+  const struct {
+    ggml::Type stored, held;
+    bool ggml::cpu::KernelSet::*prefers;
+    ggml::Type up;
+  } kinds[] = {{ggml::Type::Q8_0, ggml::Type::Q8_0R, &ggml::cpu::KernelSet::prefers_q8_0r, ggml::Type::Q8_0},
+               {ggml::Type::Q4_0, ggml::Type::Q4_0R, &ggml::cpu::KernelSet::prefers_q4r, ggml::Type::Q4_0},
+               {ggml::Type::Q4_1, ggml::Type::Q4_1R, &ggml::cpu::KernelSet::prefers_q4r, ggml::Type::Q4_1},
+               {ggml::Type::Q4_0, ggml::Type::Q4_0R, &ggml::cpu::KernelSet::prefers_q4r, ggml::Type::F16}};
   for (const auto& kind : kinds) {
-    const std::string tname = ggml::type_name(kind.stored);
+    const std::string tname = ggml::type_name(kind.stored) + std::string("+up-") + ggml::type_name(kind.up);
     CAPTURE(tname);
     auto src = llm::gguf::File::open(converted("llama_st", ggml::Type::F32));
     llm::gguf::Writer w;
@@ -370,7 +376,9 @@ TEST_CASE("weights copied, q/k/v fused and Q8_0/Q4_0/Q4_1 rearranged give the fi
       int64_t ne[4] = {t.ne[0] * 4, t.n_dims == 2 ? t.ne[1] : 1, 1, 1};
       if (t.n_dims == 2 && t.name != "token_embd.weight" && t.name != "output.weight") ne[1] *= 4;
       const int64_t n = ne[0] * ne[1];
-      const ggml::Type ty = t.n_dims == 2 ? kind.stored : ggml::Type::F32;
+      const ggml::Type ty = t.n_dims == 1                                  ? ggml::Type::F32
+                            : t.name.find("ffn_up") != std::string::npos ? kind.up
+                                                                          : kind.stored;
       std::vector<float> x = rng.normals(size_t(n), t.n_dims == 2 ? 0.05f : 0.1f);
       if (t.n_dims == 1) for (auto& v : x) v += 1.0f;
       data.emplace_back(ggml::row_size(ty, n));

@@ -54,7 +54,10 @@ Tensor* build_llama(GraphInputs& in) {
       x = ggml::add(ctx, x, linear(ctx, att, l.wo, l.bo));
     }
     Tensor* g;
-    if (fuse) {
+    // (files may hold gate and up in different types: then two products)
+    const bool same_gate_up = l.w_up->type == l.w_gate->type && l.w_up->ne[0] == l.w_gate->ne[0] &&
+                              l.w_up->ne[1] == l.w_gate->ne[1];
+    if (fuse && same_gate_up) {
       // (Gate and up as one concatenated product, before this fusion,
       // measured slower: TinyLlama Q4_1 generation -3-4%.)
       ggml::MatMulFusion f;

@@ -92,6 +92,12 @@ void compute_rms_norm(const ComputeParams& p, Tensor* dst);
 // One row of rms_norm (y may be x): shared by the node and the matrix
 // product that fuses it, so the two give the same floats.
 void rms_norm_row(const float* x, float* y, int64_t n, float eps, const float* w);
+// y = silu(x) * b for one row (y may be x; b contiguous): shared by the
+// silu_mul node and the SwiGLU product that fuses it, likewise.
+inline void silu_mul_row(const cpu::KernelSet& k, const float* x, float* y, const float* b, int64_t n) {
+  k.silu(x, y, n);
+  for (int64_t j = 0; j < n; j++) y[j] *= b[j];
+}
 void compute_norm(const ComputeParams& p, Tensor* dst);
 void compute_rope(const ComputeParams& p, Tensor* dst);
 void compute_soft_max(const ComputeParams& p, Tensor* dst);

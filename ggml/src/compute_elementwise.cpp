@@ -183,13 +183,13 @@ void compute_unary(const ComputeParams& p, Tensor* dst) {
           load_row_f32(*p.k, src, i.i1, i.i2, i.i3, y);
           x = y;
         }
-        p.k->silu(x, y, n);
-        if (!b) continue;
-        const char* br = b->row_ptr(i.i1, i.i2, i.i3);
-        if (b->nb[0] == sizeof(float)) {
-          const float* bv = reinterpret_cast<const float*>(br);
-          for (int64_t j = 0; j < n; j++) y[j] *= bv[j];
+        const char* br = b ? b->row_ptr(i.i1, i.i2, i.i3) : nullptr;
+        if (!b) {
+          p.k->silu(x, y, n);
+        } else if (b->nb[0] == sizeof(float)) {
+          silu_mul_row(*p.k, x, y, reinterpret_cast<const float*>(br), n);
         } else {
+          p.k->silu(x, y, n);
           for (int64_t j = 0; j < n; j++) {
             float v;
             std::memcpy(&v, br + size_t(j) * b->nb[0], 4);

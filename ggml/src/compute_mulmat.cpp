@@ -235,10 +235,8 @@ void compute_mul_mat(const ComputeParams& p, Tensor* dst) {
     const int64_t len = m_end - m_begin;
     for (int64_t j = n_begin; j < n_end; j++) {
       float* o = out + size_t(j) * ldo + size_t(m_begin);
-      if (up_out) {  // as silu_mul: silu, then times up
-        const float* u = up_out + size_t(j - n_begin) * M_CHUNK;
-        k.silu(o, o, len);
-        for (int64_t i = 0; i < len; i++) o[i] *= u[i];
+      if (up_out) {  // as the silu_mul node
+        silu_mul_row(k, o, o, up_out + size_t(j - n_begin) * M_CHUNK, len);
       } else {  // as add(addend, product)
         const float* r = reinterpret_cast<const float*>(dst->src[2]->row_ptr(j)) + m_begin;
         for (int64_t i = 0; i < len; i++) o[i] = r[i] + o[i];

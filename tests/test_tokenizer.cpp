@@ -209,3 +209,44 @@ TEST_CASE("byte-level BPE (LLaMA-3 split regex) matches tokenizers") {
   llm::Tokenizer tok(t.vocab);
   check_tokenizer(tok, load_json(data_dir() + "/tokenizer/bpe_llama3/expected.json"), true);
 }
+
+TEST_CASE("SmolLM2: bytes that are not UTF-8 become byte tokens, or U+FFFD where the vocabulary has none") {
+  const std::string root = data_dir() + "/../../models/SmolLM2-135M-Instruct.Q4_1.gguf";
+  if (!fs::exists(root)) {
+    if (std::getenv("LLM_REQUIRE_MODELS")) FAIL("missing " << root << " (scripts/fetch-models.sh)");
+    MESSAGE("skipped: SmolLM2 not fetched");
+    return;
+  }
+  auto f = llm::gguf::File::open(root);
+  llm::Tokenizer tok(llm::Vocab::from_gguf(*f));
+  const int32_t unk = tok.vocab().unk, eos = tok.vocab().eos;
+  REQUIRE(unk >= 0);
+  const auto fffd = tok.encode("\xEF\xBF\xBD", false, false);
+  int n_lossless = 0, n_replaced = 0;
+  for (int b = 0x80; b < 0x100; b++) {
+    // An isolated lead or continuation byte between words: invalid UTF-8.
+    const std::string s = std::string("see ") + (char)b + " here";
+    CAPTURE(b);
+    auto ids = tok.encode(s, false, false);
+    CHECK(std::find(ids.begin(), ids.end(), unk) == ids.end());
+    CHECK(std::find(ids.begin(), ids.end(), eos) == ids.end());
+    if (tok.decode(ids) == s) {
+      n_lossless++;  // the byte had a token of its own
+    } else {
+      // What Python's errors="replace" decoding would hand to tokenizers.
+      CHECK(ids == tok.encode("see \xEF\xBF\xBD here", false, false));
+      n_replaced++;
+    }
+  }
+  // SmolLM2's vocabulary has tokens for all but a few bytes (0xC0, 0xC1, 0xF1, 0xF2, 0xF5-0xFF).
+  CHECK(n_lossless >= 100);
+  CHECK(n_replaced <= 16);
+  // Random invalid byte strings round-trip wherever every byte has a token.
+  std::mt19937 rng(5);
+  for (int it = 0; it < 200; it++) {
+    std::string s;
+    for (int k = 0; k < 12; k++) s += (char)(0x80 + rng() % 0x40);  // continuation bytes only: invalid
+    CHECK(tok.decode(tok.encode(s, false, false)) == s);
+  }
+  CHECK(fffd.size() >= 1);
+}

@@ -38,6 +38,11 @@ struct Tokenizer::Impl {
   std::unique_ptr<PreTokenizer> pre;
   int32_t byte_ids[256];
   bool has_byte_tokens = false;
+  // Byte-level BPE: the tokens of U+FFFD, for a byte whose character the
+  // vocabulary lacks (0xF5-0xFF never occur in UTF-8, and trained vocabularies
+  // often leave them out). The unknown token would be wrong there: in these
+  // vocabularies it is usually <|endoftext|>, which ends the text for the model.
+  std::vector<int32_t> replacement;
   // Tokens matched as a whole in the text: user-defined always, control on request.
   std::vector<int32_t> user_defined, control;
 
@@ -143,6 +148,37 @@ struct Tokenizer::Impl {
     }, &user_defined);
   }
 
+  // Byte-level BPE of one pre-tokenized word (each character stands for a byte).
+  std::vector<int32_t> bpe_word(const std::string& word) const {
+    std::vector<int32_t> ids_out;
+    auto prio = [&](const std::string& w, const Symbol& a, const Symbol& b, double& p) {
+      std::string key;
+      key.reserve(a.len + b.len + 1);
+      key.append(w, a.start, a.len).append(1, ' ').append(w, b.start, b.len);
+      auto it = merge_rank.find(key);
+      if (it == merge_rank.end()) return false;
+      p = -(double)it->second;
+      return true;
+    };
+    merge_word(word, prio, [&](const std::string& sym) {
+      auto it = ids.find(sym);
+      if (it != ids.end()) {
+        ids_out.push_back(it->second);
+        return;
+      }
+      // A merge whose result is not a token: fall back to the characters.
+      for (size_t i = 0; i < sym.size();) {
+        size_t n = std::min(utf8_len((uint8_t)sym[i]), sym.size() - i);
+        auto c = ids.find(sym.substr(i, n));
+        if (c != ids.end()) ids_out.push_back(c->second);
+        else if (!replacement.empty()) ids_out.insert(ids_out.end(), replacement.begin(), replacement.end());
+        else if (v.unk >= 0) ids_out.push_back(v.unk);
+        i += n;
+      }
+    });
+    return ids_out;
+  }
+
   void encode_bpe(std::string_view text, std::vector<int32_t>& out,
                   std::unordered_map<std::string, std::vector<int32_t>>& cache) const {
     for (std::string_view piece : pre->split(text)) {
@@ -153,31 +189,7 @@ struct Tokenizer::Impl {
         out.insert(out.end(), hit->second.begin(), hit->second.end());
         continue;
       }
-      std::vector<int32_t> ids_out;
-      auto prio = [&](const std::string& w, const Symbol& a, const Symbol& b, double& p) {
-        std::string key;
-        key.reserve(a.len + b.len + 1);
-        key.append(w, a.start, a.len).append(1, ' ').append(w, b.start, b.len);
-        auto it = merge_rank.find(key);
-        if (it == merge_rank.end()) return false;
-        p = -(double)it->second;
-        return true;
-      };
-      merge_word(word, prio, [&](const std::string& sym) {
-        auto it = ids.find(sym);
-        if (it != ids.end()) {
-          ids_out.push_back(it->second);
-          return;
-        }
-        // A merge whose result is not a token: fall back to the characters.
-        for (size_t i = 0; i < sym.size();) {
-          size_t n = std::min(utf8_len((uint8_t)sym[i]), sym.size() - i);
-          auto c = ids.find(sym.substr(i, n));
-          if (c != ids.end()) ids_out.push_back(c->second);
-          else if (v.unk >= 0) ids_out.push_back(v.unk);
-          i += n;
-        }
-      });
+      std::vector<int32_t> ids_out = bpe_word(word);
       out.insert(out.end(), ids_out.begin(), ids_out.end());
       cache.emplace(std::move(word), std::move(ids_out));
     }
@@ -210,6 +222,10 @@ Tokenizer::Tokenizer(Vocab vocab) : impl_(std::make_unique<Impl>()) {
     m.pre = std::make_unique<PreTokenizer>(m.v.pre);
     m.merge_rank.reserve(m.v.merges.size());
     for (size_t r = 0; r < m.v.merges.size(); r++) m.merge_rank.emplace(m.v.merges[r], (int32_t)r);
+    std::string fffd;
+    for (unsigned char c : std::string("\xEF\xBF\xBD")) fffd += utf8_encode(byte_to_codepoint(c));
+    std::vector<int32_t> r = m.bpe_word(fffd);
+    if (std::find(r.begin(), r.end(), m.v.unk) == r.end()) m.replacement = std::move(r);
   }
 }
 

@@ -4,11 +4,19 @@ BUILD   ?= build
 JOBS    ?= $(shell nproc)
 CMAKE_FLAGS ?=
 TOOLS   := bench-ops tokenize convert main quantize bench perplexity
+# CMake's generated makefiles are nested makes; without this each prints
+# "Entering/Leaving directory" lines around its work (~100 per build).
+MAKEFLAGS += --no-print-directory
 
-.PHONY: run all deps configure test test-portable test-neon test-sanitize fuzz-gguf fuzz-checkpoint bench clean
+.PHONY: run all tools deps configure test test-portable test-neon test-sanitize fuzz-gguf fuzz-checkpoint bench clean
 
 all: deps configure
 	cmake --build $(BUILD) -j $(JOBS)
+	@for t in $(TOOLS); do cp -f $(BUILD)/tools/$$t ./$$t; done
+
+# The tools alone (no test programs), also left at the repo root.
+tools: deps configure
+	cmake --build $(BUILD) -j $(JOBS) --target $(TOOLS)
 	@for t in $(TOOLS); do cp -f $(BUILD)/tools/$$t ./$$t; done
 
 deps:
@@ -69,7 +77,7 @@ fuzz-checkpoint:
 # The main job: build, fetch the default model, chat one turn with it.
 MODEL  ?= models/SmolLM2-135M-Instruct.Q4_1.gguf
 PROMPT ?= Write a short poem about the sea, then explain its imagery in two sentences.
-run: all
+run: tools
 	@bash scripts/fetch-models.sh
 	./main -m $(MODEL) --chat -p "$(PROMPT)" -n 256
 

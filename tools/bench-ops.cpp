@@ -17,6 +17,8 @@
 #include <string>
 #include <vector>
 
+#include "common.h"
+
 #include "bandwidth.h"
 #include "ggml/ggml.h"
 
@@ -72,7 +74,7 @@ struct Products {
 
 }  // namespace
 
-int main(int argc, char** argv) {
+static int run(int argc, char** argv) {
   cxxopts::Options opts("bench-ops", "Matrix-vector and matrix-matrix throughput per weight type, with the "
                                      "machine's measured read bandwidth.");
   opts.add_options()
@@ -88,16 +90,12 @@ int main(int argc, char** argv) {
       ("kernels", "kernel set: scalar, avx2, avx512, neon (default: best for this CPU)",
        cxxopts::value<std::string>()->default_value(""))
       ("cached", "use one weight copy that stays in cache (measures compute, not memory)")
-      ("o,output", "output format: md or json", cxxopts::value<std::string>()->default_value("md"))
-      ("h,help", "print this help");
-  try {
+      ("o,output", "output format: md or json", cxxopts::value<std::string>()->default_value("md"));
+  tool::add_standard_options(opts);
+  {
     auto args = opts.parse(argc, argv);
-    if (args.count("help")) {
-      std::printf("%s\n", opts.help().c_str());
-      return 0;
-    }
-    if (!args.unmatched().empty()) throw cxxopts::exceptions::exception("unexpected argument '" + args.unmatched()[0] + "'");
-    const int threads = args["threads"].as<int>();
+    if (tool::answer_standard_options(args, opts, "bench-ops")) return 0;
+    const int threads = tool::in_range(args, "threads", 1, 1024, "a count from 1 to 1024");
     const int64_t K = args["k"].as<int64_t>(), M = args["m"].as<int64_t>();
     const int reps = args["reps"].as<int>();
     const std::string fmt = args["output"].as<std::string>();
@@ -197,9 +195,8 @@ int main(int argc, char** argv) {
       }
       std::fflush(stdout);
     }
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "bench-ops: %s\n", e.what());
-    return 2;
   }
   return 0;
 }
+
+int main(int argc, char** argv) { return tool::guarded_main("bench-ops", run, argc, argv); }

@@ -11,6 +11,7 @@
 #include <random>
 
 #include "bandwidth.h"
+#include "common.h"
 #include "llm/model.h"
 #include "llm/session.h"
 
@@ -49,9 +50,7 @@ std::string json_escape(const std::string& s) {
   return o;
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
+int run(int argc, char** argv) {
   cxxopts::Options opts("bench", "Prompt processing and token generation speed (tokens/s).");
   opts.add_options()
       ("m,model", "GGUF model (repeatable)", cxxopts::value<std::vector<std::string>>())
@@ -63,19 +62,16 @@ int main(int argc, char** argv) {
       ("o,output", "md or json (one object per line)", cxxopts::value<std::string>()->default_value("md"))
       ("mmap", "read the weights from the file map as stored, no copy (implies --no-repack)")
       ("no-bandwidth", "skip the read-bandwidth measurement (no roofline column)")
-      ("no-repack", "keep Q8_0, Q4_0 and Q4_1 matrices in their stored layout (no load-time rearranging into Q8_0R, Q4_0R, Q4_1R)")
-      ("h,help", "show this help");
-  try {
+      ("no-repack", "keep Q8_0, Q4_0 and Q4_1 matrices in their stored layout (no load-time rearranging into Q8_0R, Q4_0R, Q4_1R)");
+  tool::add_standard_options(opts);
+  {
     auto r = opts.parse(argc, argv);
-    if (r.count("help")) {
-      std::cout << opts.help() << "\nExample: bench -m a.gguf -m b.gguf -p 128 -n 32 -t 2 -r 3 -o json\n";
+    if (tool::answer_standard_options(r, opts, "bench", "\nExample: bench -m a.gguf -m b.gguf -p 128 -n 32 -t 2 -r 3 -o json\n"))
       return 0;
-    }
-    if (!r.unmatched().empty()) throw llm::Error("unexpected argument '" + r.unmatched()[0] + "'");
     if (!r.count("model")) throw llm::Error("-m MODEL.gguf is required (see --help)");
     const int n_prompt = r["n-prompt"].as<int>(), n_gen = r["n-gen"].as<int>(), depth = r["depth"].as<int>();
     const int reps = r["repetitions"].as<int>();
-    int threads = r["threads"].as<int>();
+    int threads = tool::in_range(r, "threads", 0, 1024, "0 (every core) or a count up to 1024");
     if (threads <= 0) threads = omp_get_num_procs();
     const std::string fmt = r["output"].as<std::string>();
     if (fmt != "md" && fmt != "json") throw llm::Error("-o must be md or json");
@@ -160,10 +156,9 @@ int main(int argc, char** argv) {
       }
     }
     return 0;
-  } catch (const cxxopts::exceptions::exception& e) {
-    std::fprintf(stderr, "bench: %s (see --help)\n", e.what());
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "bench: %s\n", e.what());
   }
-  return 1;
 }
+
+}  // namespace
+
+int main(int argc, char** argv) { return tool::guarded_main("bench", run, argc, argv); }

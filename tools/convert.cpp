@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <iostream>
 
+#include "common.h"
 #include "llm/convert.h"
 #include "llm/gguf.h"
 
@@ -44,9 +45,7 @@ class Progress {
   int last_ = -1;
 };
 
-}  // namespace
-
-int main(int argc, char** argv) {
+int run(int argc, char** argv) {
   cxxopts::Options opts("convert", "Convert a Hugging Face checkpoint directory (LLaMA, GPT-NeoX, GPT-J) to GGUF.");
   opts.positional_help("MODEL_DIR");
   opts.add_options()
@@ -56,16 +55,12 @@ int main(int argc, char** argv) {
       ("outtype", "f32, f16, bf16 or q8_0 (1-D tensors stay f32)", cxxopts::value<std::string>()->default_value("f16"))
       ("vocab-only", "write the tokenizer metadata only (a vocab-only GGUF)")
       ("t,threads", "threads for quantizing", cxxopts::value<int>()->default_value("0"))
-      ("q,quiet", "no progress output")
-      ("h,help", "show this help");
+      ("q,quiet", "no progress output");
+  tool::add_standard_options(opts);
   opts.parse_positional({"model_dir"});
-  try {
+  {
     auto r = opts.parse(argc, argv);
-    if (r.count("help")) {
-      std::cout << opts.help() << "\n";
-      return 0;
-    }
-    if (!r.unmatched().empty()) throw llm::Error("unexpected argument '" + r.unmatched()[0] + "'");
+    if (tool::answer_standard_options(r, opts, "convert")) return 0;
     if (!r.count("model_dir")) throw llm::Error("MODEL_DIR is required (see --help)");
     llm::ConvertOptions o;
     o.model_dir = r["model_dir"].as<std::string>();
@@ -79,7 +74,7 @@ int main(int argc, char** argv) {
       std::string name = dir.filename().empty() ? dir.parent_path().filename().string() : dir.filename().string();
       o.out_path = (std::filesystem::path(o.model_dir) / (name + (o.vocab_only ? "-vocab" : "-" + ot) + ".gguf")).string();
     }
-    if (int t = r["threads"].as<int>(); t > 0) omp_set_num_threads(t);
+    if (int t = tool::in_range(r, "threads", 0, 1024, "0 (every core) or a count up to 1024"); t > 0) omp_set_num_threads(t);
     const bool quiet = r.count("quiet") > 0;
     Progress bar;
     if (!quiet) o.progress = [&](size_t d, size_t n, const std::string& name) { bar.update(d, n, name); };
@@ -91,10 +86,9 @@ int main(int argc, char** argv) {
                  o.out_path.c_str(), llm::arch_name(s.arch), s.n_tensors, s.n_params / 1e6, s.n_vocab,
                  s.out_bytes / 1048576.0, secs);
     return 0;
-  } catch (const cxxopts::exceptions::exception& e) {
-    std::fprintf(stderr, "convert: %s (see --help)\n", e.what());
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "convert: %s\n", e.what());
   }
-  return 1;
 }
+
+}  // namespace
+
+int main(int argc, char** argv) { return tool::guarded_main("convert", run, argc, argv); }

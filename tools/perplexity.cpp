@@ -6,14 +6,15 @@
 #include <iostream>
 #include <sstream>
 
+#include "common.h"
 #include "llm/model.h"
 #include "llm/perplexity.h"
 
-int main(int argc, char** argv) {
+static int run(int argc, char** argv) {
   cxxopts::Options opts("perplexity", "Perplexity of a text under a model; KL-divergence against a base model.");
   opts.add_options()
       ("m,model", "GGUF model", cxxopts::value<std::string>())
-      ("f,file", "text file (e.g. models/kjv.txt from scripts/fetch-eval-text.sh)", cxxopts::value<std::string>())
+      ("f,file", "text file ('-': standard input; e.g. models/kjv.txt from scripts/fetch-eval-text.sh)", cxxopts::value<std::string>())
       ("c,ctx-size", "window length; the second half of each window is scored", cxxopts::value<int64_t>()->default_value("512"))
       ("b,batch-size", "tokens per evaluation", cxxopts::value<int64_t>()->default_value("512"))
       ("t,threads", "threads (0: all cores)", cxxopts::value<int>()->default_value("0"))
@@ -23,34 +24,35 @@ int main(int argc, char** argv) {
       ("chunks", "at most this many windows (-1: all)", cxxopts::value<int64_t>()->default_value("-1"))
       ("kl-base", "save this model's top-k log-probabilities as the base for --kl", cxxopts::value<std::string>())
       ("kl", "compare against a base file: mean KL-divergence, top-1 agreement, perplexity ratio", cxxopts::value<std::string>())
-      ("top-k", "entries per position in a --kl-base file", cxxopts::value<int>()->default_value("32"))
-      ("h,help", "show this help");
-  try {
+      ("top-k", "entries per position in a --kl-base file", cxxopts::value<int>()->default_value("32"));
+  tool::add_standard_options(opts);
+  {
     auto r = opts.parse(argc, argv);
-    if (r.count("help")) {
-      std::cout << opts.help() << "\nExample: perplexity -m base.gguf -f models/kjv.txt --chunks 100 --kl-base base.kl\n"
-                << "         perplexity -m q4_0.gguf -f models/kjv.txt --chunks 100 --kl base.kl\n";
+    if (tool::answer_standard_options(r, opts, "perplexity",
+                                      "\nExample: perplexity -m base.gguf -f models/kjv.txt --chunks 100 --kl-base base.kl\n"
+                                      "         perplexity -m q4_0.gguf -f models/kjv.txt --chunks 100 --kl base.kl\n"))
       return 0;
-    }
-    if (!r.unmatched().empty()) throw llm::Error("unexpected argument '" + r.unmatched()[0] + "'");
     if (!r.count("model") || !r.count("file")) throw llm::Error("-m MODEL and -f TEXT are required (see --help)");
     if (r.count("kl") && r.count("kl-base")) throw llm::Error("give --kl-base or --kl, not both");
-    std::ifstream in(r["file"].as<std::string>(), std::ios::binary);
-    if (!in) throw llm::Error(r["file"].as<std::string>() + ": cannot open");
-    std::stringstream ss;
-    ss << in.rdbuf();
+    const int64_t n_ctx = tool::in_range<int64_t>(r, "ctx-size", 8, int64_t(1) << 20, "at least 8");
+    const int64_t n_batch = tool::in_range<int64_t>(r, "batch-size", 1, INT64_MAX, "at least 1");
+    const int n_threads = tool::in_range(r, "threads", 0, 1024, "0 (every core) or a count up to 1024");
+    const int64_t n_chunks = tool::in_range<int64_t>(r, "chunks", -1, INT64_MAX, "-1 (all) or a count of 1 or more");
+    if (n_chunks == 0) throw llm::Error("--chunks must be -1 (all) or a count of 1 or more");
+    const int top_k = tool::in_range(r, "top-k", 1, 1024, "between 1 and 1024");
+    const std::string text = tool::read_text(r["file"].as<std::string>());
     auto model = llm::Model::load(r["model"].as<std::string>(),
                                   llm::LoadOptions::for_flags(r.count("mmap") > 0, r.count("no-repack") > 0));
     auto t0 = std::chrono::steady_clock::now();
-    std::vector<int32_t> tokens = model->tokenizer->encode(ss.str(), false, false);
+    std::vector<int32_t> tokens = model->tokenizer->encode(text, false, false);
     std::fprintf(stderr, "perplexity: %s: %zu tokens (tokenized in %.1f s)\n", r["file"].as<std::string>().c_str(),
                  tokens.size(), std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
     llm::PerplexityOptions o;
-    o.n_ctx = r["ctx-size"].as<int64_t>();
-    o.n_batch = r["batch-size"].as<int64_t>();
-    o.n_threads = r["threads"].as<int>();
-    o.n_chunks = r["chunks"].as<int64_t>();
-    o.top_k = r["top-k"].as<int>();
+    o.n_ctx = n_ctx;
+    o.n_batch = n_batch;
+    o.n_threads = n_threads;
+    o.n_chunks = n_chunks;
+    o.top_k = top_k;
     if (r.count("kl-base")) o.kl_base_out = r["kl-base"].as<std::string>();
     if (r.count("kl")) o.kl_in = r["kl"].as<std::string>();
     auto t1 = std::chrono::steady_clock::now();
@@ -70,10 +72,7 @@ int main(int argc, char** argv) {
     }
     if (!o.kl_base_out.empty()) std::printf("wrote KL base %s\n", o.kl_base_out.c_str());
     return 0;
-  } catch (const cxxopts::exceptions::exception& e) {
-    std::fprintf(stderr, "perplexity: %s (see --help)\n", e.what());
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "perplexity: %s\n", e.what());
   }
-  return 1;
 }
+
+int main(int argc, char** argv) { return tool::guarded_main("perplexity", run, argc, argv); }

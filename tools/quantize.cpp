@@ -6,10 +6,11 @@
 #include <cxxopts.hpp>
 #include <iostream>
 
+#include "common.h"
 #include "llm/gguf.h"
 #include "llm/quantize.h"
 
-int main(int argc, char** argv) {
+static int run(int argc, char** argv) {
   cxxopts::Options opts("quantize", "Rewrite a GGUF model's weights in another type.");
   opts.positional_help("IN.gguf OUT.gguf TYPE");
   opts.add_options()
@@ -19,22 +20,17 @@ int main(int argc, char** argv) {
       ("t,threads", "threads (0: all cores)", cxxopts::value<int>()->default_value("0"))
       ("pure", "every 2-D tensor in TYPE (by default 4/5-bit types keep the output matrix at q8_0)")
       ("allow-requantize", "accept an already quantized input (dequantized first; errors add up)")
-      ("q,quiet", "no per-tensor lines")
-      ("h,help", "show this help");
+      ("q,quiet", "no per-tensor lines");
+  tool::add_standard_options(opts);
   opts.parse_positional({"in", "out", "type"});
-  try {
+  {
     auto r = opts.parse(argc, argv);
-    if (r.count("help")) {
-      std::cout << opts.help() << "\n1-D tensors (norms, biases) always stay f32.\n";
-      return 0;
-    }
-    if (!r.unmatched().empty()) throw llm::Error("unexpected argument '" + r.unmatched()[0] + "'");
+    if (tool::answer_standard_options(r, opts, "quantize", "\n1-D tensors (norms, biases) always stay f32.\n")) return 0;
     if (!r.count("in") || !r.count("out") || !r.count("type")) throw llm::Error("usage: quantize IN.gguf OUT.gguf TYPE (see --help)");
     llm::QuantizeOptions o;
     o.in_path = r["in"].as<std::string>();
     o.out_path = r["out"].as<std::string>();
     o.type = llm::parse_quant_type(r["type"].as<std::string>());
-    if (o.in_path == o.out_path) throw llm::Error("the output must not overwrite the input");
     o.n_threads = r["threads"].as<int>();
     if (o.n_threads < 0) throw llm::Error("--threads must not be negative");
     o.pure = r.count("pure") > 0;
@@ -56,10 +52,7 @@ int main(int argc, char** argv) {
                  o.out_path.c_str(), s.in_bytes / 1048576.0, s.out_bytes / 1048576.0, s.in_weight_bytes / 1048576.0,
                  s.out_weight_bytes / 1048576.0, s.bits_per_weight(), s.n_elements / 1e6, secs);
     return 0;
-  } catch (const cxxopts::exceptions::exception& e) {
-    std::fprintf(stderr, "quantize: %s (see --help)\n", e.what());
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "quantize: %s\n", e.what());
   }
-  return 1;
 }
+
+int main(int argc, char** argv) { return tool::guarded_main("quantize", run, argc, argv); }

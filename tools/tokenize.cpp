@@ -6,19 +6,11 @@
 #include <iostream>
 #include <sstream>
 
+#include "common.h"
 #include "llm/gguf.h"
 #include "llm/tokenizer.h"
 
 namespace {
-
-std::string read_file(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  if (!f) throw llm::Error(path + ": cannot open");
-  std::ostringstream ss;
-  ss << f.rdbuf();
-  if (f.bad()) throw llm::Error(path + ": read error");
-  return ss.str();
-}
 
 // Shows control characters and invalid UTF-8 escaped so one token stays on one line.
 std::string printable(const std::string& s) {
@@ -54,26 +46,22 @@ std::string printable(const std::string& s) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
+static int run(int argc, char** argv) {
   cxxopts::Options opts("tokenize", "Print the token ids of a text with a GGUF file's tokenizer.");
   opts.add_options()
       ("m,model", "GGUF model or vocab-only file", cxxopts::value<std::string>())
-      ("f,file", "tokenize this file's whole content", cxxopts::value<std::string>())
+      ("f,file", "tokenize this file's whole content ('-': standard input)", cxxopts::value<std::string>())
       ("p,prompt", "tokenize this text", cxxopts::value<std::string>())
       ("no-bos", "do not add BOS/EOS even when the vocabulary asks for them")
       ("parse-special", "match special tokens written in the text (e.g. <|im_start|>)")
-      ("show", "print one token per line: id, then its text")
-      ("h,help", "show this help");
-  try {
+      ("show", "print one token per line: id, then its text");
+  tool::add_standard_options(opts);
+  {
     auto r = opts.parse(argc, argv);
-    if (r.count("help")) {
-      std::cout << opts.help() << "\nExactly one of -f or -p is required.\n";
-      return 0;
-    }
-    if (!r.unmatched().empty()) throw llm::Error("unexpected argument '" + r.unmatched()[0] + "'");
+    if (tool::answer_standard_options(r, opts, "tokenize", "\nExactly one of -f or -p is required.\n")) return 0;
     if (!r.count("model")) throw llm::Error("-m MODEL.gguf is required (see --help)");
     if (r.count("file") + r.count("prompt") != 1) throw llm::Error("give exactly one of -f FILE or -p TEXT");
-    std::string text = r.count("file") ? read_file(r["file"].as<std::string>()) : r["prompt"].as<std::string>();
+    std::string text = r.count("file") ? tool::read_text(r["file"].as<std::string>()) : r["prompt"].as<std::string>();
     auto file = llm::gguf::File::open(r["model"].as<std::string>());
     llm::Tokenizer tok(llm::Vocab::from_gguf(*file));
     auto ids = tok.encode(text, !r.count("no-bos"), r.count("parse-special") > 0);
@@ -85,10 +73,7 @@ int main(int argc, char** argv) {
       std::printf("%s\n", line.c_str());
     }
     return 0;
-  } catch (const cxxopts::exceptions::exception& e) {
-    std::fprintf(stderr, "tokenize: %s (see --help)\n", e.what());
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "tokenize: %s\n", e.what());
   }
-  return 1;
 }
+
+int main(int argc, char** argv) { return tool::guarded_main("tokenize", run, argc, argv); }

@@ -8,6 +8,7 @@
 #include <set>
 
 #include "ggml/fp16.h"
+#include "llm/files.h"
 #include "llm/gguf.h"
 #include "mapped_file.h"
 
@@ -211,7 +212,7 @@ static std::vector<std::string> shards_from_index(const fs::path& index) {
 
 std::unique_ptr<Checkpoint> Checkpoint::open_dir(const std::string& dir) {
   fs::path d(dir);
-  if (!fs::is_directory(d)) throw Error(dir + ": not a directory");
+  if (std::string why = not_a_directory_reason(dir); !why.empty()) throw Error(dir + ": " + why);
   if (fs::exists(d / "model.safetensors")) return open_safetensors({(d / "model.safetensors").string()});
   if (fs::exists(d / "model.safetensors.index.json"))
     return open_safetensors(shards_from_index(d / "model.safetensors.index.json"));

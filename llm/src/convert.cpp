@@ -11,6 +11,7 @@
 #include <set>
 
 #include "llm/checkpoint.h"
+#include "llm/files.h"
 #include "llm/gguf.h"
 #include "llm/hf_tokenizer.h"
 
@@ -103,7 +104,11 @@ ConvertSummary convert_hf_checkpoint(const ConvertOptions& opt) {
       opt.outtype != ggml::Type::Q8_0)
     throw Error(std::string("output type ") + ggml::type_name(opt.outtype) + " is not supported (f32, f16, bf16, q8_0)");
   const fs::path dir(opt.model_dir);
-  if (!fs::is_directory(dir)) throw Error(opt.model_dir + ": not a directory");
+  if (std::string why = not_a_directory_reason(opt.model_dir); !why.empty()) throw Error(opt.model_dir + ": " + why);
+  // The output is renamed over its path at the end: never onto a checkpoint file.
+  for (const auto& e : fs::directory_iterator(dir))
+    if (e.is_regular_file() && same_file(e.path().string(), opt.out_path))
+      throw Error(opt.out_path + " is a file of the checkpoint: the output must not overwrite it");
   Config c;
   c.path = (dir / "config.json").string();
   {

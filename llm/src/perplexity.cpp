@@ -42,15 +42,15 @@ using FilePtr = std::unique_ptr<std::FILE, FileCloser>;
 PerplexityResult perplexity(const Model& m, const std::vector<int32_t>& text, const PerplexityOptions& opt) {
   const Vocab& v = m.tokenizer->vocab();
   const int64_t n_ctx = opt.n_ctx;
-  if (n_ctx < 8) throw Error("perplexity: the context must be at least 8 tokens");
-  if (opt.top_k < 1 || opt.top_k > 1024) throw Error("perplexity: top-k must be between 1 and 1024");
+  if (n_ctx < 8) throw Error("the context must be at least 8 tokens");
+  if (opt.top_k < 1 || opt.top_k > 1024) throw Error("top-k must be between 1 and 1024");
   const bool bos = v.add_bos && v.bos >= 0;
   const int64_t step = bos ? n_ctx - 1 : n_ctx;  // text tokens per window
   int64_t n_chunks = (int64_t)text.size() / step;
   if (opt.n_chunks >= 0) n_chunks = std::min(n_chunks, opt.n_chunks);
   if (n_chunks < 1)
-    throw Error("perplexity: the text has " + std::to_string(text.size()) + " tokens, fewer than one window of " +
-                std::to_string(n_ctx));
+    throw Error("the text has " + std::to_string(text.size()) + (text.size() == 1 ? " token" : " tokens") +
+                ", fewer than one window of " + std::to_string(n_ctx) + (opt.n_chunks == 0 ? " (--chunks 0)" : ""));
   const int64_t first = n_ctx / 2, per_chunk = n_ctx - 1 - first;
   const int64_t V = m.hp.n_vocab;
   const int K = opt.top_k;

@@ -1,5 +1,6 @@
 #include "llm/quantize.h"
 
+
 #include <omp.h>
 
 #include <cmath>
@@ -7,6 +8,7 @@
 #include <vector>
 
 #include "llm/arch.h"
+#include "llm/files.h"
 #include "llm/gguf.h"
 
 namespace llm {
@@ -42,6 +44,10 @@ ggml::Type parse_quant_type(const std::string& name) {
 }
 
 QuantizeSummary quantize_file(const QuantizeOptions& opt) {
+  // The output is written beside and renamed over its path at the end, so
+  // naming the input again (by any path) would replace the model.
+  if (opt.in_path == opt.out_path || same_file(opt.in_path, opt.out_path))
+    throw Error(opt.out_path + " is the input file: the output must not overwrite the input");
   auto in = gguf::File::open(opt.in_path);
   const gguf::File& f = *in;
   QuantizeSummary sum;

@@ -3,9 +3,9 @@
 # tokenization, and bad input (exit status 1 and one line on stderr, never a crash).
 # Usage: test_tools.sh BIN_DIR DATA_DIR EXAMPLES_DIR
 set -uo pipefail
-BIN=$1
-DATA=$2
-EXAMPLES=$3
+BIN=$(cd "$1" && pwd)
+DATA=$(cd "$2" && pwd)
+EXAMPLES=$(cd "$3" && pwd)
 MODEL=$DATA/../../models/SmolLM2-135M-Instruct.Q4_1.gguf
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
@@ -43,7 +43,11 @@ else
 fi
 "$BIN/convert" "$DATA/hf/gptneox_st" --vocab-only -o "$TMP/vocab.gguf" -q 2>/dev/null && pass "convert --vocab-only" || fail "convert --vocab-only"
 
-expect_error "convert: missing directory" "not a directory" "$BIN/convert" "$TMP/nope"
+expect_error "convert: missing directory" "no such file or directory" "$BIN/convert" "$TMP/nope"
+printf 'x' >"$TMP/afile"
+expect_error "convert: a file, not a directory" "not a directory" "$BIN/convert" "$TMP/afile"
+cp -r "$DATA/hf/llama_st" "$TMP/ck"
+expect_error "convert: output onto a checkpoint file" "must not overwrite" "$BIN/convert" "$TMP/ck" -o "$TMP/ck/../ck/config.json"
 expect_error "convert: bad outtype" "--outtype 'q3'" "$BIN/convert" "$DATA/hf/llama_st" --outtype q3
 expect_error "convert: unknown option" "see --help" "$BIN/convert" "$DATA/hf/llama_st" --bogus
 expect_error "convert: no argument" "MODEL_DIR is required" "$BIN/convert"
@@ -111,6 +115,50 @@ if [[ -f $MODEL ]]; then
   [[ -n "$out" ]] && pass "main --chat (interactive) answers" || fail "main --chat gave nothing"
   out=$("$BIN/main" -m "$MODEL" -p "The capital of France is" -n 6 --temp 0 --stop "." 2>/dev/null)
   [[ "$out" == "The capital of France is Paris" ]] && pass "main --stop cuts at the stop string" || fail "main --stop: '$out'"
+  # A stop string is taken whole: "," can be one, "e,x" is one string (not "e" and "x").
+  p="My favourite fruits are"
+  full=$("$BIN/main" -m "$MODEL" -p "$p" -n 24 --temp 0 2>/dev/null)
+  comma=$("$BIN/main" -m "$MODEL" -p "$p" -n 24 --temp 0 --stop "," 2>/dev/null)
+  ex=$("$BIN/main" -m "$MODEL" -p "$p" -n 24 --temp 0 --stop "e,x" 2>/dev/null)
+  gen=${full#"$p"}
+  [[ "${gen%%,*}" == *[a-z]* && "$comma" == "$p${gen%%,*}" ]] && pass "main --stop ','" || fail "main --stop ',': '$comma' (full: '$full')"
+  [[ "$gen" == *e* && "$ex" == "$full" ]] && pass "main --stop 'e,x' is one string" || fail "main --stop 'e,x': '$ex'"
+  # A long interactive chat in a small context drops its oldest turns instead of ending.
+  printf 'Tell me about the sea.\nAnd the mountains?\nAnd rivers?\nAnd the sky?\n\n' |
+    "$BIN/main" -m "$MODEL" --chat -c 160 -n 60 --temp 0 >"$TMP/chat.out" 2>"$TMP/chat.err"
+  rc=$?
+  if [[ $rc -eq 0 ]] && grep -q "dropped the oldest" "$TMP/chat.err" && [[ $(grep -c '^> ' "$TMP/chat.err") -ge 4 ]] &&
+     grep -q "peak memory" "$TMP/chat.err" && ! grep -qi "error\|does not fit" "$TMP/chat.err"; then
+    pass "main --chat: a full context drops the oldest turns and the chat goes on"
+  else
+    fail "main --chat context shift (rc=$rc): $(tail -c 400 "$TMP/chat.err")"
+  fi
+  # wait_for FILE BYTES: until FILE holds BYTES bytes (at most ~20 s).
+  wait_for() { for _ in $(seq 200); do [[ $(stat -c %s "$1" 2>/dev/null || echo 0) -ge $2 ]] && return 0; sleep 0.1; done; return 1; }
+  # Ctrl-C stops a long completion and still prints the summary (exit 130).
+  "$BIN/main" -m "$MODEL" -p "Once upon a time" -n -1 -c 4096 --temp 1 --seed 3 >"$TMP/int.out" 2>"$TMP/int.err" &
+  pid=$!
+  wait_for "$TMP/int.out" 60 && kill -INT $pid
+  wait $pid
+  rc=$?
+  [[ $rc -eq 130 ]] && grep -q "stopped (Ctrl-C)" "$TMP/int.err" && grep -q "peak memory" "$TMP/int.err" &&
+    pass "main: Ctrl-C stops generation, prints the summary, exits 130" || fail "main Ctrl-C (rc=$rc): $(tail -c 300 "$TMP/int.err")"
+  # In a chat, Ctrl-C stops the answer and the next turn is answered.
+  mkfifo "$TMP/chat.in"
+  "$BIN/main" -m "$MODEL" --chat -n -1 --temp 1 --seed 3 <"$TMP/chat.in" >"$TMP/c2.out" 2>"$TMP/c2.err" &
+  pid=$!
+  exec 3>"$TMP/chat.in"
+  echo "Write a very long story about a dragon." >&3
+  wait_for "$TMP/c2.out" 60 && kill -INT $pid
+  for _ in $(seq 100); do grep -q "stopped (Ctrl-C)" "$TMP/c2.err" && break; sleep 0.1; done
+  n1=$(stat -c %s "$TMP/c2.out")
+  printf 'What is 2+2?\n\n' >&3
+  exec 3>&-
+  wait $pid
+  rc=$?
+  n2=$(stat -c %s "$TMP/c2.out")
+  [[ $rc -eq 0 && $(grep -c "stopped (Ctrl-C)" "$TMP/c2.err") -eq 1 && $n2 -gt $n1 ]] && grep -q "peak memory" "$TMP/c2.err" &&
+    pass "main --chat: Ctrl-C stops one answer, the chat goes on" || fail "main --chat Ctrl-C (rc=$rc, $n1 -> $n2 bytes): $(tail -c 300 "$TMP/c2.err")"
 fi
 expect_error "main: missing model" "cannot open" "$BIN/main" -m "$TMP/none.gguf" -p hi
 expect_error "main: truncated model" "trunc.gguf" "$BIN/main" -m "$TMP/trunc.gguf" -p hi
@@ -120,6 +168,23 @@ expect_error "main: bad ids" "--ids" "$BIN/main" -m "$TMP/llama.gguf" --ids 1,x
 expect_error "main: id out of range" "outside the vocabulary" "$BIN/main" -m "$TMP/llama.gguf" --ids 1,100000
 expect_error "main: bad number" "see --help" "$BIN/main" -m "$TMP/llama.gguf" -p hi -n lots
 expect_error "main: prompt too long" "raise -c" "$BIN/main" -m "$TMP/llama.gguf" -p "a b c d e f g h i j k" -c 4
+expect_error "main: -n -5" "--n-predict must be" "$BIN/main" -m "$TMP/llama.gguf" -p hi -n -5
+expect_error "main: -t -3" "--threads must be" "$BIN/main" -m "$TMP/llama.gguf" -p hi -t -3
+expect_error "main: -c -1" "--ctx-size must be" "$BIN/main" -m "$TMP/llama.gguf" -p hi -c -1
+expect_error "main: -b 0" "--batch-size must be" "$BIN/main" -m "$TMP/llama.gguf" -p hi -b 0
+expect_error "main: --top-k -5" "--top-k must be" "$BIN/main" -m "$TMP/llama.gguf" -p hi --top-k -5
+expect_error "main: --temp -1" "--temp must be" "$BIN/main" -m "$TMP/llama.gguf" -p hi --temp -1
+expect_error "main: --top-p 0" "--top-p must be" "$BIN/main" -m "$TMP/llama.gguf" -p hi --top-p 0
+expect_error "main: --temp nan" "nan" "$BIN/main" -m "$TMP/llama.gguf" -p hi --temp nan
+expect_error "main: --system without --chat" "add --chat" "$BIN/main" -m "$TMP/llama.gguf" -p hi --system "Be brief."
+expect_error "main: empty --stop" "empty stop string" "$BIN/main" -m "$TMP/llama.gguf" -p hi --stop ""
+expect_error "main: -f on a directory" "is a directory" "$BIN/main" -m "$TMP/llama.gguf" -f "$TMP"
+expect_error "main: -f missing" "No such file" "$BIN/main" -m "$TMP/llama.gguf" -f "$TMP/none.txt"
+expect_error "main: -c 1, one token" "(1 token) leaves no room to generate in the context of 1 token" "$BIN/main" -m "$TMP/llama.gguf" --ids 5 -c 1
+expect_error "main: stray argument" "unexpected argument" "$BIN/main" -m "$TMP/llama.gguf" -p hi extra
+a=$("$BIN/main" -m "$TMP/llama.gguf" -p "Hello" -n 8 --seed 7 2>/dev/null)
+b=$(printf 'Hello' | "$BIN/main" -m "$TMP/llama.gguf" -f - -n 8 --seed 7 2>/dev/null)
+[[ -n "$a" && "$a" == "$b" ]] && pass "main -f - reads the prompt from standard input" || fail "main -f -: '$a' vs '$b'"
 
 # quantize and perplexity from the command line.
 for tool in quantize perplexity bench; do
@@ -136,6 +201,18 @@ expect_error "quantize: bad type" "not one of" "$BIN/quantize" "$TMP/neox32.gguf
 expect_error "quantize: requantize" "--allow-requantize" "$BIN/quantize" "$TMP/neox-q4.gguf" "$TMP/x.gguf" q8_0
 expect_error "quantize: missing args" "usage" "$BIN/quantize" "$TMP/neox32.gguf"
 expect_error "quantize: same file" "overwrite" "$BIN/quantize" "$TMP/neox32.gguf" "$TMP/neox32.gguf" q8_0
+# The same file by other names: ./, dir/../dir/, a hard link, a symbolic link.
+mkdir -p "$TMP/qd"
+cp "$TMP/neox32.gguf" "$TMP/qd/f.gguf"
+ln "$TMP/qd/f.gguf" "$TMP/qd/hard.gguf"
+ln -s f.gguf "$TMP/qd/soft.gguf"
+sum_before=$(sha256sum <"$TMP/qd/f.gguf")
+expect_error "quantize: same file as ./f.gguf" "overwrite" bash -c 'cd "$0" && exec "$1" f.gguf ./f.gguf q8_0' "$TMP/qd" "$BIN/quantize"
+expect_error "quantize: same file as dir/../dir/f.gguf" "overwrite" "$BIN/quantize" "$TMP/qd/f.gguf" "$TMP/qd/../qd/f.gguf" q8_0
+expect_error "quantize: same file as a hard link" "overwrite" "$BIN/quantize" "$TMP/qd/f.gguf" "$TMP/qd/hard.gguf" q8_0
+expect_error "quantize: same file as a symbolic link" "overwrite" "$BIN/quantize" "$TMP/qd/soft.gguf" "$TMP/qd/f.gguf" q8_0
+[[ $(sha256sum <"$TMP/qd/f.gguf") == "$sum_before" ]] && pass "quantize: the input is untouched" || fail "quantize changed its input"
+expect_error "quantize: -t -1" "--threads must" "$BIN/quantize" "$TMP/neox32.gguf" "$TMP/x.gguf" q8_0 -t -1
 head -c 3000 /usr/share/common-licenses/GPL-3 >"$TMP/text.txt"
 if "$BIN/perplexity" -m "$TMP/neox32.gguf" -f "$TMP/text.txt" -c 64 --kl-base "$TMP/b.kl" >"$TMP/p.out" 2>/dev/null &&
    "$BIN/perplexity" -m "$TMP/neox-q4.gguf" -f "$TMP/text.txt" -c 64 --kl "$TMP/b.kl" >"$TMP/p2.out" 2>/dev/null &&
@@ -148,6 +225,33 @@ expect_error "perplexity: text too short" "fewer than one window" "$BIN/perplexi
 expect_error "perplexity: other context" "use the same" "$BIN/perplexity" -m "$TMP/neox-q4.gguf" -f "$TMP/text.txt" -c 32 --kl "$TMP/b.kl"
 expect_error "perplexity: not a base file" "not a KL base" "$BIN/perplexity" -m "$TMP/neox-q4.gguf" -f "$TMP/text.txt" -c 64 --kl "$TMP/text.txt"
 expect_error "bench: missing model" "cannot open" "$BIN/bench" -m "$TMP/none.gguf"
+expect_error "perplexity: -f on a directory" "is a directory" "$BIN/perplexity" -m "$TMP/neox32.gguf" -f "$TMP"
+expect_error "perplexity: -c 4" "--ctx-size must be" "$BIN/perplexity" -m "$TMP/neox32.gguf" -f "$TMP/text.txt" -c 4
+"$BIN/perplexity" -m "$TMP/neox32.gguf" -f "$TMP/prompt.txt" 2>"$TMP/err"
+! grep -q "perplexity: perplexity:" "$TMP/err" && pass "perplexity: errors say their prefix once" || fail "perplexity prefix: $(cat "$TMP/err")"
+if "$BIN/perplexity" -m "$TMP/neox32.gguf" -f - -c 64 <"$TMP/text.txt" >"$TMP/p3.out" 2>/dev/null &&
+   [[ $(grep "^perplexity" "$TMP/p3.out") == $(grep "^perplexity" "$TMP/p.out") ]]; then
+  pass "perplexity -f - reads standard input"
+else
+  fail "perplexity -f -: $(cat "$TMP/p3.out")"
+fi
+out=$(printf 'Hello world' | "$BIN/tokenize" -m "$TMP/llama.gguf" -f -)
+[[ "$out" == "$("$BIN/tokenize" -m "$TMP/llama.gguf" -p "Hello world")" ]] && pass "tokenize -f -" || fail "tokenize -f -: '$out'"
+# --version on every tool: one line naming the tool and a version.
+for tool in main tokenize convert quantize perplexity bench bench-ops; do
+  v=$("$BIN/$tool" --version 2>&1)
+  [[ $? -eq 0 && $(wc -l <<<"$v") -eq 1 && "$v" =~ ^$tool\ \(llmengine\)\ [0-9]+\.[0-9]+\.[0-9]+,\ commit ]] &&
+    pass "$tool --version" || fail "$tool --version: '$v'"
+done
+# The model fetcher checks a SHA-256, not a size: a same-size damaged copy is refused.
+if [[ -f $MODEL ]]; then
+  mkdir -p "$TMP/models"
+  cp "$MODEL" "$TMP/models/"
+  MODELS_DIR="$TMP/models" bash "$DATA/../../scripts/fetch-models.sh" --check 2>/dev/null && pass "fetch-models --check: intact" || fail "fetch-models --check on the real file"
+  printf 'X' | dd of="$TMP/models/$(basename "$MODEL")" bs=1 seek=5000000 conv=notrunc 2>/dev/null
+  MODELS_DIR="$TMP/models" bash "$DATA/../../scripts/fetch-models.sh" --check 2>"$TMP/err"
+  [[ $? -ne 0 ]] && grep -q "SHA-256" "$TMP/err" && pass "fetch-models --check: a damaged copy is refused" || fail "fetch-models --check: $(cat "$TMP/err")"
+fi
 
 echo "$fails failed"
 [[ $fails -eq 0 ]]

@@ -1,0 +1,81 @@
+#include "common.h"
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+
+#include "llm_version.h"
+
+namespace tool {
+
+std::string version_line(const std::string& name) {
+  return name + " (llmengine) " LLM_VERSION ", commit " LLM_GIT_COMMIT;
+}
+
+void add_standard_options(cxxopts::Options& opts) {
+  opts.add_options()("h,help", "show this help")("version", "show the version and exit");
+}
+
+bool answer_standard_options(const cxxopts::ParseResult& r, const cxxopts::Options& opts, const std::string& name,
+                             const std::string& help_extra) {
+  if (r.count("help")) {
+    std::cout << opts.help() << help_extra;
+    return true;
+  }
+  if (r.count("version")) {
+    std::cout << version_line(name) << "\n";
+    return true;
+  }
+  if (!r.unmatched().empty()) throw Error("unexpected argument '" + r.unmatched()[0] + "' (see --help)");
+  return false;
+}
+
+std::string read_text(const std::string& path) {
+  std::ostringstream ss;
+  if (path == "-") {
+    ss << std::cin.rdbuf();
+    if (std::cin.bad()) throw Error("standard input: read error");
+    return ss.str();
+  }
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) throw Error(path + ": is a directory, not a text file");
+  std::ifstream f(path, std::ios::binary);
+  if (!f) throw Error(path + ": cannot open: " + std::strerror(errno));
+  ss << f.rdbuf();
+  if (f.bad()) throw Error(path + ": read error");
+  return ss.str();
+}
+
+std::vector<std::string> all_values(const cxxopts::ParseResult& r, const std::string& long_name) {
+  std::vector<std::string> v;
+  for (const auto& kv : r.arguments())
+    if (kv.key() == long_name) v.push_back(kv.value());
+  return v;
+}
+
+template <class T>
+T in_range(const cxxopts::ParseResult& r, const std::string& name, T lo, T hi, const std::string& must) {
+  T v = r[name].as<T>();
+  if (!(v >= lo && v <= hi)) throw Error("--" + name + " must be " + must);  // NaN fails too
+  return v;
+}
+template int in_range(const cxxopts::ParseResult&, const std::string&, int, int, const std::string&);
+template int64_t in_range(const cxxopts::ParseResult&, const std::string&, int64_t, int64_t, const std::string&);
+template float in_range(const cxxopts::ParseResult&, const std::string&, float, float, const std::string&);
+
+int guarded_main(const std::string& name, int (*body)(int, char**), int argc, char** argv) {
+  try {
+    return body(argc, argv);
+  } catch (const cxxopts::exceptions::exception& e) {
+    std::fprintf(stderr, "%s: %s (see --help)\n", name.c_str(), e.what());
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "%s: %s\n", name.c_str(), e.what());
+  }
+  return 1;
+}
+
+}  // namespace tool

@@ -1,0 +1,45 @@
+#pragma once
+// What every command-line tool does the same way: --help and --version,
+// reading a text file or standard input ("-"), and options checked before
+// any work starts (one clear line, exit status 1, never a silent default).
+#include <cxxopts.hpp>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace tool {
+
+struct Error : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// "NAME (llmengine) 0.1.0, commit abc1234"
+std::string version_line(const std::string& name);
+
+// Adds -h/--help and --version to a tool's options.
+void add_standard_options(cxxopts::Options& opts);
+
+// Prints the help (with the extra text after it) or the version when asked;
+// true means the tool has answered and should exit 0. Also refuses stray
+// positional arguments.
+bool answer_standard_options(const cxxopts::ParseResult& r, const cxxopts::Options& opts,
+                             const std::string& name, const std::string& help_extra = "");
+
+// A file's whole content, or standard input's for "-". Says why it cannot
+// (a directory, a missing file, a read error) in one line naming the path.
+std::string read_text(const std::string& path);
+
+// Every value given for a repeatable option, each whole (cxxopts' vector
+// values split on commas, so "--stop ," could not be given).
+std::vector<std::string> all_values(const cxxopts::ParseResult& r, const std::string& long_name);
+
+// An option's value, refused with "--NAME must be ..." unless lo <= v <= hi.
+// (Instantiated in common.cpp for int, int64_t and float.)
+template <class T>
+T in_range(const cxxopts::ParseResult& r, const std::string& name, T lo, T hi, const std::string& must);
+
+// Runs a tool's body, turning every exception into "NAME: message" on stderr
+// and exit status 1.
+int guarded_main(const std::string& name, int (*body)(int, char**), int argc, char** argv);
+
+}  // namespace tool

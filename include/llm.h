@@ -32,6 +32,14 @@ typedef enum {
 /* The last failure on this thread, "" if none. Valid until the next call. */
 const char* llm_last_error(void);
 
+/* Handles: every function checks that a handle is live (made by this library
+ * and not yet freed) without reading it, and refuses one that is not
+ * (INVALID_ARGUMENT, or 0 / -1 / NULL from the functions that return values);
+ * freeing a handle twice or a NULL one does nothing. A model handle may be
+ * freed while contexts and samplers made from it live: the model's memory is
+ * released with the last of them. A sampler works only with contexts of the
+ * model it was made for. One handle is used by one thread at a time. */
+
 /* ---- models ---- */
 llm_status llm_model_load(const char* path, llm_model** out);
 void llm_model_free(llm_model* model);

@@ -81,18 +81,20 @@ TEST_CASE("reads every value type and tensor of a gguf-package file") {
   CHECK(f->find("test.bool")->u == 1);
   CHECK(f->get_string("test.string") == "h\xc3\xa9llo w\xc3\xb6rld \xe2\x9c\x93");
   const Value& ai = f->get_array("test.arr_i32", ValueType::I32);
-  REQUIRE(ai.arr.size() == 3);
-  CHECK(ai.arr[1].i == -2);
+  REQUIRE(ai.size() == 3);
+  CHECK(ai.int_at(1) == -2);
+  CHECK(ai.at(1).i == -2);
   const Value& as = f->get_array("test.arr_str", ValueType::STRING);
-  REQUIRE(as.arr.size() == 3);
-  CHECK(as.arr[1].s.empty());
-  CHECK(as.arr[2].s == "ccc");
-  CHECK(f->get_array("test.arr_f32", ValueType::F32).arr[1].f == -1.25);
+  REQUIRE(as.size() == 3);
+  CHECK(as.strs[1].empty());
+  CHECK(as.strs[2] == "ccc");
+  CHECK(as.at(2).s == "ccc");
+  CHECK(f->get_array("test.arr_f32", ValueType::F32).float_at(1) == -1.25);
   const Value& an = f->get_array("test.arr_nested", ValueType::ARRAY);
-  REQUIRE(an.arr.size() == 2);
+  REQUIRE(an.size() == 2);
   CHECK(an.arr[0].elem == ValueType::I32);
-  CHECK(an.arr[0].arr[1].i == 2);
-  CHECK(an.arr[1].arr.size() == 1);
+  CHECK(an.arr[0].int_at(1) == 2);
+  CHECK(an.arr[1].size() == 1);
 
   CHECK_THROWS_WITH_AS(f->get_uint("nope"), doctest::Contains("missing key 'nope'"), Error);
   CHECK_THROWS_WITH_AS(f->get_string("test.u8"), doctest::Contains("is a u8, expected a string"), Error);
@@ -159,7 +161,7 @@ TEST_CASE("vocab-only files (metadata, no tensors) load") {
   w.write(p);
   auto f = File::open(p);
   CHECK(f->tensors().empty());
-  CHECK(f->get_array("tokenizer.ggml.tokens", ValueType::STRING).arr[2].s == "hello");
+  CHECK(f->get_array("tokenizer.ggml.tokens", ValueType::STRING).strs[2] == "hello");
 }
 
 TEST_CASE("corrupt files are refused with one clear line") {

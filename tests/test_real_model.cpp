@@ -52,8 +52,11 @@ TEST_CASE("SmolLM2 GGUF: our reader agrees with the gguf package on every key an
       got.push_back("kv " + key + " string " + std::to_string(v.s.size()) + " " + fnv(v.s));
     } else if (v.type == ValueType::ARRAY) {
       std::string blob;
-      for (const Value& e : v.arr) blob += (e.type == ValueType::STRING ? e.s : scalar(e)) + "\n";
-      got.push_back("kv " + key + " array " + std::to_string(uint32_t(v.elem)) + " " + std::to_string(v.arr.size()) +
+      for (size_t k = 0; k < v.size(); k++) {
+        const Value e = v.at(k);
+        blob += (e.type == ValueType::STRING ? e.s : scalar(e)) + "\n";
+      }
+      got.push_back("kv " + key + " array " + std::to_string(uint32_t(v.elem)) + " " + std::to_string(v.size()) +
                     " " + fnv(blob));
     } else {
       got.push_back("kv " + key + " " + std::to_string(uint32_t(v.type)) + " " + scalar(v));

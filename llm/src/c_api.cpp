@@ -5,25 +5,56 @@
 #include <climits>
 #include <cstdio>
 #include <cstring>
+#include <memory>
+#include <mutex>
 #include <new>
 #include <string>
+#include <unordered_set>
 
 #include "llm/model.h"
 #include "llm/sampling.h"
 #include "llm/session.h"
 
+// Contexts and samplers share their model: freeing the model's handle
+// first is allowed, its memory goes with the last handle that uses it.
 struct llm_model {
-  std::unique_ptr<llm::Model> m;
+  std::shared_ptr<llm::Model> m;
 };
 struct llm_context {
+  std::shared_ptr<llm::Model> model;  // declared first: destroyed after the session that uses it
   std::unique_ptr<llm::Session> s;
   int32_t last_rows = 0;
 };
 struct llm_sampler {
+  std::shared_ptr<llm::Model> model;
   std::unique_ptr<llm::Sampler> s;
 };
 
 namespace {
+
+// Every live handle, so that a freed or made-up pointer is refused without
+// being read (a lookup per call, negligible beside an evaluation).
+struct Handles {
+  std::mutex mu;
+  std::unordered_set<const void*> live;
+};
+Handles& handles() {
+  static Handles* h = new Handles;  // never destroyed: handles may be freed during exit
+  return *h;
+}
+void remember(const void* p) {
+  std::lock_guard<std::mutex> l(handles().mu);
+  handles().live.insert(p);
+}
+bool forget(const void* p) {  // false: not a live handle
+  std::lock_guard<std::mutex> l(handles().mu);
+  return handles().live.erase(p) == 1;
+}
+bool live(const void* p) {
+  if (!p) return false;
+  std::lock_guard<std::mutex> l(handles().mu);
+  return handles().live.count(p) == 1;
+}
 
 thread_local std::string g_error;
 
@@ -72,28 +103,31 @@ llm_status llm_model_load(const char* path, llm_model** out) {
   return guard([&] {
     auto m = std::make_unique<llm_model>();
     m->m = llm::Model::load(path);
+    remember(m.get());
     *out = m.release();
     return LLM_OK;
   });
 }
 
-void llm_model_free(llm_model* model) { delete model; }
+void llm_model_free(llm_model* model) {
+  if (model && forget(model)) delete model;
+}
 
-int32_t llm_model_n_vocab(const llm_model* m) { return m ? (int32_t)m->m->hp.n_vocab : 0; }
-int32_t llm_model_n_ctx_train(const llm_model* m) { return m ? (int32_t)m->m->hp.n_ctx_train : 0; }
-int32_t llm_model_n_embd(const llm_model* m) { return m ? (int32_t)m->m->hp.n_embd : 0; }
-llm_token llm_token_bos(const llm_model* m) { return m ? m->m->tokenizer->vocab().bos : -1; }
-llm_token llm_token_eos(const llm_model* m) { return m ? m->m->tokenizer->vocab().eos : -1; }
+int32_t llm_model_n_vocab(const llm_model* m) { return live(m) ? (int32_t)m->m->hp.n_vocab : 0; }
+int32_t llm_model_n_ctx_train(const llm_model* m) { return live(m) ? (int32_t)m->m->hp.n_ctx_train : 0; }
+int32_t llm_model_n_embd(const llm_model* m) { return live(m) ? (int32_t)m->m->hp.n_embd : 0; }
+llm_token llm_token_bos(const llm_model* m) { return live(m) ? m->m->tokenizer->vocab().bos : -1; }
+llm_token llm_token_eos(const llm_model* m) { return live(m) ? m->m->tokenizer->vocab().eos : -1; }
 
 int32_t llm_model_desc(const llm_model* m, char* buf, int32_t size) {
-  if (!m || !buf || size <= 0) return 0;
+  if (!live(m) || !buf || size <= 0) return 0;
   return std::snprintf(buf, (size_t)size, "%s %s %.1fM", llm::arch_name(m->m->hp.arch), m->m->type_name().c_str(),
                        m->m->n_params() / 1e6);
 }
 
 int32_t llm_tokenize(const llm_model* m, const char* text, size_t len, int add_special, int parse_special,
                      llm_token* tokens, int32_t capacity) {
-  if (!m || (!text && len) || capacity < 0 || (!tokens && capacity > 0)) {
+  if (!live(m) || (!text && len) || capacity < 0 || (!tokens && capacity > 0)) {
     invalid("llm_tokenize: bad argument");
     return INT32_MIN;
   }
@@ -113,7 +147,7 @@ int32_t llm_tokenize(const llm_model* m, const char* text, size_t len, int add_s
 }
 
 int32_t llm_token_to_piece(const llm_model* m, llm_token token, char* buf, int32_t size, int special) {
-  if (!m || token < 0 || token >= m->m->hp.n_vocab) {
+  if (!live(m) || token < 0 || token >= m->m->hp.n_vocab) {
     invalid("llm_token_to_piece: bad model or token");
     return INT32_MIN;
   }
@@ -126,7 +160,7 @@ int32_t llm_token_to_piece(const llm_model* m, llm_token token, char* buf, int32
 }
 
 int32_t llm_detokenize(const llm_model* m, const llm_token* tokens, int32_t n, char* buf, int32_t size, int special) {
-  if (!m || n < 0 || (!tokens && n > 0)) {
+  if (!live(m) || n < 0 || (!tokens && n > 0)) {
     invalid("llm_detokenize: bad argument");
     return INT32_MIN;
   }
@@ -153,7 +187,9 @@ llm_context_params llm_context_default_params(void) {
 }
 
 llm_status llm_context_new(const llm_model* m, const llm_context_params* p, llm_context** out) {
-  if (!m || !out) return invalid("llm_context_new: NULL argument");
+  if (!out) return invalid("llm_context_new: NULL argument");
+  *out = nullptr;
+  if (!live(m)) return invalid("llm_context_new: not a live model handle");
   *out = nullptr;
   llm_context_params d = p ? *p : llm_context_default_params();
   if (d.n_ctx < 0 || d.n_batch < 0 || d.n_threads < 0) return invalid("llm_context_new: negative parameter");
@@ -164,16 +200,20 @@ llm_status llm_context_new(const llm_model* m, const llm_context_params* p, llm_
     sp.n_threads = d.n_threads;
     sp.kv_type = d.kv_f32 ? ggml::Type::F32 : ggml::Type::F16;
     auto c = std::make_unique<llm_context>();
-    c->s = std::make_unique<llm::Session>(*m->m, sp);
+    c->model = m->m;
+    c->s = std::make_unique<llm::Session>(*c->model, sp);
+    remember(c.get());
     *out = c.release();
     return LLM_OK;
   });
 }
 
-void llm_context_free(llm_context* ctx) { delete ctx; }
+void llm_context_free(llm_context* ctx) {
+  if (ctx && forget(ctx)) delete ctx;
+}
 
 llm_status llm_eval(llm_context* ctx, const llm_token* tokens, int32_t n, int all_logits) {
-  if (!ctx || !tokens || n <= 0) return invalid("llm_eval: need a context and at least one token");
+  if (!live(ctx) || !tokens || n <= 0) return invalid("llm_eval: need a live context and at least one token");
   const int64_t vocab = ctx->s->n_vocab();
   for (int32_t i = 0; i < n; i++)
     if (tokens[i] < 0 || tokens[i] >= vocab) return invalid("llm_eval: token id out of range");
@@ -189,17 +229,17 @@ llm_status llm_eval(llm_context* ctx, const llm_token* tokens, int32_t n, int al
 }
 
 const float* llm_get_logits(llm_context* ctx, int32_t i) {
-  if (!ctx || ctx->last_rows == 0) return nullptr;
+  if (!live(ctx) || ctx->last_rows == 0) return nullptr;
   if (i < 0) i = ctx->last_rows - 1;
   if (i >= ctx->last_rows) return nullptr;
   return ctx->s->all_logits().data() + (size_t)i * (size_t)ctx->s->n_vocab();
 }
 
-int32_t llm_n_past(const llm_context* ctx) { return ctx ? (int32_t)ctx->s->n_past() : 0; }
-int32_t llm_n_ctx(const llm_context* ctx) { return ctx ? (int32_t)ctx->s->n_ctx() : 0; }
+int32_t llm_n_past(const llm_context* ctx) { return live(ctx) ? (int32_t)ctx->s->n_past() : 0; }
+int32_t llm_n_ctx(const llm_context* ctx) { return live(ctx) ? (int32_t)ctx->s->n_ctx() : 0; }
 
 llm_status llm_rewind(llm_context* ctx, int32_t n_past) {
-  if (!ctx || n_past < 0 || n_past > ctx->s->n_past()) return invalid("llm_rewind: position not in the cache");
+  if (!live(ctx) || n_past < 0 || n_past > ctx->s->n_past()) return invalid("llm_rewind: position not in the cache");
   ctx->s->rewind(n_past);
   return LLM_OK;
 }
@@ -220,8 +260,9 @@ llm_sampler_params llm_sampler_default_params(void) {
 }
 
 llm_status llm_sampler_new(const llm_model* m, const llm_sampler_params* p, llm_sampler** out) {
-  if (!m || !out) return invalid("llm_sampler_new: NULL argument");
+  if (!out) return invalid("llm_sampler_new: NULL argument");
   *out = nullptr;
+  if (!live(m)) return invalid("llm_sampler_new: not a live model handle");
   llm_sampler_params d = p ? *p : llm_sampler_default_params();
   return guard([&] {
     llm::SamplingParams sp;
@@ -235,18 +276,31 @@ llm_status llm_sampler_new(const llm_model* m, const llm_sampler_params* p, llm_
     sp.penalty_last_n = d.penalty_last_n;
     sp.seed = d.seed;
     auto s = std::make_unique<llm_sampler>();
+    s->model = m->m;
     s->s = std::make_unique<llm::Sampler>(sp, m->m->hp.n_vocab);
+    remember(s.get());
     *out = s.release();
     return LLM_OK;
   });
 }
 
-void llm_sampler_free(llm_sampler* s) { delete s; }
+void llm_sampler_free(llm_sampler* s) {
+  if (s && forget(s)) delete s;
+}
 
 llm_token llm_sample(llm_sampler* s, llm_context* ctx) {
+  if (!live(s) || !live(ctx)) {
+    invalid("llm_sample: not a live sampler and context");
+    return -1;
+  }
+  // Its logits are the context's model's vocabulary: another model's may be shorter.
+  if (s->model != ctx->model) {
+    invalid("llm_sample: the sampler was made for another model than the context's");
+    return -1;
+  }
   const float* l = llm_get_logits(ctx, -1);
-  if (!s || !l) {
-    invalid("llm_sample: no sampler or no logits (evaluate first)");
+  if (!l) {
+    invalid("llm_sample: no logits (evaluate first)");
     return -1;
   }
   llm_token t = -1;
@@ -259,7 +313,7 @@ llm_token llm_sample(llm_sampler* s, llm_context* ctx) {
 }
 
 void llm_sampler_accept(llm_sampler* s, llm_token token) {
-  if (s) s->s->accept(token);
+  if (live(s) && token >= 0 && token < s->model->hp.n_vocab) s->s->accept(token);
 }
 
 }  // extern "C"

@@ -159,7 +159,10 @@ void Checkpoint::add_safetensors(const std::string& path) {
       throw Error(where + ": " + std::to_string(en - b) + " bytes for " + std::to_string(numel) + " " + dt + " values");
     ranges.emplace_back(b, en);
     t.strides.assign(t.shape.size(), 1);
-    for (int k = (int)t.shape.size() - 2; k >= 0; k--) t.strides[k] = t.strides[k + 1] * t.shape[k + 1];
+    // (An empty tensor reads nothing; its strides stay 1 rather than a
+    // product of the other sizes, which could overflow.)
+    if (numel > 0)
+      for (int k = (int)t.shape.size() - 2; k >= 0; k--) t.strides[k] = t.strides[k + 1] * t.shape[k + 1];
     t.base = data + b;
     add(std::move(t));
   }

@@ -150,6 +150,26 @@ ConvertSummary convert_hf_checkpoint(const ConvertOptions& opt) {
   auto f32 = [&](const char* suffix, double v) { w.set(key(A, suffix), Value::make_float(ValueType::F32, v)); };
 
   // ---- hyperparameters and the tensor plan ------------------------------------
+  // Nothing is sized from config.json before it is bounded by what the
+  // checkpoint holds: each layer has tensors of its own, so a layer count
+  // above the checkpoint's tensor count is a lie (2^31 layers would be a
+  // plan of billions of entries); --vocab-only has no weights to count.
+  std::unique_ptr<Checkpoint> ck;
+  if (!opt.vocab_only) ck = Checkpoint::open_dir(opt.model_dir);
+  auto layers = [&](const char* k) {
+    const int64_t n = c.i(k), cap = ck ? (int64_t)ck->tensors().size() : 4096;
+    if (n > cap)
+      throw Error(c.path + ": '" + k + "' = " + std::to_string(n) + " layers, but " +
+                  (ck ? "the checkpoint has only " + std::to_string(cap) + " tensors" : std::string("at most 4096 are supported")));
+    return n;
+  };
+  auto vocab_size = [&] {
+    const int64_t n = c.i("vocab_size");
+    if (n > Vocab::kMaxTokens)
+      throw Error(c.path + ": 'vocab_size' = " + std::to_string(n) + " is more than " + std::to_string(Vocab::kMaxTokens) +
+                  " tokens");
+    return n;
+  };
   std::vector<Planned> plan;
   int64_t n_vocab = 0, n_embd = 0;
   auto add = [&](std::string out, std::string src, std::vector<int64_t> shape, Transform tr = Transform::None) {
@@ -159,9 +179,9 @@ ConvertSummary convert_hf_checkpoint(const ConvertOptions& opt) {
   bool tied = false;
   if (A == Arch::LLAMA) {
     n_embd = c.i("hidden_size");
-    const int64_t n_layer = c.i("num_hidden_layers"), n_head = c.i("num_attention_heads");
+    const int64_t n_layer = layers("num_hidden_layers"), n_head = c.i("num_attention_heads");
     const int64_t n_head_kv = c.i("num_key_value_heads", n_head), n_ff = c.i("intermediate_size");
-    n_vocab = c.i("vocab_size");
+    n_vocab = vocab_size();
     const int64_t hd = n_embd / n_head;
     if (n_embd % n_head) throw Error(c.path + ": hidden_size is not a multiple of num_attention_heads");
     if (c.has("head_dim") && c.i("head_dim") != hd)
@@ -224,9 +244,9 @@ ConvertSummary convert_hf_checkpoint(const ConvertOptions& opt) {
     ignorable.insert("model.rotary_emb.inv_freq");
   } else if (A == Arch::GPTNEOX) {
     n_embd = c.i("hidden_size");
-    const int64_t n_layer = c.i("num_hidden_layers"), n_head = c.i("num_attention_heads");
+    const int64_t n_layer = layers("num_hidden_layers"), n_head = c.i("num_attention_heads");
     const int64_t n_ff = c.i("intermediate_size");
-    n_vocab = c.i("vocab_size");
+    n_vocab = vocab_size();
     if (n_embd % n_head) throw Error(c.path + ": hidden_size is not a multiple of num_attention_heads");
     const int64_t hd = n_embd / n_head;
     double pct = c.f("rotary_pct", 1.0), theta = c.f("rotary_emb_base", 10000.0);
@@ -277,9 +297,9 @@ ConvertSummary convert_hf_checkpoint(const ConvertOptions& opt) {
     ignorable.insert("gpt_neox.rotary_emb.inv_freq");
   } else {  // GPT-J
     n_embd = c.i("n_embd");
-    const int64_t n_layer = c.i("n_layer"), n_head = c.i("n_head");
+    const int64_t n_layer = layers("n_layer"), n_head = c.i("n_head");
     const int64_t n_ff = c.i("n_inner", 4 * n_embd);
-    n_vocab = c.i("vocab_size");
+    n_vocab = vocab_size();
     if (n_embd % n_head) throw Error(c.path + ": n_embd is not a multiple of n_head");
     const int64_t hd = n_embd / n_head;
     const int64_t n_rot = c.i("rotary_dim", hd);
@@ -343,7 +363,6 @@ ConvertSummary convert_hf_checkpoint(const ConvertOptions& opt) {
   }
 
   // ---- weights: check the plan against the checkpoint ------------------------------
-  auto ck = Checkpoint::open_dir(opt.model_dir);
   std::set<std::string> used;
   for (Planned& p : plan) {
     const SourceTensor* t = ck->find(p.src);

@@ -49,6 +49,12 @@ class Cursor {
     pos_ += sizeof(T);
     return v;
   }
+  const uint8_t* take(size_t n) {
+    if (n > left()) fail("file truncated");
+    const uint8_t* r = p_ + pos_;
+    pos_ += n;
+    return r;
+  }
   std::string read_string(const char* what) {
     const uint64_t n = read<uint64_t>(what);
     if (n > left()) fail(std::string(what) + " length " + std::to_string(n) + " runs past the end of the file");
@@ -94,10 +100,24 @@ Value read_value(Cursor& c, ValueType t, int depth, const std::string& key) {
       if (n > c.left() / min_elem) {
         c.fail("key '" + key + "': array of " + std::to_string(n) + " elements runs past the end of the file");
       }
-      std::vector<Value> items;
-      items.reserve(size_t(n));
-      for (uint64_t k = 0; k < n; k++) items.push_back(read_value(c, ValueType(et), depth + 1, key));
-      return Value::make_array(ValueType(et), std::move(items));
+      Value a;
+      a.type = ValueType::ARRAY;
+      a.elem = ValueType(et);
+      if (const size_t es = scalar_size(a.elem)) {
+        const size_t bytes = size_t(n) * es;  // fits: n <= left / es
+        const uint8_t* p = c.take(bytes);
+        if (a.elem == ValueType::BOOL)
+          for (size_t k = 0; k < bytes; k++)
+            if (p[k] > 1) c.fail("key '" + key + "': bool value " + std::to_string(p[k]) + " is not 0 or 1");
+        a.raw.assign(p, p + bytes);
+      } else if (a.elem == ValueType::STRING) {
+        a.strs.reserve(size_t(n));
+        for (uint64_t k = 0; k < n; k++) a.strs.push_back(c.read_string("a string value"));
+      } else {
+        a.arr.reserve(size_t(n));
+        for (uint64_t k = 0; k < n; k++) a.arr.push_back(read_value(c, a.elem, depth + 1, key));
+      }
+      return a;
     }
   }
   c.fail("key '" + key + "': unknown value type " + std::to_string(uint32_t(t)));
@@ -118,8 +138,73 @@ Value Value::make_array(ValueType elem, std::vector<Value> items) {
   Value x;
   x.type = ValueType::ARRAY;
   x.elem = elem;
-  x.arr = std::move(items);
+  if (const size_t es = scalar_size(elem)) {
+    x.raw.resize(items.size() * es);
+    for (size_t k = 0; k < items.size(); k++) {
+      const Value& e = items[k];
+      if (e.type != elem) throw Error("gguf: an array of " + std::string(type_name(elem)) + " holds a " + type_name(e.type));
+      uint8_t* p = x.raw.data() + k * es;
+      switch (elem) {
+        case ValueType::F32: { float v = float(e.f); std::memcpy(p, &v, 4); break; }
+        case ValueType::F64: std::memcpy(p, &e.f, 8); break;
+        default: {
+          uint64_t bits = is_int(elem) ? uint64_t(e.i) : e.u;
+          std::memcpy(p, &bits, es);  // little-endian: the low bytes
+        }
+      }
+    }
+  } else if (elem == ValueType::STRING) {
+    for (auto& e : items) x.strs.push_back(std::move(e.s));
+  } else {
+    x.arr = std::move(items);
+  }
   return x;
+}
+
+size_t Value::size() const {
+  if (const size_t es = scalar_size(elem)) return raw.size() / es;
+  return elem == ValueType::STRING ? strs.size() : arr.size();
+}
+
+uint64_t Value::uint_at(size_t k) const {
+  const size_t es = scalar_size(elem);
+  uint64_t v = 0;
+  std::memcpy(&v, raw.data() + k * es, es);
+  return v;
+}
+
+int64_t Value::int_at(size_t k) const {
+  const size_t es = scalar_size(elem);
+  if (is_uint(elem) || elem == ValueType::BOOL) {
+    uint64_t v = uint_at(k);
+    return v > uint64_t(INT64_MAX) ? -1 : int64_t(v);
+  }
+  switch (es) {
+    case 1: { int8_t v; std::memcpy(&v, raw.data() + k, 1); return v; }
+    case 2: { int16_t v; std::memcpy(&v, raw.data() + 2 * k, 2); return v; }
+    case 4: { int32_t v; std::memcpy(&v, raw.data() + 4 * k, 4); return v; }
+    default: { int64_t v; std::memcpy(&v, raw.data() + 8 * k, 8); return v; }
+  }
+}
+
+double Value::float_at(size_t k) const {
+  if (elem == ValueType::F32) {
+    float v;
+    std::memcpy(&v, raw.data() + 4 * k, 4);
+    return v;
+  }
+  double v;
+  std::memcpy(&v, raw.data() + 8 * k, 8);
+  return v;
+}
+
+Value Value::at(size_t k) const {
+  if (elem == ValueType::STRING) return make_string(strs[k]);
+  if (elem == ValueType::ARRAY) return arr[k];
+  if (elem == ValueType::F32 || elem == ValueType::F64) return make_float(elem, float_at(k));
+  if (elem == ValueType::BOOL) return make_bool(uint_at(k) != 0);
+  if (is_int(elem)) return make_int(elem, int_at(k));
+  return make_uint(elem, uint_at(k));
 }
 
 bool Value::operator==(const Value& o) const {
@@ -128,7 +213,7 @@ bool Value::operator==(const Value& o) const {
   if (is_int(type)) return i == o.i;
   if (type == ValueType::F32 || type == ValueType::F64) return f == o.f || (f != f && o.f != o.f);
   if (type == ValueType::STRING) return s == o.s;
-  return elem == o.elem && arr == o.arr;
+  return elem == o.elem && raw == o.raw && strs == o.strs && arr == o.arr;
 }
 
 // ---- reader -------------------------------------------------------------------
@@ -211,7 +296,10 @@ void File::parse() {
     int64_t total = 1;
     for (uint32_t d = 0; d < nd; d++) {
       const uint64_t v = c.read<uint64_t>("a tensor dimension");
-      if (v > uint64_t(INT64_MAX) || (v != 0 && total > (int64_t(1) << 50) / int64_t(v))) {
+      // An empty dimension makes a tensor of nothing, which no model has; it
+      // would also let the other dimensions grow past any product check.
+      if (v == 0) c.fail("tensor '" + ti.name + "': dimension " + std::to_string(d) + " is 0");
+      if (v > uint64_t(INT64_MAX) || total > (int64_t(1) << 50) / int64_t(v)) {
         c.fail("tensor '" + ti.name + "': dimensions overflow");
       }
       ti.ne[d] = int64_t(v);
@@ -370,7 +458,9 @@ class Out {
       case ValueType::STRING: str(v.s); break;
       case ValueType::ARRAY:
         put<uint32_t>(uint32_t(v.elem));
-        put<uint64_t>(v.arr.size());
+        put<uint64_t>(v.size());
+        if (!v.raw.empty()) bytes(v.raw.data(), v.raw.size());
+        for (const std::string& e : v.strs) str(e);
         for (const Value& e : v.arr) value(e);
         break;
     }

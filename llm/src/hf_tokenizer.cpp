@@ -108,7 +108,10 @@ std::string pre_name(const json& pre, const std::string& path) {
         is_byte_level(seq[1], true))
       return "smollm";
     if (seq.size() == 2 && seq[0].value("type", "") == "Split" && is_byte_level(seq[1], false)) {
-      std::string re = seq[0]["pattern"].value("Regex", "");
+      const json& split = seq[0];
+      std::string re = split.contains("pattern") && split["pattern"].is_object()
+                           ? split["pattern"].value("Regex", std::string())
+                           : std::string();
       if (re.find("\\p{N}{1,3}") != std::string::npos && re.find("(?i:'s|'t|'re|'ve|'m|'ll|'d)") != std::string::npos)
         return "llama-bpe";
     }
@@ -154,6 +157,7 @@ HfTokenizer load_sentencepiece_model(const std::string& path) {
         }
       }
       if (type < 1 || type > 6) r.fail("unknown piece type");
+      if ((int64_t)v.tokens.size() >= Vocab::kMaxTokens) r.fail("more pieces than a vocabulary may have");
       v.tokens.push_back(std::move(piece));
       v.scores.push_back(score);
       v.types.push_back((TokenType)type);
@@ -235,24 +239,41 @@ HfTokenizer load_tokenizer_json(const std::string& path) {
       out.warnings.push_back("normalizer " + j["normalizer"].value("type", std::string("?")) + " is not applied");
     v.pre = pre_name(j.at("pre_tokenizer"), path);
     const json& vocab = m.at("vocab");
+    if (!vocab.is_object()) throw Error(path + ": model.vocab is not an object");
+    const json added = j.value("added_tokens", json::array());
+    if (!added.is_array()) throw Error(path + ": added_tokens is not an array");
+    // Ids are checked before anything is sized from them: within the
+    // vocabulary cap, and dense enough that the table is bounded by the
+    // entries the file really has (holes are filled with placeholders).
+    auto checked_id = [&](const json& x, const std::string& what) {
+      // (A float converts by a cast, undefined outside int64's range.)
+      if (!x.is_number_integer()) throw Error(path + ": the id of " + what + " is not an integer");
+      int64_t id = x.is_number_unsigned() && x.get<uint64_t>() > (uint64_t)INT64_MAX ? -1 : x.get<int64_t>();
+      if (id < 0 || id >= Vocab::kMaxTokens)
+        throw Error(path + ": token id " + std::to_string(id) + " of " + what + " is outside 0.." +
+                    std::to_string(Vocab::kMaxTokens - 1));
+      return id;
+    };
     int64_t n = 0;
-    for (auto it = vocab.begin(); it != vocab.end(); ++it) n = std::max<int64_t>(n, it.value().get<int64_t>() + 1);
-    for (const auto& a : j.value("added_tokens", json::array())) n = std::max<int64_t>(n, a.at("id").get<int64_t>() + 1);
-    if (n <= 0 || n > (1 << 24)) throw Error(path + ": vocabulary size " + std::to_string(n) + " is out of range");
+    for (auto it = vocab.begin(); it != vocab.end(); ++it) n = std::max<int64_t>(n, checked_id(it.value(), "'" + it.key() + "'") + 1);
+    for (const auto& a : added) n = std::max<int64_t>(n, checked_id(a.at("id"), "an added token") + 1);
+    const int64_t entries = (int64_t)vocab.size() + (int64_t)added.size();
+    if (n <= 0) throw Error(path + ": the vocabulary is empty");
+    if (n > 2 * entries + 1024)
+      throw Error(path + ": token ids reach " + std::to_string(n - 1) + " but the file has only " +
+                  std::to_string(entries) + " tokens (more holes than tokens)");
     v.tokens.assign((size_t)n, std::string());
     v.types.assign((size_t)n, TokenType::Unused);
     std::vector<bool> set((size_t)n, false);
     for (auto it = vocab.begin(); it != vocab.end(); ++it) {
-      int64_t id = it.value().get<int64_t>();
-      if (id < 0) throw Error(path + ": negative token id for '" + it.key() + "'");
+      int64_t id = it.value().get<int64_t>();  // range-checked above
       if (set[id]) throw Error(path + ": token id " + std::to_string(id) + " is used twice");
       v.tokens[id] = it.key();
       v.types[id] = TokenType::Normal;
       set[id] = true;
     }
-    for (const auto& a : j.value("added_tokens", json::array())) {
+    for (const auto& a : added) {
       int64_t id = a.at("id").get<int64_t>();
-      if (id < 0) throw Error(path + ": negative added token id");
       v.tokens[id] = a.at("content").get<std::string>();
       v.types[id] = a.value("special", false) ? TokenType::Control : TokenType::UserDefined;
       set[id] = true;

@@ -53,7 +53,8 @@ PerplexityResult perplexity(const Model& m, const std::vector<int32_t>& text, co
                 ", fewer than one window of " + std::to_string(n_ctx) + (opt.n_chunks == 0 ? " (--chunks 0)" : ""));
   const int64_t first = n_ctx / 2, per_chunk = n_ctx - 1 - first;
   const int64_t V = m.hp.n_vocab;
-  const int K = opt.top_k;
+  // A base file keeps the top-k of each position: at most the whole vocabulary.
+  const int K = (int)std::min<int64_t>(opt.top_k, V);
   const uint64_t hash = fnv(text.data(), (size_t)(n_chunks * step));
 
   // Base file to compare against.
@@ -68,7 +69,7 @@ PerplexityResult perplexity(const Model& m, const std::vector<int32_t>& text, co
       throw Error(opt.kl_in + ": not a KL base file written by ./perplexity --kl-base");
     if (bh.n_vocab != V) throw Error(opt.kl_in + ": the base model has another vocabulary size");
     if (bh.n_ctx != n_ctx) throw Error(opt.kl_in + ": written with -c " + std::to_string(bh.n_ctx) + "; use the same");
-    if (bh.top_k < 1 || bh.top_k > 1024) throw Error(opt.kl_in + ": bad top-k");
+    if (bh.top_k < 1 || bh.top_k > 1024 || bh.top_k > V) throw Error(opt.kl_in + ": bad top-k");
     if (bh.n_chunks < n_chunks) n_chunks = bh.n_chunks;
     if (bh.tokens_hash != fnv(text.data(), (size_t)(n_chunks * step)) && bh.n_chunks == n_chunks)
       throw Error(opt.kl_in + ": written for another text or tokenizer");

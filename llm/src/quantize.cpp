@@ -101,7 +101,9 @@ QuantizeSummary quantize_file(const QuantizeOptions& opt) {
   w.write(opt.out_path, [&](size_t i) -> const void* {
     const gguf::TensorInfo& t = f.tensors()[i];
     const ggml::Type to = out_type[i];
-    const int64_t n = t.ne[0] * t.ne[1] * t.ne[2] * t.ne[3], ne0 = t.ne[0], rows = n / ne0;
+    const int64_t n = t.ne[0] * t.ne[1] * t.ne[2] * t.ne[3], ne0 = t.ne[0];
+    if (n <= 0) throw Error(f.path() + ": tensor '" + t.name + "' is empty");  // the reader refuses these too
+    const int64_t rows = n / ne0;
     const size_t in_row = ggml::row_size(t.type, ne0), out_row = ggml::row_size(to, ne0);
     x.resize((size_t)n);
     back.resize((size_t)n);

@@ -3,7 +3,8 @@
 // pickle machine that knows only what a state dict needs. Any other global or
 // call is refused, so nothing in the file can execute.
 #include <map>
-#include <variant>
+#include <memory>
+#include <unordered_map>
 
 #include "llm/checkpoint.h"
 #include "llm/gguf.h"
@@ -40,7 +41,7 @@ std::map<std::string, ZipEntry> read_zip(const MappedFile& f) {
   if (count == 0xFFFF || cd_size == 0xFFFFFFFF || cd_off == 0xFFFFFFFF) {  // zip64
     if (eocd < 20 || rd32(d + eocd - 20) != 0x07064b50) throw fail("zip64 locator missing");
     uint64_t z = rd64(d + eocd - 20 + 8);
-    if (z > n - 56 || rd32(d + z) != 0x06064b50) throw fail("zip64 record out of range");
+    if (n < 56 || z > n - 56 || rd32(d + z) != 0x06064b50) throw fail("zip64 record out of range");
     count = rd64(d + z + 32);
     cd_size = rd64(d + z + 40);
     cd_off = rd64(d + z + 48);
@@ -92,8 +93,11 @@ std::map<std::string, ZipEntry> read_zip(const MappedFile& f) {
 
 // ---- the pickle machine ---------------------------------------------------------
 
+// Objects live in the unpickler's arena and refer to each other by plain
+// pointers: a list that contains itself is no leak, and a million-deep
+// nesting is freed one object at a time, not by recursion.
 struct Obj;
-using ObjP = std::shared_ptr<Obj>;
+using ObjP = Obj*;
 struct Storage {
   DType dtype;
   std::string key;
@@ -115,12 +119,6 @@ struct Obj {
   std::shared_ptr<TensorRef> tensor;
 };
 
-ObjP make(Obj::Kind k) {
-  auto o = std::make_shared<Obj>();
-  o->kind = k;
-  return o;
-}
-
 const std::map<std::string, DType>& storage_types() {
   static const std::map<std::string, DType> m = {
       {"torch.FloatStorage", DType::F32},  {"torch.HalfStorage", DType::F16}, {"torch.BFloat16Storage", DType::BF16},
@@ -132,6 +130,11 @@ const std::map<std::string, DType>& storage_types() {
 
 class Unpickler {
  public:
+  // A state dict needs a few objects a tensor (the largest models: ~10^4);
+  // these caps keep a small hostile pickle from costing gigabytes.
+  static constexpr size_t kMaxObjects = size_t(1) << 22;
+  static constexpr size_t kMaxItems = size_t(1) << 24;  // container slots, all containers together
+
   Unpickler(const uint8_t* p, size_t n, std::string where) : p_(p), end_(p + n), where_(std::move(where)) {}
 
   ObjP run() {
@@ -172,7 +175,7 @@ class Unpickler {
         case 0x8c: { size_t len = byte(); push_str(take(len), len); break; }
         case 'q': memo(byte()); break;
         case 'r': memo(rd32(take(4))); break;
-        case 0x94: memo(memo_.size()); break;  // MEMOIZE
+        case 0x94: memo(memo_next_++); break;  // MEMOIZE: the next index
         case 'h': get(byte()); break;
         case 'j': get(rd32(take(4))); break;
         case 'c': {
@@ -185,28 +188,36 @@ class Unpickler {
           push(o);
           break;
         }
-        case 't': { auto o = make(Obj::Tuple); o->items = pop_mark(); push(o); break; }
+        case 't': { auto o = make(Obj::Tuple); o->items = pop_mark(); count_items(o->items.size()); push(o); break; }
         case 0x85: case 0x86: case 0x87: {
           auto o = make(Obj::Tuple);
           size_t k = op - 0x84;
           if (stack_.size() < k) fail("stack underflow");
           o->items.assign(stack_.end() - k, stack_.end());
+          count_items(k);
           stack_.resize(stack_.size() - k);
           push(o);
           break;
         }
         case 'Q': push(persistent(pop())); break;
         case 'R': { auto args = pop(); auto fn = pop(); push(reduce(fn, args)); break; }
-        case 's': { auto v = pop(); auto k = pop(); dict_of(top())->dict.emplace_back(k, v); break; }
+        case 's': { auto v = pop(); auto k = pop(); count_items(2); dict_of(top())->dict.emplace_back(k, v); break; }
         case 'u': {
           auto items = pop_mark();
           if (items.size() % 2) fail("odd SETITEMS");
+          count_items(items.size());
           auto d = dict_of(top());
           for (size_t k = 0; k < items.size(); k += 2) d->dict.emplace_back(items[k], items[k + 1]);
           break;
         }
-        case 'a': { auto v = pop(); list_of(top())->items.push_back(v); break; }
-        case 'e': { auto items = pop_mark(); auto l = list_of(top()); l->items.insert(l->items.end(), items.begin(), items.end()); break; }
+        case 'a': { auto v = pop(); count_items(1); list_of(top())->items.push_back(v); break; }
+        case 'e': {
+          auto items = pop_mark();
+          count_items(items.size());
+          auto l = list_of(top());
+          l->items.insert(l->items.end(), items.begin(), items.end());
+          break;
+        }
         case 'b': pop(); break;  // BUILD: object state (OrderedDict's _metadata); not needed
         case '.': if (stack_.size() != 1) fail("stack not empty at STOP"); return stack_.back();
         default: {
@@ -221,6 +232,17 @@ class Unpickler {
 
  private:
   [[noreturn]] void fail(const std::string& why) const { throw Error(where_ + ": " + why); }
+  ObjP make(Obj::Kind k) {
+    if (arena_.size() >= kMaxObjects)
+      fail("more than " + std::to_string(kMaxObjects) + " objects; a state dict has a few per tensor");
+    arena_.push_back(std::make_unique<Obj>());
+    arena_.back()->kind = k;
+    return arena_.back().get();
+  }
+  void count_items(size_t n) {
+    items_ += n;
+    if (items_ > kMaxItems) fail("containers hold more than " + std::to_string(kMaxItems) + " items");
+  }
   uint8_t byte() { return *take(1); }
   const uint8_t* take(size_t n) {
     if ((size_t)(end_ - p_) < n) fail("truncated pickle");
@@ -260,14 +282,15 @@ class Unpickler {
     stack_.resize(m - 1);
     return items;
   }
+  // A map, not a table indexed by the file's number (a 4-byte index would size it).
   void memo(size_t k) {
-    if (k > 10'000'000) fail("memo index too large");
-    if (memo_.size() <= k) memo_.resize(k + 1);
+    if (memo_.size() >= kMaxObjects) fail("memo too large");
     memo_[k] = top();
   }
   void get(size_t k) {
-    if (k >= memo_.size() || !memo_[k]) fail("memo entry missing");
-    push(memo_[k]);
+    auto it = memo_.find(k);
+    if (it == memo_.end()) fail("memo entry missing");
+    push(it->second);
   }
   ObjP dict_of(const ObjP& o) { if (o->kind != Obj::Dict) fail("SETITEM on a non-dict"); return o; }
   ObjP list_of(const ObjP& o) { if (o->kind != Obj::List) fail("APPEND on a non-list"); return o; }
@@ -316,8 +339,11 @@ class Unpickler {
   const uint8_t* p_;
   const uint8_t* end_;
   std::string where_;
+  std::vector<std::unique_ptr<Obj>> arena_;  // owns every object (see Obj)
   std::vector<ObjP> stack_;
-  std::vector<ObjP> memo_;
+  std::unordered_map<size_t, ObjP> memo_;
+  size_t memo_next_ = 0;
+  size_t items_ = 0;
   uint64_t ops_ = 0;
 };
 
@@ -353,17 +379,26 @@ void Checkpoint::add_pytorch(const std::string& path) {
     st.strides = t.stride;
     const int64_t es = (int64_t)dtype_size(st.dtype);
     const int64_t avail = (int64_t)(it->second.size / (uint64_t)es);
-    // The farthest element the view touches must lie inside the storage.
-    int64_t last = t.offset;
-    bool empty = false;
+    // The farthest element the view touches must lie inside the storage
+    // (sums and products checked: a wrapped product would pass a plain
+    // comparison), and the view may not repeat elements: a stride-0 or
+    // overlapping view would turn a few stored bytes into gigabytes.
+    const std::string what = path + ": tensor '" + k->s + "'";
+    if (t.offset < 0) throw Error(what + " has a negative storage offset");
+    int64_t last = t.offset, numel = 1;
     for (size_t d = 0; d < t.size.size(); d++) {
-      if (t.size[d] < 0 || t.stride[d] < 0 || t.size[d] > (int64_t(1) << 40) || t.stride[d] > (int64_t(1) << 40))
-        throw Error(path + ": tensor '" + k->s + "' has a bad size or stride");
-      if (t.size[d] == 0) empty = true;
-      else last += (t.size[d] - 1) * t.stride[d];
+      if (t.size[d] < 0 || t.stride[d] < 0) throw Error(what + " has a negative size or stride");
+      if (__builtin_mul_overflow(numel, t.size[d], &numel)) throw Error(what + ": its size overflows");
     }
-    if (t.offset < 0 || (!empty && last >= avail))
-      throw Error(path + ": tensor '" + k->s + "' reaches past the end of its storage");
+    for (size_t d = 0; d < t.size.size() && numel > 0; d++) {
+      int64_t reach;
+      if (__builtin_mul_overflow(t.size[d] - 1, t.stride[d], &reach) || __builtin_add_overflow(last, reach, &last))
+        throw Error(what + " reaches past the end of its storage");
+    }
+    if (numel > 0 && last >= avail) throw Error(what + " reaches past the end of its storage");
+    if (numel > avail)
+      throw Error(what + " has " + std::to_string(numel) + " elements but its storage " + std::to_string(avail) +
+                  ": a view that repeats elements (stride 0) is not a checkpoint tensor");
     st.base = map->data() + it->second.offset + (uint64_t)t.offset * (uint64_t)es;
     add(std::move(st));
   }

@@ -9,7 +9,8 @@ const char* model_name(Vocab::Model m) { return m == Vocab::Model::SPM ? "llama"
 void Vocab::validate(const std::string& where) const {
   const size_t n = tokens.size();
   if (n == 0) throw Error(where + ": the vocabulary is empty");
-  if (n > (1u << 24)) throw Error(where + ": " + std::to_string(n) + " tokens is more than 16M");
+  if ((int64_t)n > kMaxTokens)
+    throw Error(where + ": " + std::to_string(n) + " tokens is more than " + std::to_string(kMaxTokens));
   if (!scores.empty() && scores.size() != n)
     throw Error(where + ": " + std::to_string(scores.size()) + " scores for " + std::to_string(n) + " tokens");
   if (types.size() != n)
@@ -59,24 +60,22 @@ Vocab Vocab::from_gguf(const gguf::File& f) {
     v.pre = p->s;
   }
   const gguf::Value& toks = f.get_array("tokenizer.ggml.tokens", gguf::ValueType::STRING);
-  v.tokens.reserve(toks.arr.size());
-  for (const auto& t : toks.arr) v.tokens.push_back(t.s);
+  v.tokens = toks.strs;
   if (f.find("tokenizer.ggml.scores")) {
     const gguf::Value& sc = f.get_array("tokenizer.ggml.scores", gguf::ValueType::F32);
-    for (const auto& s : sc.arr) v.scores.push_back((float)s.f);
+    for (size_t k = 0; k < sc.size(); k++) v.scores.push_back((float)sc.float_at(k));
   }
   if (f.find("tokenizer.ggml.token_type")) {
     const gguf::Value& tt = *f.find("tokenizer.ggml.token_type");
     if (tt.type != gguf::ValueType::ARRAY) throw Error(f.path() + ": tokenizer.ggml.token_type is not an array");
-    for (const auto& t : tt.arr) {
-      // llama.cpp writes I32; accept any integer width.
-      int64_t x = t.type == gguf::ValueType::I8 || t.type == gguf::ValueType::I16 || t.type == gguf::ValueType::I32 ||
-                          t.type == gguf::ValueType::I64
-                      ? t.i
-                      : (int64_t)t.u;
-      if (t.type == gguf::ValueType::STRING || t.type == gguf::ValueType::F32 || t.type == gguf::ValueType::F64 ||
-          t.type == gguf::ValueType::ARRAY || x < 0 || x > 6)
-        throw Error(f.path() + ": tokenizer.ggml.token_type holds a value that is not a token type");
+    // llama.cpp writes I32; accept any integer width.
+    const gguf::ValueType e = tt.elem;
+    if (e == gguf::ValueType::STRING || e == gguf::ValueType::F32 || e == gguf::ValueType::F64 ||
+        e == gguf::ValueType::ARRAY || e == gguf::ValueType::BOOL)
+      throw Error(f.path() + ": tokenizer.ggml.token_type is not an array of integers");
+    for (size_t k = 0; k < tt.size(); k++) {
+      const int64_t x = tt.int_at(k);
+      if (x < 0 || x > 6) throw Error(f.path() + ": tokenizer.ggml.token_type holds a value that is not a token type");
       v.types.push_back((TokenType)x);
     }
   } else {
@@ -84,7 +83,7 @@ Vocab Vocab::from_gguf(const gguf::File& f) {
   }
   if (f.find("tokenizer.ggml.merges")) {
     const gguf::Value& mg = f.get_array("tokenizer.ggml.merges", gguf::ValueType::STRING);
-    for (const auto& s : mg.arr) v.merges.push_back(s.s);
+    v.merges = mg.strs;
   }
   v.bos = opt_id(f, "tokenizer.ggml.bos_token_id");
   v.eos = opt_id(f, "tokenizer.ggml.eos_token_id");

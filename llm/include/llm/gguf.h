@@ -35,6 +35,9 @@ enum class ValueType : uint32_t {
 const char* type_name(ValueType t);
 
 // A metadata value. Integers keep their exact type so files round-trip.
+// An array's elements are held by kind: scalars as the file's little-endian
+// bytes (a byte of memory per byte of file; a Value each would cost ~90, so
+// a 24 MiB array of u8 took 2.4 GB), strings as strings, arrays as Values.
 struct Value {
   ValueType type = ValueType::U8;
   ValueType elem = ValueType::U8;  // element type of an array
@@ -42,7 +45,15 @@ struct Value {
   int64_t i = 0;                   // I8..I64
   double f = 0;                    // F32, F64
   std::string s;                   // STRING
-  std::vector<Value> arr;          // ARRAY
+  std::vector<uint8_t> raw;        // ARRAY of a scalar type
+  std::vector<std::string> strs;   // ARRAY of STRING
+  std::vector<Value> arr;          // ARRAY of ARRAY
+
+  size_t size() const;             // an array's element count
+  Value at(size_t k) const;        // element k as a Value (any element type)
+  uint64_t uint_at(size_t k) const;  // element k of an unsigned or bool array
+  int64_t int_at(size_t k) const;    // element k of an integer array of any width and sign (u64 > INT64_MAX: -1)
+  double float_at(size_t k) const;   // element k of an F32 or F64 array
 
   static Value make_uint(ValueType t, uint64_t v);
   static Value make_int(ValueType t, int64_t v);

@@ -19,6 +19,10 @@ enum class TokenType : int32_t {
 };
 
 struct Vocab {
+  // The most tokens a vocabulary may have: 8x the largest in use (Gemma's
+  // 262k), so a file claiming more is refused before anything is sized from
+  // it (each token costs ~100 bytes in the tokenizer's tables).
+  static constexpr int64_t kMaxTokens = int64_t(1) << 21;
   enum class Model { SPM, BPE };  // "llama" (SentencePiece) and "gpt2" (byte-level BPE)
   Model model = Model::BPE;
   std::string pre = "default";  // BPE pre-tokenizer name (tokenizer.ggml.pre)

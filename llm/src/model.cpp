@@ -219,11 +219,6 @@ std::unique_ptr<Model> Model::load(const std::string& path, const LoadOptions& o
   hp.n_ctx_train = (int64_t)get_u(f, A, kv::CONTEXT_LENGTH);
   hp.n_embd = (int64_t)get_u(f, A, kv::EMBEDDING_LENGTH);
   hp.n_layer = (int64_t)get_u(f, A, kv::BLOCK_COUNT);
-  // Sized from below (the layer table, the KV cache): bounded first by the
-  // tensors the file really has, each layer having several of its own.
-  if (hp.n_layer > (int64_t)f.tensors().size())
-    throw Error(f.path() + ": " + key(A, kv::BLOCK_COUNT) + " = " + std::to_string(hp.n_layer) +
-                " layers, but the file has only " + std::to_string(f.tensors().size()) + " tensors");
   hp.n_ff = (int64_t)get_u(f, A, kv::FEED_FORWARD_LENGTH);
   hp.n_head = (int64_t)get_u(f, A, kv::HEAD_COUNT);
   hp.n_head_kv = f.find(key(A, kv::HEAD_COUNT_KV)) ? (int64_t)get_u(f, A, kv::HEAD_COUNT_KV) : hp.n_head;
@@ -252,6 +247,11 @@ std::unique_ptr<Model> Model::load(const std::string& path, const LoadOptions& o
   if (A != Arch::LLAMA) m->output_norm_b = L.get("output_norm.bias", {E});
   m->output = L.get("output.weight", {E, V}, A != Arch::LLAMA);
   if (A == Arch::GPTJ) m->output_b = L.get("output.bias", {V});
+  // The layer table (and later the KV cache) is sized from this: bounded first by the
+  // tensors the file really has, each layer having several of its own.
+  if (hp.n_layer > (int64_t)f.tensors().size())
+    throw Error(f.path() + ": " + key(A, kv::BLOCK_COUNT) + " = " + std::to_string(hp.n_layer) +
+                " layers, but the file has only " + std::to_string(f.tensors().size()) + " tensors");
   m->layers.resize((size_t)hp.n_layer);
   for (int il = 0; il < (int)hp.n_layer; il++) {
     Layer& l = m->layers[il];

@@ -6,7 +6,6 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
-#include <sstream>
 
 #include "llm_version.h"
 
@@ -34,20 +33,30 @@ bool answer_standard_options(const cxxopts::ParseResult& r, const cxxopts::Optio
   return false;
 }
 
-std::string read_text(const std::string& path) {
-  std::ostringstream ss;
-  if (path == "-") {
-    ss << std::cin.rdbuf();
-    if (std::cin.bad()) throw Error("standard input: read error");
-    return ss.str();
+namespace {
+// Reads at most kMaxText bytes; a stream with more (/dev/zero, a wrong file)
+// is refused rather than read until memory runs out.
+std::string read_capped(std::istream& in, const std::string& name) {
+  std::string out;
+  char buf[1 << 16];
+  while (in) {
+    in.read(buf, sizeof buf);
+    out.append(buf, (size_t)in.gcount());
+    if (out.size() > kMaxText)
+      throw Error(name + ": more than " + std::to_string(kMaxText >> 20) + " MiB of text; refusing to read it all");
   }
+  if (in.bad()) throw Error(name + ": read error");
+  return out;
+}
+}  // namespace
+
+std::string read_text(const std::string& path) {
+  if (path == "-") return read_capped(std::cin, "standard input");
   std::error_code ec;
   if (std::filesystem::is_directory(path, ec)) throw Error(path + ": is a directory, not a text file");
   std::ifstream f(path, std::ios::binary);
   if (!f) throw Error(path + ": cannot open: " + std::strerror(errno));
-  ss << f.rdbuf();
-  if (f.bad()) throw Error(path + ": read error");
-  return ss.str();
+  return read_capped(f, path);
 }
 
 std::vector<std::string> all_values(const cxxopts::ParseResult& r, const std::string& long_name) {

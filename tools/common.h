@@ -26,7 +26,9 @@ bool answer_standard_options(const cxxopts::ParseResult& r, const cxxopts::Optio
                              const std::string& name, const std::string& help_extra = "");
 
 // A file's whole content, or standard input's for "-". Says why it cannot
-// (a directory, a missing file, a read error) in one line naming the path.
+// (a directory, a missing file, a read error, more than kMaxText bytes) in
+// one line naming the path.
+constexpr size_t kMaxText = size_t(256) << 20;
 std::string read_text(const std::string& path);
 
 // Every value given for a repeatable option, each whole (cxxopts' vector

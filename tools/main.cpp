@@ -189,6 +189,7 @@ int run(int argc, char** argv) {
       ("chat", "chat with the model's template: one turn with -p/-f, else interactive on stdin")
       ("system", "system prompt for --chat (default: the template's own, if it has one)", cxxopts::value<std::string>())
       ("kv-type", "KV cache type: f16 or f32", cxxopts::value<std::string>()->default_value("f16"))
+      ("no-memory-check", "allow a KV cache larger than the machine's memory")
       ("dump-logits", "write every prompt position's logits as float32 .npy [n_tokens, n_vocab]", cxxopts::value<std::string>())
       ("no-display-prompt", "do not echo the prompt");
   tool::add_standard_options(opts);
@@ -219,6 +220,7 @@ int run(int argc, char** argv) {
   sp.n_batch = tool::in_range<int64_t>(r, "batch-size", 1, INT64_MAX, "at least 1");
   sp.n_threads = tool::in_range(r, "threads", 0, 1024, "0 (every core) or a count up to 1024");
   sp.kv_type = kvt == "f32" ? ggml::Type::F32 : ggml::Type::F16;
+  sp.ignore_memory_limit = r.count("no-memory-check") > 0;
   llm::SamplingParams smp;
   const float inf = INFINITY;
   smp.temp = tool::in_range(r, "temp", 0.0f, 100.0f, "between 0 (greedy) and 100");

@@ -1,5 +1,7 @@
 #include "llm/session.h"
 
+#include <unistd.h>
+
 #include <omp.h>
 
 #include <algorithm>
@@ -87,6 +89,15 @@ Session::Session(const Model& model, const SessionParams& p) : model_(model) {
   if (p.kv_type != ggml::Type::F16 && p.kv_type != ggml::Type::F32)
     throw Error("the KV cache type must be f16 or f32");
   if (p.n_batch < 1) throw Error("the batch size must be positive");
+  // The cache is the one allocation a user's -c sizes: said before it is
+  // made, and refused past the machine's memory unless asked for.
+  const double kv_need = 2.0 * (double)hp.n_layer * (double)n_ctx_ * (double)hp.n_embd_kv() *
+                         (double)ggml::type_size(p.kv_type);
+  const double phys = (double)sysconf(_SC_PHYS_PAGES) * (double)sysconf(_SC_PAGE_SIZE);
+  if (!p.ignore_memory_limit && phys > 0 && kv_need > phys)
+    throw Error("the KV cache for a context of " + std::to_string(n_ctx_) + " tokens would take " +
+                std::to_string((int64_t)(kv_need / (1 << 20))) + " MiB, more than this machine's " +
+                std::to_string((int64_t)(phys / (1 << 20))) + " MiB of memory (lower -c, or --no-memory-check)");
   int threads = p.n_threads > 0 ? p.n_threads : omp_get_num_procs();
   impl_ = std::make_unique<Impl>(threads);
   n_batch_ = p.n_batch;

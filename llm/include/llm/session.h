@@ -20,6 +20,9 @@ struct SessionParams {
   // One token at a time: one graph serves this many positions, patched for
   // each (0: a graph built for every token, as prompts are).
   int64_t token_graph_span = 512;
+  // Allow a KV cache larger than the machine's physical memory (refused by
+  // default, with the size it would take).
+  bool ignore_memory_limit = false;
 };
 
 class Session {

@@ -55,7 +55,7 @@ fuzz-gguf:
 	mkdir -p build-fuzz/corpus
 	cp -n tests/data/gguf/*.gguf build-fuzz/corpus/ 2>/dev/null || true
 	clang++ -std=c++20 -O1 -g -fsanitize=fuzzer,address,undefined -Iggml/include -Illm/include \
-	  tests/fuzz/fuzz_gguf.cpp llm/src/gguf.cpp ggml/src/types.cpp ggml/src/quants.cpp ggml/src/quants_k.cpp \
+	  tests/fuzz/fuzz_gguf.cpp llm/src/gguf.cpp llm/src/files.cpp ggml/src/types.cpp ggml/src/quants.cpp ggml/src/quants_k.cpp \
 	  -o build-fuzz/fuzz_gguf
 	build-fuzz/fuzz_gguf -max_total_time=$(FUZZ_SECONDS) -max_len=4096 build-fuzz/corpus
 
@@ -69,7 +69,7 @@ fuzz-checkpoint:
 	  i=$$((i+1)); printf "\\$$(printf %o $${f##*:})" > build-fuzz/corpus-ck/seed$$i; cat $${f%:*} >> build-fuzz/corpus-ck/seed$$i; done
 	clang++ -std=c++20 -O1 -g -fsanitize=fuzzer,address,undefined -Iggml/include -Illm/include $$(pkg-config --cflags libpcre2-8) \
 	  tests/fuzz/fuzz_checkpoint.cpp llm/src/checkpoint.cpp llm/src/torch_zip.cpp llm/src/hf_tokenizer.cpp \
-	  llm/src/vocab.cpp llm/src/tokenizer.cpp llm/src/pretokenize.cpp llm/src/unicode.cpp llm/src/gguf.cpp \
+	  llm/src/vocab.cpp llm/src/tokenizer.cpp llm/src/pretokenize.cpp llm/src/unicode.cpp llm/src/gguf.cpp llm/src/files.cpp \
 	  ggml/src/types.cpp ggml/src/quants.cpp ggml/src/quants_k.cpp $$(pkg-config --libs libpcre2-8) \
 	  -o build-fuzz/fuzz_checkpoint
 	build-fuzz/fuzz_checkpoint -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -rss_limit_mb=4096 build-fuzz/corpus-ck

@@ -265,3 +265,31 @@ TEST_CASE("every truncation and random bit flips are refused or read, never a cr
   MESSAGE("bit flips refused: " << refused << " of 1500");
   CHECK(refused > 0);
 }
+
+TEST_CASE("a write that fails part way leaves nothing behind, with or without O_TMPFILE") {
+  for (bool named : {false, true}) {
+    CAPTURE(named);
+    if (named) setenv("LLM_NO_O_TMPFILE", "1", 1);
+    else unsetenv("LLM_NO_O_TMPFILE");
+    const auto dir = th::temp_dir() / (named ? "wfail-named" : "wfail-tmpfile");
+    std::filesystem::create_directories(dir);
+    Writer w;
+    w.set("general.name", Value::make_string("x"));
+    const int64_t ne[1] = {64};
+    std::vector<float> data(64, 1.0f);
+    w.add_tensor("a", ggml::Type::F32, ne, 1, nullptr);
+    w.add_tensor("b", ggml::Type::F32, ne, 1, nullptr);
+    const std::string out = (dir / "out.gguf").string();
+    auto produce = [&](size_t i) -> const void* {
+      if (i == 1) throw llm::Error("produce failed");
+      return data.data();
+    };
+    CHECK_THROWS_WITH_AS(w.write(out, produce), doctest::Contains("produce failed"), llm::Error);
+    CHECK(std::filesystem::is_empty(dir));
+    // And a good write leaves exactly the file, readable.
+    w.write(out, [&](size_t) -> const void* { return data.data(); });
+    CHECK(std::distance(std::filesystem::directory_iterator(dir), std::filesystem::directory_iterator()) == 1);
+    CHECK(File::open(out)->tensors().size() == 2);
+  }
+  unsetenv("LLM_NO_O_TMPFILE");
+}

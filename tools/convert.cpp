@@ -60,7 +60,7 @@ int run(int argc, char** argv) {
   opts.parse_positional({"model_dir"});
   {
     auto r = opts.parse(argc, argv);
-    if (tool::answer_standard_options(r, opts, "convert")) return 0;
+    if (tool::answer_standard_options(r, opts, "convert", "\nFiles written (OUT) appear only when complete: they are written to a temporary in OUT's directory (unnamed, O_TMPFILE, where the filesystem allows; else OUT.XXXXXX.tmp) and renamed into place.\n")) return 0;
     if (!r.count("model_dir")) throw llm::Error("MODEL_DIR is required (see --help)");
     llm::ConvertOptions o;
     o.model_dir = r["model_dir"].as<std::string>();

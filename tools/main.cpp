@@ -200,7 +200,8 @@ int run(int argc, char** argv) {
                                     "  main -m model.gguf --chat -p \"Write a haiku about the sea.\"\n"
                                     "  main -m model.gguf --chat            (interactive; an empty line or EOF ends)\n"
                                     "  main -m model.gguf --ids 1,2,3 -n 0 --dump-logits logits.npy\n"
-                                    "\nCtrl-C stops the answer being generated; a second one ends the program.\n"))
+                                    "\nCtrl-C stops the answer being generated; a second one ends the program.\n"
+                                    "A --dump-logits file (OUT) appear only when complete: they are written to a temporary in OUT's directory (unnamed, O_TMPFILE, where the filesystem allows; else OUT.XXXXXX.tmp) and renamed into place.\n"))
     return 0;
 
   // Every option is checked before the model loads.

@@ -30,7 +30,8 @@ static int run(int argc, char** argv) {
     auto r = opts.parse(argc, argv);
     if (tool::answer_standard_options(r, opts, "perplexity",
                                       "\nExample: perplexity -m base.gguf -f models/kjv.txt --chunks 100 --kl-base base.kl\n"
-                                      "         perplexity -m q4_0.gguf -f models/kjv.txt --chunks 100 --kl base.kl\n"))
+                                      "         perplexity -m q4_0.gguf -f models/kjv.txt --chunks 100 --kl base.kl\n"
+                                      "A --kl-base file (OUT) appear only when complete: they are written to a temporary in OUT's directory (unnamed, O_TMPFILE, where the filesystem allows; else OUT.XXXXXX.tmp) and renamed into place.\n"))
       return 0;
     if (!r.count("model") || !r.count("file")) throw llm::Error("-m MODEL and -f TEXT are required (see --help)");
     if (r.count("kl") && r.count("kl-base")) throw llm::Error("give --kl-base or --kl, not both");

@@ -25,7 +25,7 @@ static int run(int argc, char** argv) {
   opts.parse_positional({"in", "out", "type"});
   {
     auto r = opts.parse(argc, argv);
-    if (tool::answer_standard_options(r, opts, "quantize", "\n1-D tensors (norms, biases) always stay f32.\n")) return 0;
+    if (tool::answer_standard_options(r, opts, "quantize", "\n1-D tensors (norms, biases) always stay f32.\n" "Files written (OUT.gguf) appear only when complete: they are written to a temporary in OUT.gguf's directory (unnamed, O_TMPFILE, where the filesystem allows; else OUT.gguf.XXXXXX.tmp) and renamed into place.\n")) return 0;
     if (!r.count("in") || !r.count("out") || !r.count("type")) throw llm::Error("usage: quantize IN.gguf OUT.gguf TYPE (see --help)");
     llm::QuantizeOptions o;
     o.in_path = r["in"].as<std::string>();

@@ -1,5 +1,7 @@
 #include "llm/gguf.h"
 
+#include "llm/files.h"
+
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -489,10 +491,8 @@ void Writer::write(const std::string& path, const std::function<const void*(size
       alignment = size_t(kv.second.u);
     }
   }
-  const std::string tmp = path + ".tmp";
-  std::FILE* f = std::fopen(tmp.c_str(), "wb");
-  if (!f) throw Error(tmp + ": cannot create: " + std::strerror(errno));
-  Out o(f);
+  OutputFile out(path);
+  Out o(out.stream());
   o.put<uint32_t>(MAGIC);
   o.put<uint32_t>(VERSION);
   o.put<uint64_t>(tensors_.size());
@@ -512,29 +512,14 @@ void Writer::write(const std::string& path, const std::function<const void*(size
     offset += (t.nbytes + alignment - 1) / alignment * alignment;
   }
   o.pad(alignment);
-  try {
-    for (size_t i = 0; i < tensors_.size(); i++) {
-      const void* data = produce(i);
-      if (!data && tensors_[i].nbytes) throw Error(path + ": no data for tensor '" + tensors_[i].name + "'");
-      o.bytes(data, tensors_[i].nbytes);
-      o.pad(alignment);
-    }
-  } catch (...) {
-    std::fclose(f);
-    std::remove(tmp.c_str());
-    throw;
+  for (size_t i = 0; i < tensors_.size(); i++) {  // an exception discards the temporary (~OutputFile)
+    const void* data = produce(i);
+    if (!data && tensors_[i].nbytes) throw Error(path + ": no data for tensor '" + tensors_[i].name + "'");
+    o.bytes(data, tensors_[i].nbytes);
+    o.pad(alignment);
   }
-  const bool flushed = std::fflush(f) == 0 && fsync(fileno(f)) == 0;
-  const bool closed = std::fclose(f) == 0;
-  if (!o.ok() || !flushed || !closed) {
-    std::remove(tmp.c_str());
-    throw Error(tmp + ": write failed: " + std::strerror(errno));
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    const std::string why = std::strerror(errno);
-    std::remove(tmp.c_str());
-    throw Error(path + ": cannot rename the finished file into place: " + why);
-  }
+  if (!o.ok()) throw Error(path + ": write failed: " + std::strerror(errno));
+  out.commit();
 }
 
 }  // namespace llm::gguf

@@ -6,6 +6,7 @@
 #include <fstream>
 #include <unistd.h>
 
+#include "llm/files.h"
 #include "llm/gguf.h"
 
 namespace llm {
@@ -23,19 +24,14 @@ void write_npy_f32(const std::string& path, const float* data, const std::vector
   const size_t total = (10 + header.size() + 1 + 63) / 64 * 64;
   header.append(total - 10 - header.size() - 1, ' ');
   header += '\n';
-  const std::string tmp = path + ".tmp";
-  std::FILE* f = std::fopen(tmp.c_str(), "wb");
-  if (!f) throw Error(tmp + ": cannot create: " + std::strerror(errno));
+  OutputFile out(path);
+  std::FILE* f = out.stream();
   const uint16_t hl = (uint16_t)header.size();
   bool ok = std::fwrite("\x93NUMPY\x01\x00", 1, 8, f) == 8 && std::fwrite(&hl, 2, 1, f) == 1 &&
             std::fwrite(header.data(), 1, header.size(), f) == header.size() &&
             std::fwrite(data, sizeof(float), (size_t)n, f) == (size_t)n;
-  ok = std::fflush(f) == 0 && ok && fsync(fileno(f)) == 0;
-  ok = std::fclose(f) == 0 && ok;
-  if (!ok || std::rename(tmp.c_str(), path.c_str()) != 0) {
-    std::remove(tmp.c_str());
-    throw Error(path + ": write failed: " + std::strerror(errno));
-  }
+  if (!ok) throw Error(path + ": write failed: " + std::strerror(errno));
+  out.commit();
 }
 
 NpyF32 read_npy_f32(const std::string& path) {

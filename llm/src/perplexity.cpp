@@ -8,6 +8,7 @@
 #include <memory>
 #include <numeric>
 
+#include "llm/files.h"
 #include "llm/session.h"
 
 namespace llm {
@@ -75,12 +76,12 @@ PerplexityResult perplexity(const Model& m, const std::vector<int32_t>& text, co
       throw Error(opt.kl_in + ": written for another text or tokenizer");
     if (bh.n_positions != bh.n_chunks * per_chunk) throw Error(opt.kl_in + ": inconsistent header");
   }
-  FilePtr out;
-  std::string out_tmp;
+  std::unique_ptr<OutputFile> out_file;
+  std::FILE* out = nullptr;
+  const std::string& out_tmp = opt.kl_base_out;  // errors name the file being written
   if (!opt.kl_base_out.empty()) {
-    out_tmp = opt.kl_base_out + ".tmp";
-    out.reset(std::fopen(out_tmp.c_str(), "wb"));
-    if (!out) throw Error(out_tmp + ": cannot create: " + std::strerror(errno));
+    out_file = std::make_unique<OutputFile>(opt.kl_base_out);
+    out = out_file->stream();
     BaseHeader h{};
     std::memcpy(h.magic, MAGIC, 8);
     h.version = 1;
@@ -90,7 +91,7 @@ PerplexityResult perplexity(const Model& m, const std::vector<int32_t>& text, co
     h.n_chunks = n_chunks;
     h.n_positions = n_chunks * per_chunk;
     h.tokens_hash = hash;
-    if (std::fwrite(&h, sizeof h, 1, out.get()) != 1) throw Error(out_tmp + ": write failed");
+    if (std::fwrite(&h, sizeof h, 1, out) != 1) throw Error(out_tmp + ": write failed");
   }
 
   SessionParams sp;
@@ -127,8 +128,8 @@ PerplexityResult perplexity(const Model& m, const std::vector<int32_t>& text, co
         std::vector<float> lp(K);
         for (int i = 0; i < K; i++) lp[i] = (float)(l[idx[i]] - lse);
         const float lt = (float)-nll;
-        if (std::fwrite(idx.data(), 4, K, out.get()) != (size_t)K || std::fwrite(lp.data(), 4, K, out.get()) != (size_t)K ||
-            std::fwrite(&lt, 4, 1, out.get()) != 1 || std::fwrite(&top, 4, 1, out.get()) != 1)
+        if (std::fwrite(idx.data(), 4, K, out) != (size_t)K || std::fwrite(lp.data(), 4, K, out) != (size_t)K ||
+            std::fwrite(&lt, 4, 1, out) != 1 || std::fwrite(&top, 4, 1, out) != 1)
           throw Error(out_tmp + ": write failed");
       }
       if (base) {
@@ -171,14 +172,7 @@ PerplexityResult perplexity(const Model& m, const std::vector<int32_t>& text, co
     r.top1 = (double)agree / n;
     r.base_ppl = std::exp(base_nll / n);
   }
-  if (out) {
-    const bool ok = std::fflush(out.get()) == 0;
-    std::FILE* f = out.release();
-    if (std::fclose(f) != 0 || !ok || std::rename(out_tmp.c_str(), opt.kl_base_out.c_str()) != 0) {
-      std::remove(out_tmp.c_str());
-      throw Error(opt.kl_base_out + ": write failed");
-    }
-  }
+  if (out_file) out_file->commit();
   return r;
 }
 

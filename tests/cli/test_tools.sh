@@ -212,6 +212,40 @@ expect_error "quantize: same file as dir/../dir/f.gguf" "overwrite" "$BIN/quanti
 expect_error "quantize: same file as a hard link" "overwrite" "$BIN/quantize" "$TMP/qd/f.gguf" "$TMP/qd/hard.gguf" q8_0
 expect_error "quantize: same file as a symbolic link" "overwrite" "$BIN/quantize" "$TMP/qd/soft.gguf" "$TMP/qd/f.gguf" q8_0
 [[ $(sha256sum <"$TMP/qd/f.gguf") == "$sum_before" ]] && pass "quantize: the input is untouched" || fail "quantize changed its input"
+# Output files: a planted symbolic link at the old temporary name is not
+# written through; a killed write leaves no partial output (and with
+# O_TMPFILE nothing at all). Failed writes: test_gguf.
+for mode in tmpfile named; do
+  env=()
+  [[ $mode == named ]] && env=(LLM_NO_O_TMPFILE=1)
+  mkdir -p "$TMP/w-$mode"
+  printf 'precious' >"$TMP/w-$mode/victim"
+  ln -s victim "$TMP/w-$mode/out.gguf.tmp"
+  if env "${env[@]}" "$BIN/quantize" "$TMP/neox32.gguf" "$TMP/w-$mode/out.gguf" q8_0 -q 2>/dev/null &&
+     [[ $(cat "$TMP/w-$mode/victim") == precious && -f "$TMP/w-$mode/out.gguf" ]]; then
+    pass "quantize ($mode): a planted out.gguf.tmp link is not followed"
+  else
+    fail "quantize ($mode): wrote through the planted link"
+  fi
+  rm -f "$TMP/w-$mode/out.gguf.tmp" "$TMP/w-$mode/victim" "$TMP/w-$mode/out.gguf"
+  if [[ -f $MODEL ]]; then
+    env "${env[@]}" "$BIN/quantize" "$MODEL" "$TMP/w-$mode/big.gguf" f32 --allow-requantize -q 2>/dev/null &
+    pid=$!
+    for _ in $(seq 50); do
+      [[ -n $(ls "$TMP/w-$mode") || $mode == tmpfile ]] && break
+      sleep 0.02
+    done
+    sleep 0.3
+    kill -9 $pid 2>/dev/null
+    wait $pid 2>/dev/null
+    left=$(ls -A "$TMP/w-$mode")
+    if [[ $mode == tmpfile ]]; then
+      [[ -z "$left" ]] && pass "quantize (O_TMPFILE): killed mid-write, nothing left behind" || fail "quantize killed: left '$left'"
+    else  # a named temporary survives SIGKILL, but never under the output's name
+      [[ ! -e "$TMP/w-$mode/big.gguf" ]] && pass "quantize (named): killed mid-write, no partial output" || fail "quantize killed: a partial big.gguf"
+    fi
+  fi
+done
 expect_error "quantize: -t -1" "--threads must" "$BIN/quantize" "$TMP/neox32.gguf" "$TMP/x.gguf" q8_0 -t -1
 head -c 3000 /usr/share/common-licenses/GPL-3 >"$TMP/text.txt"
 if "$BIN/perplexity" -m "$TMP/neox32.gguf" -f "$TMP/text.txt" -c 64 --kl-base "$TMP/b.kl" >"$TMP/p.out" 2>/dev/null &&

@@ -8,7 +8,7 @@ TOOLS   := bench-ops tokenize convert main quantize bench perplexity
 # "Entering/Leaving directory" lines around its work (~100 per build).
 MAKEFLAGS += --no-print-directory
 
-.PHONY: run all tools deps configure test test-portable test-neon test-sanitize fuzz-gguf fuzz-checkpoint bench clean
+.PHONY: run all tools deps configure test test-portable test-neon test-sanitize fuzz-build fuzz-gguf fuzz-checkpoint fuzz-convert fuzz-tokenize bench clean
 
 all: deps configure
 	cmake --build $(BUILD) -j $(JOBS)
@@ -48,31 +48,42 @@ test-sanitize: deps
 	cmake --build build-asan -j $(JOBS)
 	cd build-asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ctest --output-on-failure -j $(JOBS)
 
-# libFuzzer on the GGUF reader (clang, ASan), seeded with the test fixtures.
+# libFuzzer (clang, ASan+UBSan) on the file readers, the whole conversion
+# path and the tokenizers, each for FUZZ_SECONDS, seeded with the fixtures.
+# The libraries are built once in build-fuzz (CMake, LLM_FUZZ=ON).
 FUZZ_SECONDS ?= 60
-fuzz-gguf:
+FUZZ_RUNS ?= -1
+FUZZ_FLAGS = -max_total_time=$(FUZZ_SECONDS) -runs=$(FUZZ_RUNS) -rss_limit_mb=4096 -print_final_stats=1
+fuzz-build:
 	@bash scripts/install-deps.sh --fuzz
+	CC=clang CXX=clang++ cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DGGML_SANITIZE=ON \
+	  -DGGML_BLAS=OFF -DLLM_BUILD_TESTS=OFF -DLLM_FUZZ=ON >/dev/null
+	cmake --build build-fuzz -j $(JOBS) --target fuzz_gguf fuzz_checkpoint fuzz_convert fuzz_tokenize
+
+fuzz-gguf: fuzz-build
 	mkdir -p build-fuzz/corpus
 	cp -n tests/data/gguf/*.gguf build-fuzz/corpus/ 2>/dev/null || true
-	clang++ -std=c++20 -O1 -g -fsanitize=fuzzer,address,undefined -Iggml/include -Illm/include \
-	  tests/fuzz/fuzz_gguf.cpp llm/src/gguf.cpp llm/src/files.cpp ggml/src/types.cpp ggml/src/quants.cpp ggml/src/quants_k.cpp \
-	  -o build-fuzz/fuzz_gguf
-	build-fuzz/fuzz_gguf -max_total_time=$(FUZZ_SECONDS) -max_len=4096 build-fuzz/corpus
+	build-fuzz/tests/fuzz/fuzz_gguf $(FUZZ_FLAGS) -max_len=4096 build-fuzz/corpus
 
-# The same for safetensors, PyTorch zip archives and tokenizer files; each seed
-# is a fixture file prefixed with the byte that selects its reader.
-fuzz-checkpoint:
-	@bash scripts/install-deps.sh --fuzz
+# The same for safetensors, PyTorch zip/pickle, tokenizer.model and
+# tokenizer.json; each seed is a fixture file prefixed with the byte that
+# selects its reader.
+fuzz-checkpoint: fuzz-build
 	mkdir -p build-fuzz/corpus-ck
 	@i=0; for f in tests/data/hf/gptj_st/model.safetensors:0 tests/data/hf/gptj_bin/pytorch_model.bin:1 \
 	  tests/data/tokenizer/spm_unk/tokenizer.model:2 tests/data/hf_bad/evil.bin:1; do \
 	  i=$$((i+1)); printf "\\$$(printf %o $${f##*:})" > build-fuzz/corpus-ck/seed$$i; cat $${f%:*} >> build-fuzz/corpus-ck/seed$$i; done
-	clang++ -std=c++20 -O1 -g -fsanitize=fuzzer,address,undefined -Iggml/include -Illm/include $$(pkg-config --cflags libpcre2-8) \
-	  tests/fuzz/fuzz_checkpoint.cpp llm/src/checkpoint.cpp llm/src/torch_zip.cpp llm/src/hf_tokenizer.cpp \
-	  llm/src/vocab.cpp llm/src/tokenizer.cpp llm/src/pretokenize.cpp llm/src/unicode.cpp llm/src/gguf.cpp llm/src/files.cpp \
-	  ggml/src/types.cpp ggml/src/quants.cpp ggml/src/quants_k.cpp $$(pkg-config --libs libpcre2-8) \
-	  -o build-fuzz/fuzz_checkpoint
-	build-fuzz/fuzz_checkpoint -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -rss_limit_mb=4096 build-fuzz/corpus-ck
+	build-fuzz/tests/fuzz/fuzz_checkpoint $(FUZZ_FLAGS) -max_len=65536 build-fuzz/corpus-ck
+
+# A whole checkpoint directory (config, weights, tokenizer) converted, then
+# loaded and evaluated; and the tokenizers on mutated vocabularies.
+fuzz-convert: fuzz-build
+	python3 scripts/make_fuzz_seeds.py convert build-fuzz/corpus-convert
+	build-fuzz/tests/fuzz/fuzz_convert $(FUZZ_FLAGS) -max_len=131072 build-fuzz/corpus-convert
+
+fuzz-tokenize: fuzz-build
+	python3 scripts/make_fuzz_seeds.py tokenize build-fuzz/corpus-tokenize
+	build-fuzz/tests/fuzz/fuzz_tokenize $(FUZZ_FLAGS) -max_len=8192 build-fuzz/corpus-tokenize
 
 # The main job: build, fetch the default model, chat one turn with it.
 MODEL  ?= models/SmolLM2-135M-Instruct.Q4_1.gguf

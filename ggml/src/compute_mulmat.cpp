@@ -27,7 +27,7 @@ namespace {
 constexpr int64_t M_CHUNK = 16;     // weight rows per work item
 constexpr int64_t N_CHUNK = 64;     // activation rows per work item
 constexpr int64_t BLAS_PANEL = 256; // weight rows per sgemm call
-constexpr int64_t BLAS_MIN = 32;    // smallest dimension worth a BLAS call
+[[maybe_unused]] constexpr int64_t BLAS_MIN = 32;  // smallest dimension worth a BLAS call (BLAS builds only)
 
 #if defined(GGML_USE_OPENBLAS)
 // GGML_BLAS_OFF=1 in the environment routes every product to our kernels

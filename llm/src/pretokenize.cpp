@@ -3,6 +3,9 @@
 
 #include <pcre2.h>
 
+#include <map>
+#include <mutex>
+
 #include "llm/gguf.h"
 
 namespace llm {
@@ -45,19 +48,30 @@ PreTokenizer::PreTokenizer(const std::string& name) {
     for (const auto& t : table()) known += std::string(known.empty() ? "" : ", ") + t.name;
     throw Error("pre-tokenizer '" + name + "' is not supported (known: " + known + ")");
   }
+  // Compiled once per process and shared: compiling and JIT-compiling the
+  // Unicode patterns costs about a millisecond, more than tokenizing a
+  // prompt, and a compiled pattern is safe to match from many threads.
+  static std::mutex mu;
+  static std::map<const char*, std::shared_ptr<const Regex>> compiled;
+  std::lock_guard<std::mutex> lock(mu);
   for (const char* p : e->patterns) {
-    int err = 0;
-    PCRE2_SIZE off = 0;
-    auto r = std::make_unique<Regex>();
-    r->code = pcre2_compile((PCRE2_SPTR)p, PCRE2_ZERO_TERMINATED, PCRE2_UTF | PCRE2_UCP | PCRE2_MATCH_INVALID_UTF,
-                            &err, &off, nullptr);
-    if (!r->code) {
-      PCRE2_UCHAR msg[256];
-      pcre2_get_error_message(err, msg, sizeof msg);
-      throw Error(std::string("pre-tokenizer regex does not compile: ") + (const char*)msg);
+    auto& slot = compiled[p];
+    if (!slot) {
+      int err = 0;
+      PCRE2_SIZE off = 0;
+      auto r = std::make_shared<Regex>();
+      r->code = pcre2_compile((PCRE2_SPTR)p, PCRE2_ZERO_TERMINATED, PCRE2_UTF | PCRE2_UCP | PCRE2_MATCH_INVALID_UTF,
+                              &err, &off, nullptr);
+      if (!r->code) {
+        compiled.erase(p);
+        PCRE2_UCHAR msg[256];
+        pcre2_get_error_message(err, msg, sizeof msg);
+        throw Error(std::string("pre-tokenizer regex does not compile: ") + (const char*)msg);
+      }
+      pcre2_jit_compile(r->code, PCRE2_JIT_COMPLETE);  // optional: falls back to the interpreter
+      slot = std::move(r);
     }
-    pcre2_jit_compile(r->code, PCRE2_JIT_COMPLETE);  // optional: falls back to the interpreter
-    regexes_.push_back(std::move(r));
+    regexes_.push_back(slot);
   }
 }
 

@@ -20,7 +20,7 @@ class PreTokenizer {
 
  private:
   struct Regex;
-  std::vector<std::unique_ptr<Regex>> regexes_;
+  std::vector<std::shared_ptr<const Regex>> regexes_;
 };
 
 }  // namespace llm

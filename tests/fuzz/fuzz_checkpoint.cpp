@@ -28,8 +28,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       case 1: {
         auto ck = data[0] % 4 == 0 ? llm::Checkpoint::open_safetensors({path}) : llm::Checkpoint::open_pytorch({path});
         double sum = 0;
+        // Every tensor, however large it claims to be: a view may not hold
+        // more elements than its storage, so this is bounded by the input.
         for (const auto& t : ck->tensors()) {
-          if (t.numel() > (1 << 20)) continue;
           try {
             for (float v : t.to_f32()) sum += v;
           } catch (const llm::Error&) {  // integer tensors

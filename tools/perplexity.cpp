@@ -46,8 +46,8 @@ static int run(int argc, char** argv) {
                                   llm::LoadOptions::for_flags(r.count("mmap") > 0, r.count("no-repack") > 0));
     auto t0 = std::chrono::steady_clock::now();
     std::vector<int32_t> tokens = model->tokenizer->encode(text, false, false);
-    std::fprintf(stderr, "perplexity: %s: %zu tokens (tokenized in %.1f s)\n", r["file"].as<std::string>().c_str(),
-                 tokens.size(), std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    std::fprintf(stderr, "perplexity: %s: %zu token%s (tokenized in %.1f s)\n", r["file"].as<std::string>().c_str(),
+                 tokens.size(), tokens.size() == 1 ? "" : "s", std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
     llm::PerplexityOptions o;
     o.n_ctx = n_ctx;
     o.n_batch = n_batch;

@@ -383,10 +383,10 @@ int run(int argc, char** argv) {
   struct rusage ru;
   getrusage(RUSAGE_SELF, &ru);
   std::fprintf(stderr,
-               "\nmain: load %.2f s | prompt %zu tokens in %.2f s (%.1f tok/s) | generation %zu tokens in %.2f s "
+               "\nmain: load %.2f s | prompt %s in %.2f s (%.1f tok/s) | generation %s in %.2f s "
                "(%.1f tok/s) | peak memory %.1f MiB (KV cache %.1f MiB, scratch %.1f MiB)\n",
-               st.load_s, st.prompt_tokens, st.prompt_s, st.prompt_s > 0 ? st.prompt_tokens / st.prompt_s : 0.0,
-               st.gen_tokens, st.gen_s, st.gen_s > 0 ? st.gen_tokens / st.gen_s : 0.0, ru.ru_maxrss / 1024.0,
+               st.load_s, tokens_str((int64_t)st.prompt_tokens).c_str(), st.prompt_s,
+               st.prompt_s > 0 ? st.prompt_tokens / st.prompt_s : 0.0, tokens_str((int64_t)st.gen_tokens).c_str(), st.gen_s, st.gen_s > 0 ? st.gen_tokens / st.gen_s : 0.0, ru.ru_maxrss / 1024.0,
                session.kv_bytes() / 1048576.0, session.scratch_bytes() / 1048576.0);
   return ended_by_interrupt ? 130 : 0;
 }

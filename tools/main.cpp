@@ -143,14 +143,24 @@ struct Sink {
 
 // Generates up to n_predict tokens after the session's current state; stops
 // at EOS/end-of-turn, a stop string, a full context or Ctrl-C.
+// ignore_eos: EOS and the end-of-turn token are never sampled (their logits
+// set to -inf), so only n_predict, a stop string, the context or Ctrl-C end.
 void generate(Sink& sink, llm::Sampler& smp, const llm::Tokenizer& tok, int n_predict,
-              const std::vector<std::string>& stops, int32_t end_of_turn) {
+              const std::vector<std::string>& stops, int32_t end_of_turn, bool ignore_eos) {
   Output out(stops);
   llm::StreamDecoder dec(tok, false);
   const llm::Vocab& v = tok.vocab();
+  std::vector<float> masked;
   for (int i = 0; n_predict < 0 || i < n_predict; i++) {
     if (g_interrupts) break;
-    int32_t id = smp.sample(sink.session.logits());
+    const float* logits = sink.session.logits();
+    if (ignore_eos) {
+      masked.assign(logits, logits + sink.session.n_vocab());
+      for (int32_t e : {v.eos, end_of_turn})
+        if (e >= 0 && e < (int32_t)masked.size()) masked[e] = -INFINITY;
+      logits = masked.data();
+    }
+    int32_t id = smp.sample(logits);
     smp.accept(id);
     if (id == v.eos || id == end_of_turn) break;
     bool stop = out.add(dec.push(id));
@@ -191,6 +201,7 @@ int run(int argc, char** argv) {
       ("kv-type", "KV cache type: f16 or f32", cxxopts::value<std::string>()->default_value("f16"))
       ("no-memory-check", "allow a KV cache larger than the machine's memory")
       ("dump-logits", "write every prompt position's logits as float32 .npy [n_tokens, n_vocab]", cxxopts::value<std::string>())
+      ("ignore-eos", "never end at EOS or the end of a turn (only -n, --stop, the context or Ctrl-C end)")
       ("no-display-prompt", "do not echo the prompt");
   tool::add_standard_options(opts);
   auto r = opts.parse(argc, argv);
@@ -234,6 +245,7 @@ int run(int argc, char** argv) {
   smp.presence_penalty = tool::in_range(r, "presence-penalty", -inf, inf, "a number");
   const int64_t seed = tool::in_range<int64_t>(r, "seed", -1, INT64_MAX, "-1 (from the clock) or 0 or more");
   smp.seed = seed < 0 ? (uint64_t)std::chrono::system_clock::now().time_since_epoch().count() : (uint64_t)seed;
+  const bool ignore_eos = r.count("ignore-eos") > 0;
   std::vector<std::string> stops = tool::all_values(r, "stop");
   for (const auto& s : stops)
     if (s.empty()) throw llm::Error("--stop: an empty stop string would stop before the first token");
@@ -324,7 +336,7 @@ int run(int argc, char** argv) {
       }
       if (sh.turns > 0) Sink::report(sh);
       accept_all(turn);
-      generate(sink, sampler, tok, n_predict, chat_stops, fmt.end_of_turn());
+      generate(sink, sampler, tok, n_predict, chat_stops, fmt.end_of_turn(), ignore_eos);
       std::printf("\n");
       if (g_interrupts) std::fprintf(stderr, "main: stopped (Ctrl-C)\n");
       if (g_interrupts >= 2 || (!interactive && g_interrupts)) {
@@ -372,7 +384,7 @@ int run(int argc, char** argv) {
         std::fflush(stdout);
       }
       Sink sink{session, nullptr, st};
-      generate(sink, sampler, tok, n_predict, stops, -1);
+      generate(sink, sampler, tok, n_predict, stops, -1, ignore_eos);
       std::printf("\n");
       if (g_interrupts) {
         std::fprintf(stderr, "main: stopped (Ctrl-C)\n");

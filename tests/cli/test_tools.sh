@@ -136,7 +136,7 @@ if [[ -f $MODEL ]]; then
   # wait_for FILE BYTES: until FILE holds BYTES bytes (at most ~20 s).
   wait_for() { for _ in $(seq 200); do [[ $(stat -c %s "$1" 2>/dev/null || echo 0) -ge $2 ]] && return 0; sleep 0.1; done; return 1; }
   # Ctrl-C stops a long completion and still prints the summary (exit 130).
-  "$BIN/main" -m "$MODEL" -p "Once upon a time" -n -1 -c 4096 --temp 1 --seed 3 >"$TMP/int.out" 2>"$TMP/int.err" &
+  "$BIN/main" -m "$MODEL" -p "Once upon a time" -n -1 -c 4096 --temp 1 --seed 3 --ignore-eos >"$TMP/int.out" 2>"$TMP/int.err" &
   pid=$!
   wait_for "$TMP/int.out" 60 && kill -INT $pid
   wait $pid
@@ -145,7 +145,7 @@ if [[ -f $MODEL ]]; then
     pass "main: Ctrl-C stops generation, prints the summary, exits 130" || fail "main Ctrl-C (rc=$rc): $(tail -c 300 "$TMP/int.err")"
   # In a chat, Ctrl-C stops the answer and the next turn is answered.
   mkfifo "$TMP/chat.in"
-  "$BIN/main" -m "$MODEL" --chat -n -1 --temp 1 --seed 3 <"$TMP/chat.in" >"$TMP/c2.out" 2>"$TMP/c2.err" &
+  "$BIN/main" -m "$MODEL" --chat -n 300 --temp 1 --seed 3 --ignore-eos <"$TMP/chat.in" >"$TMP/c2.out" 2>"$TMP/c2.err" &
   pid=$!
   exec 3>"$TMP/chat.in"
   echo "Write a very long story about a dragon." >&3
@@ -185,6 +185,14 @@ expect_error "main: stray argument" "unexpected argument" "$BIN/main" -m "$TMP/l
 a=$("$BIN/main" -m "$TMP/llama.gguf" -p "Hello" -n 8 --seed 7 2>/dev/null)
 b=$(printf 'Hello' | "$BIN/main" -m "$TMP/llama.gguf" -f - -n 8 --seed 7 2>/dev/null)
 [[ -n "$a" && "$a" == "$b" ]] && pass "main -f - reads the prompt from standard input" || fail "main -f -: '$a' vs '$b'"
+# --ignore-eos: a seed whose sampling reaches EOS early goes on to -n tokens with it.
+"$BIN/main" -m "$TMP/llama.gguf" --ids 1,5 -n 250 --temp 1 --seed 2 >/dev/null 2>"$TMP/err1"
+"$BIN/main" -m "$TMP/llama.gguf" --ids 1,5 -n 250 --temp 1 --seed 2 --ignore-eos >/dev/null 2>"$TMP/err2"
+if ! grep -q "generation 250 tokens" "$TMP/err1" && grep -q "generation 250 tokens" "$TMP/err2"; then
+  pass "main --ignore-eos generates exactly -n tokens"
+else
+  fail "main --ignore-eos: $(tail -1 "$TMP/err1") / $(tail -1 "$TMP/err2")"
+fi
 
 # quantize and perplexity from the command line.
 for tool in quantize perplexity bench; do

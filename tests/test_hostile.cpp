@@ -320,9 +320,9 @@ TEST_CASE("zip: files of 22 to 60 bytes, zip64 markers included, are refused") {
 TEST_CASE("pickle: a million-deep nesting is freed without recursion; a list containing itself does not leak") {
   // L0; then per level: get the innermost, a new list, memoize it, append, pop.
   Pickle p;
-  p.op("]").op("r" + le(0, 4));
+  p.op("]").op("r").op(le(0, 4));
   const int depth = 1000000;
-  for (int i = 0; i < depth; i++) p.op("j" + le((uint64_t)i, 4)).op("]").op("r" + le((uint64_t)i + 1, 4)).op("ab");
+  for (int i = 0; i < depth; i++) p.op("j").op(le((uint64_t)i, 4)).op("]").op("r").op(le((uint64_t)i + 1, 4)).op("ab");
   p.op(".");
   auto deep = torch_file("pt/deep.bin", p.b, 0);
   CHECK(refused_with([&] { llm::Checkpoint::open_pytorch({deep}); }, "not a state dict"));
@@ -334,7 +334,7 @@ TEST_CASE("pickle: a million-deep nesting is freed without recursion; a list con
 
 TEST_CASE("pickle: small files cannot claim large memory (memo index, long lists)") {
   Pickle memo;
-  memo.op("]").op("r" + le(0xFFFFFFF0u, 4)).op(".");
+  memo.op("]").op("r").op(le(0xFFFFFFF0u, 4)).op(".");
   auto mp = torch_file("pt/memo.bin", memo.b, 0);
   double mib = extra_mib([&] { return refused_with([&] { llm::Checkpoint::open_pytorch({mp}); }, "not a state dict"); });
   CHECK(mib >= 0);

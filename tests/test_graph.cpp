@@ -219,3 +219,60 @@ TEST_CASE("work sharing: every item runs once; a late thread's share is taken ov
     }
   }
 }
+
+TEST_CASE("graph parameters: one graph planned for the largest value computes each smaller one as a graph built for it") {
+  // softmax over the first n columns of each row of a [16, 3] leaf, written
+  // at row n of a [4, 16] destination: a length, an offset and a causal
+  // position that follow one parameter.
+  th::Rng rng(3);
+  auto build = [&](Context& ctx, Graph& g, int64_t n, Tensor* x, Tensor* dst, Tensor** out) {
+    Tensor* v = view_2d(ctx, x, n, 3, x->nb[1], 0);
+    Tensor* p = soft_max(ctx, v, 0.5f, nullptr, int32_t(n - 3));
+    Tensor* d = view_1d(ctx, dst, 4, size_t(n - 1) * dst->nb[1]);
+    Tensor* c = cpy(ctx, view_1d(ctx, p, 4, 0), d);
+    g.expand(c);
+    g.expand(p);
+    *out = p;
+    return std::vector<Tensor*>{v, p, d, c};
+  };
+  Context ctx;
+  Tensor* x = ctx.new_tensor(Type::F32, {16, 3});
+  th::fill(x, rng, 1.0f);
+  Tensor* dst = ctx.new_tensor(Type::F32, {4, 16});
+  Graph g;
+  Tensor* p;
+  const auto ts = build(ctx, g, 16, x, dst, &p);
+  const int n = g.new_param("n");
+  g.bind(n, ts[0], Field::NE0, 1, 0);
+  g.bind(n, ts[1], Field::NE0, 1, 0);
+  g.bind(n, ts[1], Field::OP_PARAM1, 1, -3);
+  for (Tensor* t : {ts[2], ts[3]}) g.bind(n, t, Field::VIEW_OFFS, int64_t(dst->nb[1]), -int64_t(dst->nb[1]));
+  GraphAllocator alloc;
+  alloc.allocate(g);
+  Executor ex(2);
+  for (int64_t v : {16, 5, 9, 4}) {
+    CAPTURE(v);
+    g.set_param(n, v);
+    ex.compute(g);
+    Context c2;
+    Tensor* x2 = c2.new_tensor(Type::F32, {16, 3});
+    std::memcpy(x2->data, x->data, x->nbytes());
+    Tensor* dst2 = c2.new_tensor(Type::F32, {4, 16});
+    std::memcpy(dst2->data, dst->data, dst->nbytes());
+    std::memset(dst2->row_ptr(v - 1), 0, 16);
+    Graph g2;
+    Tensor* p2;
+    build(c2, g2, v, x2, dst2, &p2);
+    GraphAllocator a2;
+    a2.allocate(g2);
+    Executor(1).compute(g2);
+    REQUIRE(p->ne[0] == v);
+    CHECK(bytes(p) == bytes(p2));
+    CHECK(bytes(dst) == bytes(dst2));
+  }
+  // Past the planned bound (a longer row or a later offset) is refused, and leaves the graph as it was.
+  CHECK_THROWS_AS(g.set_param(n, 17), Error);
+  CHECK(p->ne[0] == 4);
+  CHECK_THROWS_AS(g.set_param(n, 0), Error);
+  CHECK_THROWS_AS(g.bind(7, p, Field::NE0, 1, 0), Error);
+}

@@ -9,7 +9,7 @@
 #include <set>
 
 #include "helpers.h"
-#include "llm/gguf.h"
+#include "llm/error.h"
 #include "llm/sampling.h"
 
 namespace {

@@ -1,6 +1,6 @@
 #include "llm/arch.h"
 
-#include "llm/gguf.h"
+#include "llm/error.h"
 
 namespace llm {
 

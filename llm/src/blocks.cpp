@@ -15,20 +15,6 @@ Tensor* rms_norm(ggml::Context& ctx, Tensor* x, Tensor* w, float eps) {
   return ggml::rms_norm(ctx, x, eps, w);  // one node for the norm and its weight
 }
 
-// The offsets and sizes attention() gives these tensors for one token at n_past.
-void patch_attention(const AttnPatch& a, int64_t n_past) {
-  const int64_t n_kv = n_past + 1;
-  a.k_dst->view_offs = a.k_cpy->view_offs = size_t(n_past) * a.K->nb[1];
-  a.v_dst->view_offs = a.v_cpy->view_offs = size_t(n_past) * ggml::type_size(a.V->type);
-  a.kk->ne[1] = n_kv;
-  a.vv->ne[0] = n_kv;
-  for (Tensor* t : {a.scores, a.probs}) {
-    t->ne[0] = n_kv;
-    ggml::set_contiguous_strides(t);
-  }
-  a.probs->op_params[1] = int32_t(n_past);  // soft_max's causal_n_past (for one token it masks nothing either way)
-}
-
 Tensor* attention(GraphInputs& in, int il, Tensor* q, Tensor* k, Tensor* v) {
   ggml::Context& ctx = in.ctx;
   const HParams& hp = in.model.hp;
@@ -55,7 +41,18 @@ Tensor* attention(GraphInputs& in, int il, Tensor* q, Tensor* k, Tensor* v) {
   Tensor* probs = ggml::soft_max(ctx, scores, 1.0f / std::sqrt((float)hd), nullptr, (int32_t)np);
   Tensor* vv = ggml::view_3d(ctx, V, n_kv, hd, nkv, V->nb[1], V->nb[2], 0);
   Tensor* out = ggml::mul_mat(ctx, vv, probs);      // [hd, nt, n_head]
-  if (in.patches) in.patches->push_back({K, V, k_dst, k_cpy, v_dst, v_cpy, kk, vv, scores, probs});
+  if (in.n_past_param >= 0) {
+    // Where this batch is stored and how many cache entries it attends to
+    // follow the position (soft_max's causal offset too, though for one
+    // token it masks nothing).
+    const int p = in.n_past_param;
+    for (Tensor* t : {k_dst, k_cpy}) in.graph.bind(p, t, ggml::Field::VIEW_OFFS, int64_t(K->nb[1]), 0);
+    for (Tensor* t : {v_dst, v_cpy}) in.graph.bind(p, t, ggml::Field::VIEW_OFFS, int64_t(es), 0);
+    in.graph.bind(p, kk, ggml::Field::NE1, 1, nt);
+    in.graph.bind(p, vv, ggml::Field::NE0, 1, nt);
+    for (Tensor* t : {scores, probs}) in.graph.bind(p, t, ggml::Field::NE0, 1, nt);
+    in.graph.bind(p, probs, ggml::Field::OP_PARAM1, 1, 0);
+  }
   // [hd, n_head, nt]; for one token that is out's own layout: no copy needed.
   if (nt > 1) out = ggml::cont(ctx, ggml::permute(ctx, out, 0, 2, 1, 3));
   return ggml::reshape(ctx, out, {hp.n_embd, nt});

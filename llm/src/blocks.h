@@ -6,16 +6,6 @@
 
 namespace llm {
 
-// The tensors of one layer's attention whose shapes or offsets follow the
-// cache position: a one-token graph built for n_past = cap - 1 is reused for
-// any n_past < cap by patch_attention.
-struct AttnPatch {
-  ggml::Tensor *K, *V;                      // the layer's cache
-  ggml::Tensor *k_dst, *k_cpy, *v_dst, *v_cpy;  // where the token's k and v are stored
-  ggml::Tensor *kk, *vv, *scores, *probs;   // n_kv = n_past + 1 columns or rows
-};
-void patch_attention(const AttnPatch& a, int64_t n_past);
-
 // Everything one forward graph needs: the batch's position in the cache and
 // the per-layer cache tensors.
 struct GraphInputs {
@@ -27,7 +17,10 @@ struct GraphInputs {
   ggml::Tensor* positions = nullptr;  // I32 [n_tokens]: n_past + i
   const std::vector<ggml::Tensor*>& k_cache;  // [head_dim, n_ctx, n_head_kv]
   const std::vector<ggml::Tensor*>& v_cache;  // [n_ctx, head_dim, n_head_kv] (transposed)
-  std::vector<AttnPatch>* patches = nullptr;  // where given (one token), attention() records its layer's
+  // A graph parameter (ggml::Graph::new_param) that the cache position
+  // follows, for a graph built once at the largest n_past and reused for
+  // smaller ones; -1: n_past is fixed.
+  int n_past_param = -1;
 };
 
 ggml::Tensor* linear(ggml::Context& ctx, ggml::Tensor* x, ggml::Tensor* w, ggml::Tensor* b = nullptr);

@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <string>
 
-#include "llm/gguf.h"
+#include "llm/error.h"
 
 namespace llm {
 

@@ -9,7 +9,7 @@
 
 #include "ggml/fp16.h"
 #include "llm/files.h"
-#include "llm/gguf.h"
+#include "llm/error.h"
 #include "mapped_file.h"
 
 namespace llm {

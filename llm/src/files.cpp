@@ -12,7 +12,7 @@
 #include <random>
 #include <system_error>
 
-#include "llm/gguf.h"
+#include "llm/error.h"
 
 namespace llm {
 

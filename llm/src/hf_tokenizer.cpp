@@ -6,7 +6,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
-#include "llm/gguf.h"
+#include "llm/error.h"
 
 namespace llm {
 

@@ -9,7 +9,7 @@
 #include <cstring>
 #include <string>
 
-#include "llm/gguf.h"
+#include "llm/error.h"
 
 namespace llm {
 

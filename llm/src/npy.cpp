@@ -7,7 +7,7 @@
 #include <unistd.h>
 
 #include "llm/files.h"
-#include "llm/gguf.h"
+#include "llm/error.h"
 
 namespace llm {
 

@@ -6,7 +6,7 @@
 #include <map>
 #include <mutex>
 
-#include "llm/gguf.h"
+#include "llm/error.h"
 
 namespace llm {
 

@@ -4,7 +4,7 @@
 #include <cmath>
 #include <unordered_map>
 
-#include "llm/gguf.h"
+#include "llm/error.h"
 
 namespace llm {
 

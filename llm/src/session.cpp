@@ -15,14 +15,14 @@ namespace llm {
 using ggml::Tensor;
 
 // One token's graph, kept between tokens: built once for positions below
-// cap and patched for each (patch_attention), it skips building and planning
+// cap, its cache position a graph parameter set for each token, it skips building and planning
 // a graph of ~500-750 nodes a token (~0.3 ms of SmolLM2's ~5 ms). Its own
 // allocator: prompt graphs may move the other's buffer.
 struct TokenGraph {
   std::unique_ptr<ggml::Context> ctx;
   std::unique_ptr<ggml::Graph> g;
   ggml::GraphAllocator alloc;
-  std::vector<AttnPatch> patches;
+  int n_past = -1;  // the graph's parameter
   Tensor *tokens = nullptr, *positions = nullptr, *out = nullptr;
   int64_t cap = 0;  // serves n_past < cap
 };
@@ -44,9 +44,9 @@ struct Built {
   Tensor *tokens, *positions, *out;
 };
 Built build_forward(const Model& model, ggml::Context& ctx, ggml::Graph& g, int64_t n_past, int64_t nt, int64_t n_out,
-                    const std::vector<Tensor*>& k, const std::vector<Tensor*>& v, std::vector<AttnPatch>* patches) {
+                    const std::vector<Tensor*>& k, const std::vector<Tensor*>& v, int n_past_param) {
   const HParams& hp = model.hp;
-  GraphInputs in{ctx, g, model, n_past, nt, nullptr, nullptr, k, v, patches};
+  GraphInputs in{ctx, g, model, n_past, nt, nullptr, nullptr, k, v, n_past_param};
   in.tokens = ctx.new_tensor(ggml::Type::I32, {nt}, "tokens");
   in.positions = ctx.new_tensor(ggml::Type::I32, {nt}, "positions");
   Tensor* h = nullptr;
@@ -162,18 +162,18 @@ void Session::eval(const int32_t* tokens, size_t n, bool all_logits) {
         tg.cap = 0;
         auto ctx = std::make_unique<ggml::Context>(size_t(1) << 20);
         auto graph = std::make_unique<ggml::Graph>();
-        std::vector<AttnPatch> patches;
-        const Built tb = build_forward(model_, *ctx, *graph, cap - 1, 1, 1, impl_->k, impl_->v, &patches);
+        const int n_past = graph->new_param("n_past");
+        const Built tb = build_forward(model_, *ctx, *graph, cap - 1, 1, 1, impl_->k, impl_->v, n_past);
         tg.alloc.allocate(*graph);
         tg.ctx = std::move(ctx);
         tg.g = std::move(graph);
-        tg.patches = std::move(patches);
+        tg.n_past = n_past;
         tg.tokens = tb.tokens;
         tg.positions = tb.positions;
         tg.out = tb.out;
         tg.cap = cap;
       }
-      for (const AttnPatch& a : tg.patches) patch_attention(a, n_past_);
+      tg.g->set_param(tg.n_past, n_past_);
       g = tg.g.get();
       b = {tg.tokens, tg.positions, tg.out};
       t_alloc = std::chrono::steady_clock::now();
@@ -181,7 +181,7 @@ void Session::eval(const int32_t* tokens, size_t n, bool all_logits) {
       own_ctx = std::make_unique<ggml::Context>(size_t(1) << 20);
       own_g = std::make_unique<ggml::Graph>();
       g = own_g.get();
-      b = build_forward(model_, *own_ctx, *g, n_past_, nt, n_out, impl_->k, impl_->v, nullptr);
+      b = build_forward(model_, *own_ctx, *g, n_past_, nt, n_out, impl_->k, impl_->v, -1);
       t_alloc = std::chrono::steady_clock::now();
       impl_->alloc.allocate(*g);
     }

@@ -4,7 +4,7 @@
 #include <queue>
 #include <unordered_map>
 
-#include "llm/gguf.h"
+#include "llm/error.h"
 #include "pretokenize.h"
 
 namespace llm {

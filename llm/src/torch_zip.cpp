@@ -7,7 +7,7 @@
 #include <unordered_map>
 
 #include "llm/checkpoint.h"
-#include "llm/gguf.h"
+#include "llm/error.h"
 #include "mapped_file.h"
 
 namespace llm {

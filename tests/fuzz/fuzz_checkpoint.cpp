@@ -11,7 +11,7 @@
 #include <string>
 
 #include "llm/checkpoint.h"
-#include "llm/gguf.h"
+#include "llm/error.h"
 #include "llm/hf_tokenizer.h"
 #include "llm/tokenizer.h"
 

@@ -10,7 +10,7 @@
 #include <string>
 #include <string_view>
 
-#include "llm/gguf.h"
+#include "llm/error.h"
 #include "llm/tokenizer.h"
 #include "../../llm/src/pretokenize.h"
 

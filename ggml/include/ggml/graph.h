@@ -12,6 +12,9 @@
 
 namespace ggml {
 
+// A field of a tensor that a graph parameter sets (Graph::bind).
+enum class Field : uint8_t { NE0, NE1, NE2, NE3, VIEW_OFFS, OP_PARAM0, OP_PARAM1, OP_PARAM2, OP_PARAM3 };
+
 class Graph {
  public:
   // Adds t and every tensor it depends on, in dependency order, and marks t
@@ -21,10 +24,31 @@ class Graph {
   const std::vector<Tensor*>& leafs() const { return leafs_; }  // tensors with op NONE
   std::string dump() const;  // one line per node: index, op, shape, sources
 
+  // Parameters: values set before a compute (a cache position) that fields
+  // of the graph's tensors follow, so that one graph, built and planned for
+  // the largest value, serves every smaller one without being rebuilt.
+  // bind() declares field = value * scale + bias; the field's value at that
+  // moment is its upper bound (what was planned), and set_param() refuses a
+  // value past any bound. A result whose shape changes gets contiguous
+  // strides again; views keep theirs.
+  int new_param(const std::string& name);
+  void bind(int param, Tensor* t, Field f, int64_t scale, int64_t bias);
+  void set_param(int param, int64_t value);
+  int64_t param(int id) const;
+
  private:
   void visit(Tensor* t);
   std::vector<Tensor*> nodes_, leafs_;
   std::unordered_set<const Tensor*> seen_;
+  struct Binding {
+    int param;
+    Tensor* t;
+    Field f;
+    int64_t scale, bias, max;
+  };
+  std::vector<std::string> param_names_;
+  std::vector<int64_t> param_values_;
+  std::vector<Binding> bindings_;
 };
 
 // Assigns memory to every op result of a graph from one buffer it owns. With

@@ -12,15 +12,9 @@
 #include <vector>
 
 #include "ggml/types.h"
+#include "llm/error.h"
 
 namespace llm {
-
-// Bad input (a corrupt file, a missing key of the wrong type): one line that
-// names the file and the problem.
-class Error : public std::runtime_error {
- public:
-  using std::runtime_error::runtime_error;
-};
 
 namespace gguf {
 

@@ -14,6 +14,8 @@
 #include <string>
 #include <vector>
 
+#include "ggml/cpu.h"
+#include "ggml/quants.h"
 #include "ggml/ggml.h"
 
 namespace th {
@@ -69,7 +71,7 @@ struct Rng {
 // Fills any tensor with N(0, sd) values converted to its type (rows of
 // quantized types are quantized with the reference quantizer).
 inline void fill(ggml::Tensor* t, Rng& rng, float sd = 1.0f) {
-  const auto& tr = ggml::traits(t->type);
+  const auto& tr = ggml::traits(ggml::cpu::format_of(t->type, t->layout));
   std::vector<float> row(size_t(t->ne[0]));
   for (int64_t i3 = 0; i3 < t->ne[3]; i3++)
     for (int64_t i2 = 0; i2 < t->ne[2]; i2++)
@@ -94,6 +96,17 @@ inline void fill(ggml::Tensor* t, Rng& rng, float sd = 1.0f) {
       }
 }
 
+// A weight tensor of type t, where t may be one of the CPU backend's
+// rearranged formats (cpu::Q8_0R, ...): then held as the CPU holds one, its
+// stored GGUF type with LAYOUT_R256 (fill() writes the rearranged bytes).
+inline ggml::Tensor* weight(ggml::Context& ctx, ggml::Type t, std::initializer_list<int64_t> ne) {
+  using namespace ggml;
+  const Type stored = t == cpu::Q8_0R ? Type::Q8_0 : t == cpu::Q4_0R ? Type::Q4_0 : t == cpu::Q4_1R ? Type::Q4_1 : t;
+  Tensor* w = ctx.new_tensor(stored, ne);
+  if (stored != t) w->layout = cpu::LAYOUT_R256;
+  return w;
+}
+
 // Element (i0, i1, i2, i3) of a non-block tensor as double.
 inline double get(const ggml::Tensor* t, int64_t i0, int64_t i1 = 0, int64_t i2 = 0, int64_t i3 = 0) {
   const char* p = t->row_ptr(i1, i2, i3) + i0 * t->nb[0];
@@ -109,9 +122,10 @@ inline double get(const ggml::Tensor* t, int64_t i0, int64_t i1 = 0, int64_t i2 
 // A whole row (i1, i2, i3) of any tensor dequantized to double.
 inline std::vector<double> row_f64(const ggml::Tensor* t, int64_t i1, int64_t i2 = 0, int64_t i3 = 0) {
   std::vector<double> out(size_t(t->ne[0]));
-  if (ggml::traits(t->type).quantized) {
+  const ggml::Type f_of = ggml::cpu::format_of(t->type, t->layout);
+  if (ggml::traits(f_of).quantized) {
     std::vector<float> f(size_t(t->ne[0]));
-    ggml::traits(t->type).to_float(t->row_ptr(i1, i2, i3), f.data(), t->ne[0]);
+    ggml::traits(f_of).to_float(t->row_ptr(i1, i2, i3), f.data(), t->ne[0]);
     for (size_t i = 0; i < f.size(); i++) out[i] = f[i];
   } else {
     for (int64_t i = 0; i < t->ne[0]; i++) out[size_t(i)] = get(t, i, i1, i2, i3);

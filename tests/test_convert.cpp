@@ -4,6 +4,8 @@
 // the reference libraries' ids; corrupt checkpoints are refused cleanly.
 #include <doctest/doctest.h>
 
+#include "ggml/cpu.h"
+#include "ggml/quants.h"
 #include "helpers.h"
 
 #include <filesystem>

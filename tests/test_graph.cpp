@@ -3,6 +3,8 @@
 #include <chrono>
 #include <thread>
 
+#include "ggml/cpu.h"
+#include "ggml/quants.h"
 #include "../ggml/src/compute.h"  // for_each_item: the executor's work sharing
 #include "helpers.h"
 
@@ -275,4 +277,97 @@ TEST_CASE("graph parameters: one graph planned for the largest value computes ea
   CHECK(p->ne[0] == 4);
   CHECK_THROWS_AS(g.set_param(n, 0), Error);
   CHECK_THROWS_AS(g.bind(7, p, Field::NE0, 1, 0), Error);
+}
+
+namespace {
+// One token through a LLaMA block built from plain ops, q/k/v as views of
+// one matrix (as the loader holds them), the output norm and product last.
+struct PlainBlock {
+  Context ctx;
+  Graph g;
+  Tensor* out;
+  PlainBlock(Type wtype, uint8_t layout, uint64_t seed) {
+    th::Rng rng(seed);
+    const int64_t E = 256, hd = 64, nh = 4, nkv = 2, F = 512, V = 40, EKV = hd * nkv;
+    Tensor* emb = ctx.new_tensor(Type::F32, {E, V});
+    Tensor* wqkv = ctx.new_tensor(wtype, {E, E + 2 * EKV});
+    Tensor* wo = ctx.new_tensor(wtype, {E, E});
+    Tensor* gate = ctx.new_tensor(wtype, {E, F});
+    Tensor* up = ctx.new_tensor(wtype, {E, F});
+    Tensor* down = ctx.new_tensor(wtype, {F, E});
+    Tensor* n1 = ctx.new_tensor(Type::F32, {E});
+    Tensor* n2 = ctx.new_tensor(Type::F32, {E});
+    Tensor* cache = ctx.new_tensor(Type::F32, {hd, 8, nkv});
+    Tensor* vcache = ctx.new_tensor(Type::F32, {8, hd, nkv});
+    for (Tensor* t : {emb, wqkv, wo, gate, up, down, n1, n2, cache, vcache}) {
+      if (t->type != Type::F32) t->layout = layout;
+      th::fill(t, rng, 0.1f);
+    }
+    Tensor* ids = ctx.new_tensor(Type::I32, {1});
+    Tensor* pos = ctx.new_tensor(Type::I32, {1});
+    ids->as<int32_t>()[0] = 7;
+    pos->as<int32_t>()[0] = 3;
+    auto part = [&](int64_t rows, int64_t at) {
+      Tensor* v = view_2d(ctx, wqkv, E, rows, wqkv->nb[1], size_t(at) * wqkv->nb[1]);
+      v->data = wqkv->row_ptr(at);
+      return v;
+    };
+    Tensor *wq = part(E, 0), *wk = part(EKV, E), *wv = part(EKV, E + EKV);
+    Tensor* x = get_rows(ctx, emb, ids);
+    Tensor* h = rms_norm(ctx, x, 1e-5f, n1);
+    Tensor* q = rope(ctx, reshape(ctx, mul_mat(ctx, wq, h), {hd, nh, 1}), pos, hd, RopeMode::Interleaved);
+    Tensor* k = rope(ctx, reshape(ctx, mul_mat(ctx, wk, h), {hd, nkv, 1}), pos, hd, RopeMode::Interleaved);
+    Tensor* v = mul_mat(ctx, wv, h);
+    // the cache as blocks.cpp keeps it: keys by position, values transposed
+    g.expand(cpy(ctx, permute(ctx, k, 0, 2, 1, 3), view_3d(ctx, cache, hd, 1, nkv, cache->nb[1], cache->nb[2], 3 * cache->nb[1])));
+    g.expand(cpy(ctx, permute(ctx, reshape(ctx, v, {hd, nkv, 1}), 1, 2, 0, 3),
+                 view_3d(ctx, vcache, 1, hd, nkv, vcache->nb[1], vcache->nb[2], 3 * sizeof(float))));
+    Tensor* kk = view_3d(ctx, cache, hd, 4, nkv, cache->nb[1], cache->nb[2], 0);
+    Tensor* p = soft_max(ctx, mul_mat(ctx, kk, permute(ctx, q, 0, 2, 1, 3)), 0.125f, nullptr, 3);
+    Tensor* vv = view_3d(ctx, vcache, 4, hd, nkv, vcache->nb[1], vcache->nb[2], 0);
+    Tensor* att = reshape(ctx, mul_mat(ctx, vv, p), {E, 1});
+    Tensor* o = add(ctx, x, mul_mat(ctx, wo, att));
+    Tensor* h2 = rms_norm(ctx, o, 1e-5f, n2);
+    Tensor* y = add(ctx, o, mul_mat(ctx, down, silu_mul(ctx, mul_mat(ctx, gate, h2), mul_mat(ctx, up, h2))));
+    out = mul_mat(ctx, emb, rms_norm(ctx, y, 1e-5f, n2));
+    g.expand(out);
+  }
+};
+}  // namespace
+
+TEST_CASE("the CPU fusion pass: fewer nodes, the plain graph's bytes") {
+  for (Type t : {Type::F16, Type::Q8_0, Type::Q4_0, Type::Q4_1, Type::Q4_K}) {
+    for (uint8_t layout : {uint8_t(0), cpu::LAYOUT_R256}) {
+      if (layout && cpu::rearranged(t) == t) continue;
+      const std::string tname = type_name(t) + std::string(layout ? " rearranged" : "");
+      CAPTURE(tname);
+      PlainBlock plain(t, layout, 5), fused(t, layout, 5);
+      const size_t before = fused.g.nodes().size();
+      cpu::fuse(fused.g, fused.ctx);
+      int norm = 0, glu = 0, adds = 0, ropes = 0, norms = 0;
+      for (const Tensor* n : fused.g.nodes()) {
+        if (n->op == Op::MUL_MAT) {
+          norm += (n->op_params[0] & MM_NORM) != 0;
+          glu += (n->op_params[0] & MM_GLU) != 0;
+          adds += (n->op_params[0] & MM_ADD) != 0;
+        }
+        ropes += n->op == Op::ROPE;
+        norms += n->op == Op::RMS_NORM;
+      }
+      CHECK(fused.g.nodes().size() < before);
+      CHECK(norm == 3);  // q/k/v as one product, gate/up, the output
+      CHECK(glu == 1);
+      CHECK(adds == 2);  // the two residuals
+      CHECK(ropes == 1);
+      CHECK(norms == 0);
+      GraphAllocator pa_alloc, fu_alloc;
+      pa_alloc.allocate(plain.g);
+      fu_alloc.allocate(fused.g);
+      for (int threads : {1, 2}) {
+        Executor(threads).compute(plain.g);
+        Executor(threads).compute(fused.g);
+        CHECK(bytes(plain.out) == bytes(fused.out));
+      }
+    }
+  }
 }

@@ -4,6 +4,8 @@
 // scripts/gen_hf_fixtures.py saved from transformers in F32.
 #include <doctest/doctest.h>
 
+#include "ggml/cpu.h"
+#include "ggml/quants.h"
 #include "helpers.h"
 
 #include <cmath>
@@ -355,10 +357,10 @@ TEST_CASE("weights copied, q/k/v fused and Q8_0/Q4_0/Q4_1 rearranged give the fi
     ggml::Type stored, held;
     bool ggml::cpu::KernelSet::*prefers;
     ggml::Type up;
-  } kinds[] = {{ggml::Type::Q8_0, ggml::Type::Q8_0R, &ggml::cpu::KernelSet::prefers_q8_0r, ggml::Type::Q8_0},
-               {ggml::Type::Q4_0, ggml::Type::Q4_0R, &ggml::cpu::KernelSet::prefers_q4r, ggml::Type::Q4_0},
-               {ggml::Type::Q4_1, ggml::Type::Q4_1R, &ggml::cpu::KernelSet::prefers_q4r, ggml::Type::Q4_1},
-               {ggml::Type::Q4_0, ggml::Type::Q4_0R, &ggml::cpu::KernelSet::prefers_q4r, ggml::Type::F16}};
+  } kinds[] = {{ggml::Type::Q8_0, ggml::cpu::Q8_0R, &ggml::cpu::KernelSet::prefers_q8_0r, ggml::Type::Q8_0},
+               {ggml::Type::Q4_0, ggml::cpu::Q4_0R, &ggml::cpu::KernelSet::prefers_q4r, ggml::Type::Q4_0},
+               {ggml::Type::Q4_1, ggml::cpu::Q4_1R, &ggml::cpu::KernelSet::prefers_q4r, ggml::Type::Q4_1},
+               {ggml::Type::Q4_0, ggml::cpu::Q4_0R, &ggml::cpu::KernelSet::prefers_q4r, ggml::Type::F16}};
   for (const auto& kind : kinds) {
     const std::string tname = ggml::type_name(kind.stored) + std::string("+up-") + ggml::type_name(kind.up);
     CAPTURE(tname);
@@ -400,8 +402,11 @@ TEST_CASE("weights copied, q/k/v fused and Q8_0/Q4_0/Q4_1 rearranged give the fi
     CHECK(b->layers[1].wk->data == static_cast<char*>(b->layers[1].wqkv->data) + b->layers[1].wq->nbytes());
     CHECK(b->layers[1].wv->data == static_cast<char*>(b->layers[1].wk->data) + b->layers[1].wk->nbytes());
     const bool rearranged = ggml::cpu::best().*kind.prefers;
-    CHECK(b->layers[0].w_down->type == (rearranged ? kind.held : kind.stored));
-    CHECK(b->tok_embd->type == (rearranged ? kind.held : kind.stored));
+    // the backend's layout, the stored type: llm/ sees GGUF types only
+    CHECK(b->layers[0].w_down->type == kind.stored);
+    CHECK(b->layers[0].w_down->layout == (rearranged ? ggml::cpu::LAYOUT_R256 : 0));
+    CHECK(b->tok_embd->layout == (rearranged ? ggml::cpu::LAYOUT_R256 : 0));
+    CHECK(b->layers[1].wq->layout == b->layers[1].wqkv->layout);
     CHECK(b->type_name() == a->type_name());
     const std::vector<int32_t> ids = prompt20();
     std::vector<std::vector<float>> batched, stepwise;

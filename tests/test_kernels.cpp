@@ -3,13 +3,15 @@
 // tiles equal to dot bit for bit, activation quantization.
 #include <limits>
 
+#include "ggml/cpu.h"
+#include "ggml/quants.h"
 #include "helpers.h"
 
 using namespace ggml;
 
 namespace {
 const Type kTypes[] = {Type::F32,  Type::F16,   Type::BF16,  Type::Q4_0,  Type::Q4_1, Type::Q5_0, Type::Q5_1,
-                       Type::Q8_0, Type::Q8_0R, Type::Q4_0R, Type::Q4_1R, Type::Q4_K, Type::Q5_K, Type::Q6_K};
+                       Type::Q8_0, cpu::Q8_0R, cpu::Q4_0R, cpu::Q4_1R, Type::Q4_K, Type::Q5_K, Type::Q6_K};
 
 // The rearranged types: their stored type, the rearrangement, and whether a
 // kernel set asks for it at load time.
@@ -18,9 +20,9 @@ struct Rearranged {
   void (*repack)(const void*, void*, int64_t);
   bool cpu::KernelSet::*prefers;
 };
-const Rearranged kRearranged[] = {{Type::Q8_0, Type::Q8_0R, ref::repack_q8_0r, &cpu::KernelSet::prefers_q8_0r},
-                                  {Type::Q4_0, Type::Q4_0R, ref::repack_q4_0r, &cpu::KernelSet::prefers_q4r},
-                                  {Type::Q4_1, Type::Q4_1R, ref::repack_q4_1r, &cpu::KernelSet::prefers_q4r}};
+const Rearranged kRearranged[] = {{Type::Q8_0, cpu::Q8_0R, ref::repack_q8_0r, &cpu::KernelSet::prefers_q8_0r},
+                                  {Type::Q4_0, cpu::Q4_0R, ref::repack_q4_0r, &cpu::KernelSet::prefers_q4r},
+                                  {Type::Q4_1, cpu::Q4_1R, ref::repack_q4_1r, &cpu::KernelSet::prefers_q4r}};
 
 std::vector<const cpu::KernelSet*> simd_sets() {
   auto v = cpu::available();
@@ -43,7 +45,7 @@ Rows make_rows(Type t, int64_t n, int nx, int ny, th::Rng& rng, bool raw) {
       return r;
     }
   const auto& tr = traits(t);
-  const Type vdt = tr.vec_dot_type;
+  const Type vdt = cpu::activation_format(t);
   Rows r;
   r.x.resize(row_size(t, n) * size_t(nx));
   r.y.resize(row_size(vdt, n) * size_t(ny));
@@ -92,7 +94,7 @@ TEST_CASE("SIMD dot products match the scalar reference for every type") {
           const float got = k->dot[cpu::slot(t)](n, r.x.data(), r.y.data());
           double mag = 0;
           for (int64_t i = 0; i < n; i++) mag += std::fabs(double(r.xf[size_t(i)]) * r.yf[size_t(i)]);
-          if (block_size(t) == QK_K && !type_internal(t)) {
+          if (block_size(t) == QK_K && !cpu::own_format(t)) {
             CHECK(got == want);  // integer sums per super-block, same float expression
           } else {
             CHECK(std::fabs(double(got) - want) <= 2e-6 * mag + 1e-30);
@@ -118,7 +120,7 @@ TEST_CASE("tile kernels agree with the dot kernel and are deterministic") {
       for (int64_t n : {block_size(t) == 1 ? int64_t(203) : 2 * block_size(t), int64_t(2048), 18 * block_size(t),
                         6 * block_size(t)}) {
         const Rows r = make_rows(t, n, 4, 4, rng, false);
-        const size_t bx = row_size(t, n), by = row_size(traits(t).vec_dot_type, n);
+        const size_t bx = row_size(t, n), by = row_size(cpu::activation_format(t), n);
         for (int nx = 1; nx <= 4; nx++)
           for (int ny = 1; ny <= 4; ny++) {
             float out[4 * 7], again[4 * 7];
@@ -170,9 +172,9 @@ TEST_CASE("SIMD activation quantization matches the reference") {
     for (int i = 0; i < 32; i++) x[size_t(32 * 5 + i)] = 0.0f;  // an all-zero block
     x[7] = 1e-30f;
     const int64_t n = int64_t(x.size()), nb = n / 32;
-    std::vector<unsigned char> a(row_size(Type::Q8_S, n)), b(a.size());
+    std::vector<unsigned char> a(row_size(cpu::Q8_S, n)), b(a.size());
     ref::quantize_q8_s(x.data(), a.data(), n);
-    k->from_float[cpu::slot(Type::Q8_S)](x.data(), b.data(), n);
+    k->from_float[cpu::slot(cpu::Q8_S)](x.data(), b.data(), n);
     const Q8SRow ra(a.data(), n), rb(b.data(), n);
     for (int64_t blk = 0; blk < nb; blk++) {
       REQUIRE(ra.d[blk] == rb.d[blk]);
@@ -297,7 +299,7 @@ TEST_CASE("Q8_0R, Q4_0R and Q4_1R kernels give their stored types' results bit f
           Rows r = make_rows(re.stored, n, 4, 4, rng, raw);
           std::vector<unsigned char> xr(r.x.size());
           re.repack(r.x.data(), xr.data(), n * 4);
-          const size_t bx = row_size(re.stored, n), by = row_size(Type::Q8_S, n);
+          const size_t bx = row_size(re.stored, n), by = row_size(cpu::Q8_S, n);
           CHECK(k->dot[cpu::slot(re.held)](n, xr.data(), r.y.data()) ==
                 k->dot[cpu::slot(re.stored)](n, r.x.data(), r.y.data()));
           for (int nx = 1; nx <= 4; nx++)

@@ -3,14 +3,16 @@
 // with every kernel set this CPU runs (and OpenBLAS where it is used).
 #include <limits>
 
+#include "ggml/cpu.h"
+#include "ggml/quants.h"
 #include "helpers.h"
 
 using namespace ggml;
 
 namespace {
 const Type kWeightTypes[] = {Type::F32,   Type::F16,   Type::BF16, Type::Q4_0, Type::Q4_1,
-                             Type::Q5_0,  Type::Q5_1,  Type::Q8_0, Type::Q8_0R, Type::Q4_0R,
-                             Type::Q4_1R, Type::Q4_K, Type::Q5_K, Type::Q6_K};
+                             Type::Q5_0,  Type::Q5_1,  Type::Q8_0, cpu::Q8_0R, cpu::Q4_0R,
+                             cpu::Q4_1R, Type::Q4_K, Type::Q5_K, Type::Q6_K};
 
 // x rounded to bf16's 8 significant bits, to nearest even (nearbyint's
 // default mode), written apart from the library's converter.
@@ -32,7 +34,7 @@ void check_mul_mat(const Tensor* a, const Tensor* b, const Tensor* dst, const cp
                    bool tiles = false) {
   const bool bf16_operands = !tiles && (a->type == Type::F16 || a->type == Type::BF16) && k.gemm_bf16.kernel &&
                              b->ne[1] >= k.gemm_bf16.nr / 2;
-  const Type vdt = traits(a->type).vec_dot_type;
+  const Type vdt = cpu::activation_format(cpu::format_of(a->type, a->layout));
   const int64_t K = a->ne[0], act_block = block_size(vdt);
   const int64_t r2 = b->ne[2] / a->ne[2], r3 = b->ne[3] / a->ne[3];
   for (int64_t c3 = 0; c3 < dst->ne[3]; c3++)
@@ -79,7 +81,7 @@ TEST_CASE("mul_mat: every weight type, vector and matrix shapes, every kernel se
           CAPTURE(N);
           CAPTURE(M);
           Context ctx;
-          Tensor* a = ctx.new_tensor(t, {K, M});
+          Tensor* a = th::weight(ctx, t, {K, M});
           Tensor* b = ctx.new_tensor(Type::F32, {K, N});
           th::fill(a, rng, 0.5f);
           th::fill(b, rng, 1.0f);
@@ -191,9 +193,9 @@ TEST_CASE("mul_mat: GEMM microkernel paths, odd shapes, every kernel set that ha
     const cpu::KernelSet* k = &set;
     const std::string kname = k->name;
     CAPTURE(kname);
-    for (Type t : {Type::F32, Type::F16, Type::BF16, Type::Q4_0, Type::Q4_1, Type::Q8_0, Type::Q8_0R, Type::Q4_0R,
-                   Type::Q4_1R}) {
-      const bool quant = block_size(t) == 32 || type_internal(t);
+    for (Type t : {Type::F32, Type::F16, Type::BF16, Type::Q4_0, Type::Q4_1, Type::Q8_0, cpu::Q8_0R, cpu::Q4_0R,
+                   cpu::Q4_1R}) {
+      const bool quant = block_size(t) == 32 || cpu::own_format(t);
       const bool bf16 = !quant && t != Type::F32 && k->gemm_bf16.kernel;
       const cpu::Gemm g = quant ? cpu::Gemm{k->gemm_q.mr, k->gemm_q.nr, nullptr}
                           : bf16 ? cpu::Gemm{k->gemm_bf16.mr, k->gemm_bf16.nr, nullptr}
@@ -205,7 +207,7 @@ TEST_CASE("mul_mat: GEMM microkernel paths, odd shapes, every kernel set that ha
       // Quantized K is whole blocks of 32: 288 and 544 cross the 8-block k
       // blocks; 1100 crosses the bf16 path's 512-column blocks with an odd tail.
       // Q8_0R, Q4_0R and Q4_1R rows are whole groups of 256.
-      const bool r8 = type_internal(t);
+      const bool r8 = cpu::own_format(t);
       const Case cases[] = {{r8 ? 256 : quant ? 288 : 300, 1, nr / 2},   {r8 ? 512 : quant ? 32 : 1, 5, nr},
                             {256, 4 * mr, nr / 2 + 1},                   {r8 ? 768 : quant ? 544 : 513, 4 * mr + 13, 47},
                             {r8 ? 1024 : quant ? 704 : 1101, mr - 1, 130}, {r8 ? 256 : 96, 37, 3 * nr + 5}};
@@ -219,7 +221,7 @@ TEST_CASE("mul_mat: GEMM microkernel paths, odd shapes, every kernel set that ha
         for (int threads : {1, 2, 3}) {
           th::Rng local(seed);
           Context ctx;
-          Tensor* a = ctx.new_tensor(t, {c.K, c.M});
+          Tensor* a = th::weight(ctx, t, {c.K, c.M});
           Tensor* b = ctx.new_tensor(Type::F32, {c.K, c.N});
           th::fill(a, local, 0.5f);
           th::fill(b, local, 1.0f);
@@ -235,7 +237,7 @@ TEST_CASE("mul_mat: GEMM microkernel paths, odd shapes, every kernel set that ha
       // Batched: 6 activation heads over 2 weight heads, activations strided.
       Context ctx;
       const int64_t kb = r8 ? 256 : 64;
-      Tensor* store = ctx.new_tensor(t, {kb, 2, 33});
+      Tensor* store = th::weight(ctx, t, {kb, 2, 33});
       th::fill(store, rng);
       Tensor* a = permute(ctx, store, 0, 2, 1, 3);  // [kb, 33, 2]
       Tensor* bt = ctx.new_tensor(Type::F32, {nr + 3, kb, 6, 2});
@@ -298,7 +300,7 @@ TEST_CASE("mul_mat_fused: norm, SwiGLU and residual add give the separate nodes'
   for (const cpu::KernelSet* k : cpu::available()) {
     const std::string kname = k->name;
     CAPTURE(kname);
-    for (Type t : {Type::F32, Type::F16, Type::Q8_0, Type::Q8_0R, Type::Q4_0, Type::Q4_1, Type::Q4_0R, Type::Q4_1R,
+    for (Type t : {Type::F32, Type::F16, Type::Q8_0, cpu::Q8_0R, Type::Q4_0, Type::Q4_1, cpu::Q4_0R, cpu::Q4_1R,
                    Type::Q4_K}) {
       const std::string tname = type_name(t);
       CAPTURE(tname);
@@ -308,8 +310,8 @@ TEST_CASE("mul_mat_fused: norm, SwiGLU and residual add give the separate nodes'
           CAPTURE(N);
           CAPTURE(threads);
           Context ctx;
-          Tensor* gate = ctx.new_tensor(t, {K, M});
-          Tensor* up = ctx.new_tensor(t, {K, M});
+          Tensor* gate = th::weight(ctx, t, {K, M});
+          Tensor* up = th::weight(ctx, t, {K, M});
           Tensor* x = ctx.new_tensor(Type::F32, {K, N});
           Tensor* nw = ctx.new_tensor(Type::F32, {K});
           // the addend with padded rows: its row stride is not M floats

@@ -1,5 +1,7 @@
 // Every op against a naive double-precision reference, on random shapes with
 // contiguous, padded (row-strided) and transposed inputs, and broadcasting.
+#include "ggml/cpu.h"
+#include "ggml/quants.h"
 #include "helpers.h"
 
 using namespace ggml;

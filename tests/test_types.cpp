@@ -1,5 +1,7 @@
 // Types: fp16/bf16 conversion, block layouts byte for byte (hand-computed and
 // against the gguf package's numpy reference), round-trip error bounds.
+#include "ggml/cpu.h"
+#include "ggml/quants.h"
 #include "helpers.h"
 
 #if defined(__F16C__)
@@ -271,10 +273,10 @@ TEST_CASE("round trip error stays within each format's bound") {
 }
 
 TEST_CASE("Q8_0R holds Q8_0's blocks rearranged, as its layout says") {
-  CHECK(block_size(Type::Q8_0R) == 256);
-  CHECK(type_size(Type::Q8_0R) == 8 * type_size(Type::Q8_0));
-  CHECK(type_internal(Type::Q8_0R));
-  CHECK(type_known(uint32_t(Type::Q8_0R)));
+  CHECK(block_size(cpu::Q8_0R) == 256);
+  CHECK(type_size(cpu::Q8_0R) == 8 * type_size(Type::Q8_0));
+  CHECK(cpu::own_format(cpu::Q8_0R));
+  CHECK(!type_known(uint32_t(cpu::Q8_0R)));  // no file may hold it
   Type t;
   CHECK(!type_from_name("q8_0r", &t));  // never a file's or a tool's type
   th::Rng rng(77);
@@ -300,12 +302,12 @@ TEST_CASE("Q8_0R holds Q8_0's blocks rearranged, as its layout says") {
   CHECK(std::memcmp(back.data(), q.data(), q.size() * sizeof(block_q8_0)) == 0);
   std::vector<float> a(static_cast<size_t>(n)), b(static_cast<size_t>(n));
   traits(Type::Q8_0).to_float(q.data(), a.data(), n);
-  traits(Type::Q8_0R).to_float(r.data(), b.data(), n);
+  traits(cpu::Q8_0R).to_float(r.data(), b.data(), n);
   CHECK(a == b);
   // quantizing to Q8_0R is quantizing to Q8_0, rearranged
   const auto x = rng.normals(size_t(n));
   std::vector<block_q8_0r> r1(r.size()), r2(r.size());
-  traits(Type::Q8_0R).from_float(x.data(), r1.data(), n);
+  traits(cpu::Q8_0R).from_float(x.data(), r1.data(), n);
   traits(Type::Q8_0).from_float(x.data(), q.data(), n);
   ref::repack_q8_0r(q.data(), r2.data(), n);
   CHECK(std::memcmp(r1.data(), r2.data(), r1.size() * sizeof(block_q8_0r)) == 0);
@@ -320,8 +322,8 @@ void check_q4r(Type stored, Type held, void (*repack)(const void*, void*, int64_
   CAPTURE(tname);
   CHECK(block_size(held) == 256);
   CHECK(type_size(held) == 8 * type_size(stored));
-  CHECK(type_internal(held));
-  CHECK(type_known(uint32_t(held)));
+  CHECK(cpu::own_format(held));
+  CHECK(!type_known(uint32_t(held)));
   Type t;
   CHECK(!type_from_name(tname, &t));
   th::Rng rng(78);
@@ -358,6 +360,6 @@ void check_q4r(Type stored, Type held, void (*repack)(const void*, void*, int64_
 }
 
 TEST_CASE("Q4_0R and Q4_1R hold Q4_0's and Q4_1's blocks rearranged, as their layouts say") {
-  check_q4r<block_q4_0, block_q4_0r>(Type::Q4_0, Type::Q4_0R, ref::repack_q4_0r, ref::unpack_q4_0r);
-  check_q4r<block_q4_1, block_q4_1r>(Type::Q4_1, Type::Q4_1R, ref::repack_q4_1r, ref::unpack_q4_1r);
+  check_q4r<block_q4_0, block_q4_0r>(Type::Q4_0, cpu::Q4_0R, ref::repack_q4_0r, ref::unpack_q4_0r);
+  check_q4r<block_q4_1, block_q4_1r>(Type::Q4_1, cpu::Q4_1R, ref::repack_q4_1r, ref::unpack_q4_1r);
 }

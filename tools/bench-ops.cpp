@@ -17,6 +17,8 @@
 #include <string>
 #include <vector>
 
+#include "ggml/cpu.h"
+#include "ggml/quants.h"
 #include "common.h"
 
 #include "bandwidth.h"
@@ -112,7 +114,7 @@ static int run(int argc, char** argv) {
         Type t;
         // the load-time rearranged types too (no file holds them, so no file name)
         const bool rearranged = name == "q8_0r" || name == "q4_0r" || name == "q4_1r";
-        if (rearranged) t = name == "q8_0r" ? Type::Q8_0R : name == "q4_0r" ? Type::Q4_0R : Type::Q4_1R;
+        if (rearranged) t = name == "q8_0r" ? cpu::Q8_0R : name == "q4_0r" ? cpu::Q4_0R : cpu::Q4_1R;
         if ((!rearranged && !type_from_name(name, &t)) || !traits(t).from_float || t == Type::Q8_1 || t == Type::Q8_K)
           throw Error("unknown or unsupported weight type '" + name + "'");
         if (K % block_size(t) == 0) types.push_back(t);  // K-quants need rows of whole 256-blocks

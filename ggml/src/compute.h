@@ -10,6 +10,10 @@
 
 namespace ggml {
 
+// The format a tensor's bytes are in for the kernels: its type, or the
+// rearranged format a backend layout holds it in.
+inline Type fmt(const Tensor* t) { return cpu::format_of(t->type, t->layout); }
+
 // First runtime error raised by any thread during a compute.
 struct ErrorSink {
   std::atomic<bool> set{false};

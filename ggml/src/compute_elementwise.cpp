@@ -35,7 +35,7 @@ void store_elem(char* p, Type type, float v) {
 void store_row_f32(const cpu::KernelSet& k, Tensor* t, int64_t i1, int64_t i2, int64_t i3, const float* in) {
   char* row = t->row_ptr(i1, i2, i3);
   if (t->rows_contiguous()) {
-    k.from_float[cpu::slot(t->type)](in, row, t->ne[0]);
+    k.from_float[cpu::slot(fmt(t))](in, row, t->ne[0]);
   } else {
     for (int64_t i = 0; i < t->ne[0]; i++) store_elem(row + size_t(i) * t->nb[0], t->type, in[i]);
   }
@@ -51,7 +51,7 @@ float* thread_row_buffer(const ComputeParams& p, int64_t n) {
 void load_row_f32(const cpu::KernelSet& k, const Tensor* t, int64_t i1, int64_t i2, int64_t i3, float* out) {
   const char* row = t->row_ptr(i1, i2, i3);
   if (t->rows_contiguous()) {
-    k.to_float[cpu::slot(t->type)](row, out, t->ne[0]);
+    k.to_float[cpu::slot(fmt(t))](row, out, t->ne[0]);
   } else {
     for (int64_t i = 0; i < t->ne[0]; i++) out[i] = load_elem(row + size_t(i) * t->nb[0], t->type);
   }
@@ -63,7 +63,7 @@ void compute_copy(const ComputeParams& p, Tensor* dst) {
   if (src->ne[0] == dst->ne[0] && src->nrows() == dst->nrows()) {
     int64_t r0, r1;
     split_range(dst->nrows(), p.ith, p.nth, &r0, &r1);
-    const bool raw = src->type == dst->type && src->rows_contiguous() && dst->rows_contiguous();
+    const bool raw = fmt(src) == fmt(dst) && src->rows_contiguous() && dst->rows_contiguous();
     auto scalar = [](Type t) { return t == Type::F32 || t == Type::F16 || t == Type::BF16; };
     if (!raw && dst->ne[0] < 16 && scalar(src->type) && scalar(dst->type)) {
       // Short rows (a token's values into the transposed V cache: rows of
@@ -99,10 +99,10 @@ void compute_copy(const ComputeParams& p, Tensor* dst) {
   float* tmp = thread_row_buffer(p, chunk);
   for (int64_t c = c0; c < c1; c++) {
     const int64_t e0 = c * chunk, len = std::min(chunk, n - e0);
-    const char* s = static_cast<const char*>(src->data) + row_size(src->type, e0);
-    char* d = static_cast<char*>(dst->data) + row_size(dst->type, e0);
-    k.to_float[cpu::slot(src->type)](s, tmp, len);
-    k.from_float[cpu::slot(dst->type)](tmp, d, len);
+    const char* s = static_cast<const char*>(src->data) + row_size(fmt(src), e0);
+    char* d = static_cast<char*>(dst->data) + row_size(fmt(dst), e0);
+    k.to_float[cpu::slot(fmt(src))](s, tmp, len);
+    k.from_float[cpu::slot(fmt(dst))](tmp, d, len);
   }
 }
 

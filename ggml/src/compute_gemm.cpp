@@ -37,8 +37,8 @@ size_t align64(size_t n) { return (n + 63) / 64 * 64; }
 enum class Path { F32, BF16, Q8 };
 
 bool quantized_path(Type t) {
-  return t == Type::Q4_0 || t == Type::Q4_1 || t == Type::Q8_0 || t == Type::Q8_0R || t == Type::Q4_0R ||
-         t == Type::Q4_1R;
+  return t == Type::Q4_0 || t == Type::Q4_1 || t == Type::Q8_0 || t == cpu::Q8_0R || t == cpu::Q4_0R ||
+         t == cpu::Q4_1R;
 }
 
 Path path_for(Type t, const cpu::KernelSet& k) {
@@ -59,7 +59,7 @@ struct Shape {
   Shape(const Tensor* dst, const cpu::KernelSet& k) {
     const Tensor* a = dst->src[0];
     const Tensor* b = dst->src[1];
-    path = path_for(a->type, k);
+    path = path_for(fmt(a), k);
     const bool q = path == Path::Q8;
     K = a->ne[0], M = a->ne[1], N = b->ne[1], C2 = b->ne[2], C3 = b->ne[3];
     mr = q ? k.gemm_q.mr : path == Path::BF16 ? k.gemm_bf16.mr : k.gemm.mr;
@@ -75,7 +75,7 @@ struct Shape {
     ku = q ? KCB : KC;
     panel_unit_bytes = size_t(nr) * (q ? 40 : 4);
     group_bytes = q ? size_t(ku * mr * 40) : size_t(mr * ku) * 4;
-    row_bytes = q ? align64(size_t(K) * sizeof(float)) + align64(row_size(Type::Q8_S, K))
+    row_bytes = q ? align64(size_t(K) * sizeof(float)) + align64(row_size(cpu::Q8_S, K))
                 : path == Path::BF16 ? align64(size_t(K) * sizeof(float)) + align64(size_t(units) * 4)
                                      : 0;
   }
@@ -91,7 +91,7 @@ struct Shape {
 
 bool gemm_applies(const Tensor* dst, const cpu::KernelSet& k) {
   if (dst->op_params[0] != 0) return false;  // fused products (generation's) take the tiles
-  const Type t = dst->src[0]->type;
+  const Type t = fmt(dst->src[0]);
   int nr = 0;
   if (k.gemm.kernel && (t == Type::F32 || t == Type::F16 || t == Type::BF16)) nr = k.gemm.nr;
   if (k.gemm_bf16.kernel && (t == Type::F16 || t == Type::BF16)) nr = k.gemm_bf16.nr;
@@ -165,7 +165,7 @@ void pack_panel_q8(const cpu::KernelSet& k, const Tensor* b, const Shape& s, int
       load_row_f32(k, b, j, i2, i3, f);
       src = f;
     }
-    k.from_float[cpu::slot(Type::Q8_S)](src, qrow, K);
+    k.from_float[cpu::slot(cpu::Q8_S)](src, qrow, K);
     const Q8SRow yr(qrow, K);
     for (int64_t blk = 0; blk < nb; blk++) {
       uint8_t* o = out + size_t(blk) * bstride;
@@ -234,14 +234,14 @@ void compute_gemm(const ComputeParams& p, Tensor* dst) {
   p.barrier();
 
   // Phase 2: items of (batch, block of mb weight rows, ppi panels).
-  const cpu::dequant_fn to_f32 = k.to_float[cpu::slot(a->type)];
+  const cpu::dequant_fn to_f32 = k.to_float[cpu::slot(fmt(a))];
   auto unpack_row = [&](char* group, int64_t i, const char* src, int64_t u0, int64_t nu) {
     if (s.path == Path::Q8) {
-      k.gemm_q.pack(a->type, src, nu, reinterpret_cast<uint8_t*>(group), int(i));
+      k.gemm_q.pack(fmt(a), src, nu, reinterpret_cast<uint8_t*>(group), int(i));
     } else if (s.path == Path::BF16) {
       uint32_t* row = reinterpret_cast<uint32_t*>(group) + i * s.ku;
       const int64_t cols = s.cols(u0, nu), pairs = (cols + 1) / 2;
-      k.gemm_bf16.pack(a->type, src, cols, row);
+      k.gemm_bf16.pack(fmt(a), src, cols, row);
       // padding up to kalign: zeros, not the previous block's weights (which
       // could hold infinities, and inf * 0 is nan)
       if (pairs < nu) std::memset(row + pairs, 0, size_t(nu - pairs) * 4);
@@ -286,7 +286,7 @@ void compute_gemm(const ComputeParams& p, Tensor* dst) {
     auto wrow = [&](int64_t r) { return a->row_ptr(m0 + r, i2 / r2, i3 / r3); };
     for (int64_t k0 = 0; k0 < s.units; k0 += s.ku) {
       const int64_t nu = std::min(s.ku, s.units - k0);
-      const size_t src_off = row_size(a->type, k0 * s.unit);
+      const size_t src_off = row_size(fmt(a), k0 * s.unit);
       for (int64_t r = 0; r < groups * MR; r++) {
         char* group = abuf + size_t(r / MR) * s.group_bytes;
         if (r < rows_here) {
@@ -299,9 +299,9 @@ void compute_gemm(const ComputeParams& p, Tensor* dst) {
       // share before each microkernel call; otherwise its short row segments
       // come from DRAM a few misses at a time during the unpacking.
       const bool ahead = k0 + s.ku < s.units;
-      const size_t off = ahead ? row_size(a->type, (k0 + s.ku) * s.unit) : 0;
+      const size_t off = ahead ? row_size(fmt(a), (k0 + s.ku) * s.unit) : 0;
       const int64_t lines_per_row =
-          ahead ? int64_t(row_size(a->type, s.cols(k0 + s.ku, s.ku)) + 63) / 64 : 0;
+          ahead ? int64_t(row_size(fmt(a), s.cols(k0 + s.ku, s.ku)) + 63) / 64 : 0;
       const int64_t lines = lines_per_row * rows_here;
       const int64_t calls = (p1 - p0) * groups;
       const int64_t per_call = (lines + calls - 1) / std::max<int64_t>(calls, 1);

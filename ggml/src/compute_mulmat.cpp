@@ -65,7 +65,7 @@ bool use_blas(const Tensor* dst) {
 bool needs_conversion(const Tensor* dst, bool blas) {
   const Tensor* a = dst->src[0];
   const Tensor* b = dst->src[1];
-  const Type vdt = blas ? Type::F32 : traits(a->type).vec_dot_type;
+  const Type vdt = blas ? Type::F32 : cpu::activation_format(fmt(a));
   if (fusion(dst) & MM_NORM) return true;  // the normalized rows are written somewhere
   return !(vdt == Type::F32 && b->nb[0] == sizeof(float) && b->nb[1] % sizeof(float) == 0);
 }
@@ -93,7 +93,7 @@ size_t mul_mat_work_size(const Tensor* dst, int nth, const cpu::KernelSet& k) {
   const Tensor* a = dst->src[0];
   const Tensor* b = dst->src[1];
   const bool blas = use_blas(dst);
-  const Type vdt = blas ? Type::F32 : traits(a->type).vec_dot_type;
+  const Type vdt = blas ? Type::F32 : cpu::activation_format(fmt(a));
   size_t size = 0;
   if (needs_conversion(dst, blas)) {
     const size_t conv = align64(row_size(vdt, b->ne[0]) * size_t(b->nrows()));
@@ -110,7 +110,7 @@ void compute_mul_mat(const ComputeParams& p, Tensor* dst) {
   const cpu::KernelSet& k = *p.k;
   if (gemm_applies(dst, k)) return compute_gemm(p, dst);
   const bool blas = use_blas(dst);
-  const Type vdt = blas ? Type::F32 : traits(a->type).vec_dot_type;
+  const Type vdt = blas ? Type::F32 : cpu::activation_format(fmt(a));
   const int64_t K = a->ne[0], M = a->ne[1], N = b->ne[1];
   const int64_t C2 = b->ne[2], C3 = b->ne[3];
   const int64_t r2 = C2 / a->ne[2], r3 = C3 / a->ne[3];
@@ -178,7 +178,7 @@ void compute_mul_mat(const ComputeParams& p, Tensor* dst) {
       const float* A = reinterpret_cast<const float*>(wrow);
       size_t lda = a->nb[1] / sizeof(float);
       if (a->type != Type::F32 || a->nb[1] % sizeof(float) != 0) {
-        for (int64_t i = 0; i < mp; i++) k.to_float[cpu::slot(a->type)](wrow + size_t(i) * a->nb[1], panel_buf + i * K, K);
+        for (int64_t i = 0; i < mp; i++) k.to_float[cpu::slot(fmt(a))](wrow + size_t(i) * a->nb[1], panel_buf + i * K, K);
         A = panel_buf;
         lda = size_t(K);
       }
@@ -195,7 +195,7 @@ void compute_mul_mat(const ComputeParams& p, Tensor* dst) {
   // row the tile kernels walk their weight rows one after another: a single
   // sequential stream is what the memory system serves fastest.)
   const int64_t tile_m = cpu::TILE_MAX;
-  const cpu::tile_fn tile = k.tile[cpu::slot(a->type)];
+  const cpu::tile_fn tile = k.tile[cpu::slot(fmt(a))];
   GGML_ASSERT(tile != nullptr);
   // Generation's attention (one activation row per head, r2 heads sharing a
   // KV head): the heads that share a weight matrix are taken as the rows of

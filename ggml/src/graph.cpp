@@ -26,7 +26,15 @@ void Graph::visit(Tensor* t) {
 void Graph::expand(Tensor* t) {
   GGML_CHECK(t != nullptr, nullptr, "graph: null tensor");
   t->flags |= FLAG_OUTPUT;
+  roots_.push_back(t);
   visit(t);
+}
+
+void Graph::rebuild() {
+  nodes_.clear();
+  leafs_.clear();
+  seen_.clear();
+  for (Tensor* t : roots_) visit(t);
 }
 
 namespace {

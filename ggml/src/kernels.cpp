@@ -34,9 +34,9 @@ KernelSet make_scalar() {
   set(Type::Q5_0, dot_q5_0, tile_from_dot<dot_q5_0>);
   set(Type::Q5_1, dot_q5_1, tile_from_dot<dot_q5_1>);
   set(Type::Q8_0, dot_q8_0, tile_from_dot<dot_q8_0>);
-  set(Type::Q8_0R, dot_q8_0r, tile_from_dot<dot_q8_0r>);
-  set(Type::Q4_0R, dot_q4_0r, tile_from_dot<dot_q4_0r>);
-  set(Type::Q4_1R, dot_q4_1r, tile_from_dot<dot_q4_1r>);
+  set(cpu::Q8_0R, dot_q8_0r, tile_from_dot<dot_q8_0r>);
+  set(cpu::Q4_0R, dot_q4_0r, tile_from_dot<dot_q4_0r>);
+  set(cpu::Q4_1R, dot_q4_1r, tile_from_dot<dot_q4_1r>);
   set(Type::Q4_K, dot_q4_K, tile_from_dot<dot_q4_K>);
   set(Type::Q5_K, dot_q5_K, tile_from_dot<dot_q5_K>);
   set(Type::Q6_K, dot_q6_K, tile_from_dot<dot_q6_K>);
@@ -46,14 +46,14 @@ KernelSet make_scalar() {
     k.from_float[id] = tr.from_float;
     k.to_float[id] = tr.to_float;
   }
-  k.from_float[slot(Type::Q8_S)] = quantize_q8_s;
-  k.to_float[slot(Type::Q8_S)] = dequantize_q8_s;
-  k.from_float[slot(Type::Q8_0R)] = quantize_q8_0r;
-  k.to_float[slot(Type::Q8_0R)] = dequantize_q8_0r;
-  k.from_float[slot(Type::Q4_0R)] = quantize_q4_0r;
-  k.to_float[slot(Type::Q4_0R)] = dequantize_q4_0r;
-  k.from_float[slot(Type::Q4_1R)] = quantize_q4_1r;
-  k.to_float[slot(Type::Q4_1R)] = dequantize_q4_1r;
+  k.from_float[slot(cpu::Q8_S)] = quantize_q8_s;
+  k.to_float[slot(cpu::Q8_S)] = dequantize_q8_s;
+  k.from_float[slot(cpu::Q8_0R)] = quantize_q8_0r;
+  k.to_float[slot(cpu::Q8_0R)] = dequantize_q8_0r;
+  k.from_float[slot(cpu::Q4_0R)] = quantize_q4_0r;
+  k.to_float[slot(cpu::Q4_0R)] = dequantize_q4_0r;
+  k.from_float[slot(cpu::Q4_1R)] = quantize_q4_1r;
+  k.to_float[slot(cpu::Q4_1R)] = dequantize_q4_1r;
   k.silu = silu_scalar;
   k.exp_sum = exp_sum_scalar;
   return k;
@@ -66,7 +66,7 @@ const KernelSet& scalar() {
 }
 
 void inherit(KernelSet& k, const KernelSet& base) {
-  for (int i = 0; i < TYPE_SLOTS; i++) {
+  for (int i = 0; i < SLOTS; i++) {
     // A tile kernel belongs with its own set's dot kernel, so it is inherited
     // only together with the dot kernel.
     if (!k.dot[i]) { k.dot[i] = base.dot[i]; k.tile[i] = base.tile[i]; }

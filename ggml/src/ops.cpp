@@ -27,6 +27,7 @@ Tensor* make_view(Context& ctx, Op op, Tensor* a, const int64_t* ne, const size_
   Tensor* t = result(ctx, op, a->type, ne, a);
   for (int i = 0; i < MAX_DIMS; i++) t->nb[i] = nb[i];
   Tensor* root = a->view_src ? a->view_src : a;
+  t->layout = a->layout;
   t->view_src = root;
   t->view_offs = a->view_offs + offset;
   t->name = a->name.empty() ? "" : a->name + " (" + op_name(op) + ")";
@@ -122,6 +123,7 @@ Tensor* cpy(Context& ctx, Tensor* a, Tensor* b) {
   GGML_CHECK(same_rows || (a->is_contiguous() && b->is_contiguous()), a,
         "cpy: shapes differ and a tensor is not contiguous: " + b->shape_str());
   if (traits(b->type).quantized) GGML_CHECK(b->rows_contiguous(), b, "cpy: destination block rows must be contiguous");
+  GGML_CHECK(b->layout == 0, b, "cpy: the destination is held in a backend's own layout");
   Tensor* t = result(ctx, Op::CPY, b->type, b->ne, a, b);
   for (int i = 0; i < MAX_DIMS; i++) t->nb[i] = b->nb[i];
   t->view_src = b->view_src ? b->view_src : b;
@@ -176,8 +178,7 @@ Tensor* get_rows(Context& ctx, Tensor* a, Tensor* ids) {
 
 Tensor* mul_mat(Context& ctx, Tensor* a, Tensor* b) {
   const TypeTraits& ta = traits(a->type);
-  GGML_CHECK(ta.to_float != nullptr && ta.type_size > 0 && a->type != Type::Q8_S && a->type != Type::Q8_K &&
-            a->type != Type::Q8_1,
+  GGML_CHECK(ta.to_float != nullptr && type_known(uint32_t(a->type)) && a->type != Type::Q8_K && a->type != Type::Q8_1,
         a, std::string("mul_mat: unsupported weight type ") + type_name(a->type));
   GGML_CHECK(a->rows_contiguous(), a, "mul_mat: weight rows must be contiguous (use cont)");
   GGML_CHECK(b->type == Type::F32, b, "mul_mat: activations must be F32");
@@ -209,7 +210,7 @@ Tensor* mul_mat_fused(Context& ctx, Tensor* a, Tensor* b, const MatMulFusion& f)
     GGML_CHECK(f.norm_w == nullptr, f.norm_w, "mul_mat_fused: a norm weight without norm");
   }
   if (f.up) {
-    GGML_CHECK(f.up->type == a->type && f.up->ne[0] == a->ne[0] && f.up->ne[1] == a->ne[1] && f.up->ne[2] == 1 &&
+    GGML_CHECK(f.up->type == a->type && f.up->layout == a->layout && f.up->ne[0] == a->ne[0] && f.up->ne[1] == a->ne[1] && f.up->ne[2] == 1 &&
                    f.up->ne[3] == 1 && f.up->rows_contiguous(),
                f.up, "mul_mat_fused: the up weights must match the gate's type and shape " + a->shape_str());
     flags |= MM_GLU;

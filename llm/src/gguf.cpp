@@ -308,7 +308,7 @@ void File::parse() {
       total *= int64_t(v);
     }
     const uint32_t t = c.read<uint32_t>("a tensor type");
-    if (!ggml::type_known(t) || ggml::type_internal(ggml::Type(t))) {
+    if (!ggml::type_known(t)) {
       c.fail("tensor '" + ti.name + "': unknown type " + std::to_string(t));
     }
     ti.type = ggml::Type(t);
@@ -422,8 +422,8 @@ void Writer::add_tensor(const std::string& name, ggml::Type type, const int64_t*
     ti.ne[d] = ne[d];
     total *= ne[d];
   }
-  if (ggml::type_internal(type))
-    throw Error("gguf writer: tensor '" + name + "' has the internal type " + ggml::type_name(type));
+  if (!ggml::type_known(uint32_t(type)))
+    throw Error("gguf writer: tensor '" + name + "' has type " + ggml::type_name(type) + ", which is not a GGUF type");
   ti.nbytes = ggml::row_size(type, total);  // throws for a partial block
   if (ne[0] % ggml::block_size(type) != 0) throw Error("gguf writer: tensor '" + name + "': row not whole blocks");
   ti.data = data;

@@ -10,8 +10,8 @@
 #include <unistd.h>
 #endif
 
-#include "ggml/cpu.h"
-#include "ggml/quants.h"
+#include "ggml/backend.h"
+#include "ggml/ops.h"
 
 namespace llm {
 
@@ -38,6 +38,7 @@ struct Loader {
   Model& m;
   ggml::Context& ctx;
   const LoadOptions& opt;
+  const ggml::Backend& be;
   uint64_t& n_params;
   uint64_t& bytes;
   std::map<ggml::Type, uint64_t> type_count;
@@ -67,46 +68,40 @@ struct Loader {
   }
 
   // How a tensor is held: dequantized to F32 (norm gains and biases are
-  // added/multiplied as F32; every weight with f32_weights), rearranged (Q8_0
-  // into Q8_0R, Q4_0 into Q4_0R, Q4_1 into Q4_1R), copied as stored, or used
-  // from the file map.
-  enum class Hold { F32, Rearranged, Copy, Mapped };
-  // The rearranged type of a stored one where the kernel set prefers it (or
-  // the type itself).
-  static ggml::Type rearranged(ggml::Type t) {
-    const ggml::cpu::KernelSet& k = ggml::cpu::best();
-    if (t == ggml::Type::Q8_0 && k.prefers_q8_0r) return ggml::Type::Q8_0R;
-    if (t == ggml::Type::Q4_0 && k.prefers_q4r) return ggml::Type::Q4_0R;
-    if (t == ggml::Type::Q4_1 && k.prefers_q4r) return ggml::Type::Q4_1R;
-    return t;
-  }
+  // added/multiplied as F32; every weight with f32_weights), in the
+  // backend's own layout (the CPU's rearranged Q8_0/Q4_0/Q4_1), copied as
+  // stored, or used from the file map.
+  enum class Hold { F32, Prepared, Copy, Mapped };
   Hold hold(const gguf::TensorInfo* ti, size_t dims) const {
     if (opt.f32_weights || (dims == 1 && ti->type != ggml::Type::F32)) return Hold::F32;
-    if (opt.repack && dims == 2 && ti->ne[0] % 256 == 0 && rearranged(ti->type) != ti->type) return Hold::Rearranged;
+    if (opt.repack && dims == 2) {
+      ggml::Tensor probe;
+      probe.type = ti->type;
+      for (int d = 0; d < 4; d++) probe.ne[d] = ti->ne[d];
+      ggml::set_contiguous_strides(&probe);
+      if (const size_t n = be.weight_layout_size(&probe)) {
+        if (n != ti->nbytes) throw Error(f.path() + ": tensor '" + ti->name + "': a backend layout of another size is not supported");
+        return Hold::Prepared;
+      }
+    }
     return opt.copy_weights ? Hold::Copy : Hold::Mapped;
   }
   static ggml::Type held_type(const gguf::TensorInfo* ti, Hold h) {
-    return h == Hold::F32 ? ggml::Type::F32 : h == Hold::Rearranged ? rearranged(ti->type) : ti->type;
+    return h == Hold::F32 ? ggml::Type::F32 : ti->type;
   }
 
-  // Writes ti's values, held as h, at dst (not for Hold::Mapped).
-  void fill(const gguf::TensorInfo* ti, Hold h, void* dst) {
+  // Writes ti's values, held as h, into t (its memory; not for Hold::Mapped).
+  void fill(const gguf::TensorInfo* ti, Hold h, ggml::Tensor* t) {
     const int64_t n = ti->ne[0] * ti->ne[1] * ti->ne[2] * ti->ne[3];
     const auto* src = static_cast<const char*>(ti->data);
-    auto* out = static_cast<char*>(dst);
+    auto* out = static_cast<char*>(t->data);
     if (h == Hold::F32) {
-      ggml::traits(ti->type).to_float(ti->data, static_cast<float*>(dst), n);
+      ggml::traits(ti->type).to_float(ti->data, static_cast<float*>(t->data), n);
       bytes += (uint64_t)n * 4;
       return;
     }
-    if (h == Hold::Rearranged) {
-      const size_t rb = ggml::row_size(ti->type, ti->ne[0]);
-      const ggml::Type to = rearranged(ti->type);
-      auto repack = to == ggml::Type::Q8_0R ? ggml::ref::repack_q8_0r
-                    : to == ggml::Type::Q4_0R ? ggml::ref::repack_q4_0r
-                                              : ggml::ref::repack_q4_1r;
-#pragma omp parallel for schedule(static)
-      for (int64_t r = 0; r < n / ti->ne[0]; r++) repack(src + size_t(r) * rb, out + size_t(r) * rb, ti->ne[0]);
+    if (h == Hold::Prepared) {
+      be.prepare_weight(t, src, out);
     } else {
       const int64_t chunks = int64_t((ti->nbytes + (size_t(1) << 20) - 1) >> 20);  // 1 MiB each
 #pragma omp parallel for schedule(static)
@@ -136,7 +131,7 @@ struct Loader {
       bytes += ti->nbytes;
     } else {
       t = ctx.new_tensor(held_type(ti, h), ti->ne, ti->n_dims, name);
-      fill(ti, h, t->data);
+      fill(ti, h, t);
     }
     return t;
   }
@@ -150,15 +145,15 @@ struct Loader {
 
   // Matrices read with the same activations (LLaMA's q, k and v), held one
   // after another in one buffer: the rows of the first, then of the second,
-  // ... Returns that [row length, all rows] matrix, and the parts as tensors
-  // into it in `parts`; nullptr (parts loaded one by one) where they are not
+  // ... Returns that [row length, all rows] matrix, and the parts as views of
+  // it in `parts` (the backend's fusion pass reads them with one product); nullptr (parts loaded one by one) where they are not
   // copied anyway or differ in type or row length.
   ggml::Tensor* get_fused(const std::string& fused_name, const std::vector<std::pair<std::string, std::vector<int64_t>>>& want,
                           std::vector<ggml::Tensor*>& parts) {
     std::vector<const gguf::TensorInfo*> tis;
     for (const auto& [name, ne] : want) tis.push_back(find(name, ne, true));
     const Hold h = hold(tis[0], 2);
-    bool same = h == Hold::Rearranged || h == Hold::Copy;
+    bool same = h == Hold::Prepared || h == Hold::Copy;
     int64_t rows = 0;
     for (const auto* ti : tis) {
       same = same && ti->n_dims == 2 && ti->type == tis[0]->type && ti->ne[0] == tis[0]->ne[0] && hold(ti, 2) == h;
@@ -171,15 +166,17 @@ struct Loader {
     }
     const ggml::Type type = held_type(tis[0], h);
     ggml::Tensor* fused = ctx.new_tensor(type, {tis[0]->ne[0], rows}, fused_name);
-    char* at = static_cast<char*>(fused->data);
+    size_t at = 0;
     for (size_t i = 0; i < tis.size(); i++) {
       count(tis[i], 2);
-      ggml::Tensor* t = ctx.new_tensor_external(type, tis[i]->ne, 2, want[i].first);
-      t->data = at;
-      fill(tis[i], h, at);
-      at += ggml::row_size(type, tis[i]->ne[0]) * size_t(tis[i]->ne[1]);
+      ggml::Tensor* t = ggml::view_2d(ctx, fused, tis[i]->ne[0], tis[i]->ne[1], fused->nb[1], at);
+      t->name = want[i].first;
+      t->data = static_cast<char*>(fused->data) + at;
+      fill(tis[i], h, t);
+      at += t->nbytes();
       parts.push_back(t);
     }
+    fused->layout = parts[0]->layout;  // each part prepared alike
     return fused;
   }
 };
@@ -240,7 +237,7 @@ std::unique_ptr<Model> Model::load(const std::string& path, const LoadOptions& o
     if (const auto* v = f.find(key(A, kv::USE_PARALLEL_RESIDUAL))) hp.parallel_residual = v->u != 0;
   }
 
-  Loader L{f, *m, m->ctx_, opt, m->n_params_, m->weight_bytes_, {}};
+  Loader L{f, *m, m->ctx_, opt, opt.backend ? *opt.backend : ggml::default_backend(), m->n_params_, m->weight_bytes_, {}};
   const int64_t E = hp.n_embd, V = hp.n_vocab, F = hp.n_ff, EKV = hp.n_embd_kv();
   m->tok_embd = L.get("token_embd.weight", {E, V});
   m->output_norm = L.get("output_norm.weight", {E});

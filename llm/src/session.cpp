@@ -31,10 +31,10 @@ struct Session::Impl {
   ggml::Context cache_ctx{size_t(1) << 20};
   std::vector<Tensor*> k, v;
   ggml::GraphAllocator alloc;
-  ggml::Executor exec;
+  ggml::Scheduler sched;
   TokenGraph token;
   size_t kv_bytes = 0;
-  explicit Impl(int threads) : exec(threads) {}
+  explicit Impl(int threads) : sched({ggml::cpu_backend(threads)}) {}
 };
 
 namespace {
@@ -59,17 +59,7 @@ Built build_forward(const Model& model, ggml::Context& ctx, ggml::Graph& g, int6
   if (n_out > 0) {
     // Only the rows whose logits are wanted go through the output matrix.
     if (n_out < nt) h = ggml::view_2d(ctx, h, hp.n_embd, n_out, h->nb[1], (size_t)(nt - n_out) * h->nb[1]);
-    Tensor* w_out = model.output ? model.output : model.tok_embd;
-    if (nt == 1 && h->op == ggml::Op::RMS_NORM && !model.output_b) {
-      // One token: the final norm inside the output product (one node fewer).
-      ggml::MatMulFusion f;
-      f.norm = true;
-      f.eps = ggml::op_param_f32(h, 0);
-      f.norm_w = h->src[1];
-      out = ggml::mul_mat_fused(ctx, w_out, h->src[0], f);
-    } else {
-      out = linear(ctx, h, w_out, model.output_b);
-    }
+    out = linear(ctx, h, model.output ? model.output : model.tok_embd, model.output_b);
     g.expand(out);
   } else {
     g.expand(h);  // the cache still has to be filled
@@ -164,6 +154,7 @@ void Session::eval(const int32_t* tokens, size_t n, bool all_logits) {
         auto graph = std::make_unique<ggml::Graph>();
         const int n_past = graph->new_param("n_past");
         const Built tb = build_forward(model_, *ctx, *graph, cap - 1, 1, 1, impl_->k, impl_->v, n_past);
+        impl_->sched.plan(*graph, *ctx);
         tg.alloc.allocate(*graph);
         tg.ctx = std::move(ctx);
         tg.g = std::move(graph);
@@ -182,6 +173,7 @@ void Session::eval(const int32_t* tokens, size_t n, bool all_logits) {
       own_g = std::make_unique<ggml::Graph>();
       g = own_g.get();
       b = build_forward(model_, *own_ctx, *g, n_past_, nt, n_out, impl_->k, impl_->v, -1);
+      impl_->sched.plan(*g, *own_ctx);
       t_alloc = std::chrono::steady_clock::now();
       impl_->alloc.allocate(*g);
     }
@@ -190,7 +182,7 @@ void Session::eval(const int32_t* tokens, size_t n, bool all_logits) {
     Tensor* out = b.out;
     auto t_exec = std::chrono::steady_clock::now();
     try {
-      impl_->exec.compute(*g);
+      impl_->sched.compute(*g);
     } catch (const ggml::Error& e) {
       throw Error(std::string("eval: ") + e.what());
     }

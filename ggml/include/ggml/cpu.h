@@ -8,6 +8,12 @@
 
 #include "types.h"
 
+namespace ggml {
+class Graph;
+class Context;
+struct Tensor;
+}
+
 namespace ggml::cpu {
 
 struct Features {
@@ -73,24 +79,49 @@ struct GemmBF16 {
   int kalign = 1;
 };
 
-constexpr int TYPE_SLOTS = 35;
 constexpr int TILE_MAX = 4;  // largest nx and ny a tile kernel is asked for
+
+// The CPU backend's own formats (cpu_formats.cpp), with ids past GGUF's:
+// never in a file, never seen by llm/.
+//  - Q8_S: the activations of the 32-element block types: int8 values with an
+//    F32 scale and their exact integer sum.
+//  - Q8_0R, Q4_0R, Q4_1R: Q8_0, Q4_0 and Q4_1 rearranged for the
+//    matrix-vector kernels (block_q8_0r, block_q4_0r, block_q4_1r in quants.h:
+//    256 values a block, the stored blocks' bytes in another order). A weight
+//    held so keeps its GGUF type and carries LAYOUT_R256 (Tensor::layout).
+constexpr Type Q8_S = Type(BACKEND_FORMAT_BASE + 0);
+constexpr Type Q8_0R = Type(BACKEND_FORMAT_BASE + 1);
+constexpr Type Q4_0R = Type(BACKEND_FORMAT_BASE + 2);
+constexpr Type Q4_1R = Type(BACKEND_FORMAT_BASE + 3);
+constexpr uint32_t N_FORMATS = 4;
+constexpr uint8_t LAYOUT_R256 = 1;
+inline bool own_format(Type t) {
+  return uint32_t(t) >= BACKEND_FORMAT_BASE && uint32_t(t) < BACKEND_FORMAT_BASE + N_FORMATS;
+}
+// Traits of an own format; nullptr for any other id.
+const TypeTraits* format_traits(Type t);
+// The rearranged format of a stored type (Q8_0 -> Q8_0R, ...); t itself for the others.
+Type rearranged(Type t);
+// The format a tensor's bytes are in: its type, or the rearranged format.
+inline Type format_of(Type t, uint8_t layout) { return layout == LAYOUT_R256 ? rearranged(t) : t; }
+// What mul_mat converts activations into for a weight format: Q8_S for the
+// 32-element block types, Q8_K for the K-quants, F32 for float weights.
+Type activation_format(Type weight);
+
+// Index of a type or own format in the kernel tables below: GGUF ids, then
+// the formats, then one slot no kernel is ever set in (any other id).
+constexpr int SLOTS = int(TYPE_ID_END + N_FORMATS) + 1;
 inline int slot(Type t) {
-  switch (t) {
-    case Type::Q8_S: return 31;
-    case Type::Q8_0R: return 32;
-    case Type::Q4_0R: return 33;
-    case Type::Q4_1R: return 34;
-    default: return int(t);
-  }
+  const uint32_t id = uint32_t(t);
+  return id < TYPE_ID_END ? int(id) : own_format(t) ? int(TYPE_ID_END + (id - BACKEND_FORMAT_BASE)) : SLOTS - 1;
 }
 
 struct KernelSet {
   const char* name = "scalar";
-  dot_fn dot[TYPE_SLOTS] = {};           // weight type -> dot with its vec_dot_type
-  tile_fn tile[TYPE_SLOTS] = {};         // weight type -> multi-row dot products
-  quant_fn from_float[TYPE_SLOTS] = {};  // F32 -> type (activations, copies)
-  dequant_fn to_float[TYPE_SLOTS] = {};  // type -> F32
+  dot_fn dot[SLOTS] = {};           // weight format -> dot with its activation_format
+  tile_fn tile[SLOTS] = {};         // weight type -> multi-row dot products
+  quant_fn from_float[SLOTS] = {};  // F32 -> type (activations, copies)
+  dequant_fn to_float[SLOTS] = {};  // type -> F32
   Gemm gemm;                             // float-weight prompt products (none in the scalar set)
   GemmQ gemm_q;                          // Q4_0/Q4_1/Q8_0 prompt products (AVX-512 VNNI)
   GemmBF16 gemm_bf16;                    // F16/BF16 prompt products (AVX512_BF16), before gemm
@@ -132,4 +163,35 @@ const KernelSet* neon_kernels();
 // and the OS grants the process its tile state (GGML_AMX=0 leaves it out).
 const KernelSet* amx_kernels();
 
+// The fusion pass (cpu_fuse.cpp): rewrites a built graph's one-token
+// neighbours into the fused nodes these kernels have (a norm into the
+// products that read it, SwiGLU, residual adds, adjacent products and q/k
+// ropes merged), each giving the floats of the nodes it replaces. New
+// tensors go to ctx. Once per graph, before planning.
+void fuse(Graph& g, Context& ctx);
+
 }  // namespace ggml::cpu
+
+namespace ggml {
+
+// The CPU backend's engine: runs a graph's nodes on n threads (one OpenMP
+// team for the whole graph, a barrier between nodes). Kernels come from the
+// given set, or the CPU's best.
+class Executor {
+ public:
+  explicit Executor(int n_threads = 1, const cpu::KernelSet* kernels = nullptr);
+  void set_threads(int n);
+  int threads() const { return n_threads_; }
+  const cpu::KernelSet& kernels() const { return *k_; }
+  // Every leaf must have data and every result memory (GraphAllocator).
+  // Throws ggml::Error for bad runtime input (e.g. a token id out of range).
+  void compute(Graph& g);
+  size_t work_size() const { return work_.size(); }
+
+ private:
+  int n_threads_;
+  const cpu::KernelSet* k_;
+  std::vector<unsigned char> work_;
+};
+
+}  // namespace ggml

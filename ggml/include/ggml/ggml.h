@@ -1,10 +1,12 @@
 #pragma once
-// The tensor library: types, tensors, ops, graphs. See docs/design.md.
-#include "cpu.h"
+// The tensor library as the model layer sees it: types, tensors, ops, graphs
+// and backends. The CPU backend's own header (cpu.h: kernel sets, its
+// formats) and the reference quantizers (quants.h) are included by name
+// where needed. See docs/design.md.
+#include "backend.h"
 #include "error.h"
 #include "fp16.h"
 #include "graph.h"
 #include "ops.h"
-#include "quants.h"
 #include "tensor.h"
 #include "types.h"

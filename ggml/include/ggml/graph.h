@@ -7,7 +7,6 @@
 #include <unordered_set>
 #include <vector>
 
-#include "cpu.h"
 #include "tensor.h"
 
 namespace ggml {
@@ -23,6 +22,10 @@ class Graph {
   const std::vector<Tensor*>& nodes() const { return nodes_; }  // ops, in execution order
   const std::vector<Tensor*>& leafs() const { return leafs_; }  // tensors with op NONE
   std::string dump() const;  // one line per node: index, op, shape, sources
+  // Orders the nodes again from the outputs, in the order they were
+  // expanded, after a pass (a backend's fusion) rewrote some in place: nodes
+  // nothing reads any more drop out.
+  void rebuild();
 
   // Parameters: values set before a compute (a cache position) that fields
   // of the graph's tensors follow, so that one graph, built and planned for
@@ -38,7 +41,7 @@ class Graph {
 
  private:
   void visit(Tensor* t);
-  std::vector<Tensor*> nodes_, leafs_;
+  std::vector<Tensor*> nodes_, leafs_, roots_;
   std::unordered_set<const Tensor*> seen_;
   struct Binding {
     int param;
@@ -69,29 +72,11 @@ class GraphAllocator {
   size_t size_ = 0, unplanned_ = 0, capacity_ = 0;
 };
 
-// Runs a graph's nodes on n threads (one OpenMP team for the whole graph, a
-// barrier between nodes). Kernels come from the given set, or the CPU's best.
 // GGML_PROFILE=1 in the environment: per-op wall time of every compute,
 // summed by kind and printed to stderr at exit. Callers may add their own
 // named phases.
 bool profiling();
 void profile_add_named(const std::string& name, double seconds);
 
-class Executor {
- public:
-  explicit Executor(int n_threads = 1, const cpu::KernelSet* kernels = nullptr);
-  void set_threads(int n);
-  int threads() const { return n_threads_; }
-  const cpu::KernelSet& kernels() const { return *k_; }
-  // Every leaf must have data and every result memory (GraphAllocator).
-  // Throws ggml::Error for bad runtime input (e.g. a token id out of range).
-  void compute(Graph& g);
-  size_t work_size() const { return work_.size(); }
-
- private:
-  int n_threads_;
-  const cpu::KernelSet* k_;
-  std::vector<unsigned char> work_;
-};
 
 }  // namespace ggml

@@ -58,6 +58,9 @@ struct Tensor {
   size_t view_offs = 0;
   void* data = nullptr;
   uint32_t flags = 0;
+  // 0: the bytes as GGUF lays out `type`; else an arrangement of the backend
+  // that holds them (Backend::prepare_weight), which views keep.
+  uint8_t layout = 0;
   std::string name;
 
   int64_t nelements() const { return ne[0] * ne[1] * ne[2] * ne[3]; }

@@ -5,22 +5,19 @@
 
 namespace ggml {
 
-// Numeric ids are GGUF's (ggml_type), so a type read from a file is this enum.
+// Numeric ids are GGUF's (ggml_type), so a type read from a file is this
+// enum; only GGUF's types are here. A backend's own formats (the CPU's
+// activation blocks and rearranged weights, cpu.h) are its business: they
+// take ids from BACKEND_FORMAT_BASE on and never appear in a file or in llm/.
 enum class Type : uint32_t {
   F32 = 0, F16 = 1, Q4_0 = 2, Q4_1 = 3, Q5_0 = 6, Q5_1 = 7, Q8_0 = 8, Q8_1 = 9,
   Q2_K = 10, Q3_K = 11, Q4_K = 12, Q5_K = 13, Q6_K = 14, Q8_K = 15,
   I8 = 24, I16 = 25, I32 = 26, I64 = 27, F64 = 28, BF16 = 30,
-  // Internal activation format for the 32-element block types: int8 values with
-  // an F32 scale and their exact integer sum. Never stored in a file.
-  Q8_S = 1000,
-  // Q8_0 rearranged at load time for the matrix-vector kernels (block_q8_0r:
-  // 256 values, 272 bytes). Never stored in a file.
-  Q8_0R = 1001,
-  // Q4_0 and Q4_1 rearranged the same way (block_q4_0r, block_q4_1r).
-  Q4_0R = 1002,
-  Q4_1R = 1003,
-  COUNT_ = 1002,
+  TQ1_0 = 34, TQ2_0 = 35,
 };
+// One past the largest id above: kernel tables are sized from it.
+constexpr uint32_t TYPE_ID_END = uint32_t(Type::TQ2_0) + 1;
+constexpr uint32_t BACKEND_FORMAT_BASE = 1u << 16;
 
 using to_float_fn = void (*)(const void* x, float* y, int64_t n);
 using from_float_fn = void (*)(const float* x, void* y, int64_t n);
@@ -32,17 +29,14 @@ struct TypeTraits {
   bool quantized = false;
   to_float_fn to_float = nullptr;     // reference dequantize (scalar)
   from_float_fn from_float = nullptr; // reference quantize, nullptr if none
-  Type vec_dot_type = Type::F32;      // activation format for mul_mat
 };
 
-// Traits of a type; throws ggml::Error for an id that is not a known type.
+// Traits of a GGUF type or of a backend's format; throws ggml::Error for an
+// id that is neither.
 const TypeTraits& traits(Type t);
+// Whether id is a GGUF type this engine knows (a file may hold it).
 bool type_known(uint32_t id);
-// Types of this engine's own (Q8_S and the rearranged ones), which no file may hold.
-inline bool type_internal(Type t) {
-  return t == Type::Q8_S || t == Type::Q8_0R || t == Type::Q4_0R || t == Type::Q4_1R;
-}
-const char* type_name(Type t);
+const char* type_name(Type t);  // "unknown" for an unknown id
 // Parses a type name ("q4_0", "F16", ...) case-insensitively; false if unknown.
 bool type_from_name(std::string_view name, Type* out);
 

@@ -53,12 +53,13 @@ struct LoadOptions {
   // cache), TinyLlama Q4_1 generation 20 vs 32-35 t/s (`bench --mmap` vs
   // the default); in other minutes the two were alike.
   bool copy_weights = true;
-  // Rearrange Q8_0, Q4_0 and Q4_1 matrices whose rows are whole groups of
-  // 256 into Q8_0R, Q4_0R and Q4_1R where the CPU's kernel set prefers it
-  // (AVX-512: TinyLlama Q8_0 generation 86-90% -> 101-103% of the read
-  // bandwidth; Q4_0 +7%, Q4_1 +5%). They are copied into memory then, even
-  // with copy_weights false.
+  // Hold weight matrices in the backend's own layout where it has one (the
+  // CPU rearranges Q8_0, Q4_0 and Q4_1 for its matrix-vector kernels; see
+  // docs/performance.md). They are copied into memory then, even with
+  // copy_weights false. Results are the stored layout's, bit for bit.
   bool repack = true;
+  // The backend whose layouts weights are prepared in (nullptr: the CPU).
+  const ggml::Backend* backend = nullptr;
   // What the tools' --mmap (the file map as stored) and --no-repack ask for.
   static LoadOptions for_flags(bool mmap, bool no_repack) {
     LoadOptions o;

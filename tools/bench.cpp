@@ -57,12 +57,10 @@ int run(int argc, char** argv) {
       ("p,n-prompt", "prompt tokens for the ppN test (0: skip)", cxxopts::value<int>()->default_value("128"))
       ("n,n-gen", "generated tokens for the tgN test (0: skip)", cxxopts::value<int>()->default_value("32"))
       ("d,depth", "tokens already in the cache before each test", cxxopts::value<int>()->default_value("0"))
-      ("t,threads", "threads", cxxopts::value<int>()->default_value("0"))
       ("r,repetitions", "measured repetitions of each test", cxxopts::value<int>()->default_value("3"))
       ("o,output", "md or json (one object per line)", cxxopts::value<std::string>()->default_value("md"))
-      ("mmap", "read the weights from the file map as stored, no copy (implies --no-repack)")
-      ("no-bandwidth", "skip the read-bandwidth measurement (no roofline column)")
-      ("no-repack", "keep Q8_0, Q4_0 and Q4_1 matrices in their stored layout (no load-time rearranging into Q8_0R, Q4_0R, Q4_1R)");
+      ("no-bandwidth", "skip the read-bandwidth measurement (no roofline column)");
+  tool::add_model_options(opts);
   tool::add_standard_options(opts);
   {
     auto r = opts.parse(argc, argv);
@@ -71,7 +69,7 @@ int run(int argc, char** argv) {
     if (!r.count("model")) throw llm::Error("-m MODEL.gguf is required (see --help)");
     const int n_prompt = r["n-prompt"].as<int>(), n_gen = r["n-gen"].as<int>(), depth = r["depth"].as<int>();
     const int reps = r["repetitions"].as<int>();
-    int threads = tool::in_range(r, "threads", 0, 1024, "0 (every core) or a count up to 1024");
+    int threads = tool::threads(r);
     if (threads <= 0) threads = omp_get_num_procs();
     const std::string fmt = r["output"].as<std::string>();
     if (fmt != "md" && fmt != "json") throw llm::Error("-o must be md or json");
@@ -84,7 +82,7 @@ int run(int argc, char** argv) {
     }
     std::mt19937 rng(1234);
     for (const auto& path : r["model"].as<std::vector<std::string>>()) {
-      const llm::LoadOptions lo = llm::LoadOptions::for_flags(r.count("mmap") > 0, r.count("no-repack") > 0);
+      const llm::LoadOptions lo = tool::load_options(r);
       auto m = llm::Model::load(path, lo);
       llm::SessionParams sp;
       sp.n_ctx = std::max(depth + std::max(n_prompt, n_gen) + 8, 64);

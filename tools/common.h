@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "llm/model.h"
+
 namespace tool {
 
 struct Error : std::runtime_error {
@@ -39,6 +41,13 @@ std::vector<std::string> all_values(const cxxopts::ParseResult& r, const std::st
 // (Instantiated in common.cpp for int, int64_t and float.)
 template <class T>
 T in_range(const cxxopts::ParseResult& r, const std::string& name, T lo, T hi, const std::string& must);
+
+// The options of the tools that load a model to run it (main, perplexity,
+// bench): -t/--threads, --mmap, --no-repack, with one help text.
+void add_model_options(cxxopts::Options& opts);
+// Their values: how to load the model, and the thread count (0: every core).
+llm::LoadOptions load_options(const cxxopts::ParseResult& r);
+int threads(const cxxopts::ParseResult& r);
 
 // Runs a tool's body, turning every exception into "NAME: message" on stderr
 // and exit status 1.

@@ -182,10 +182,6 @@ int run(int argc, char** argv) {
       ("n,n-predict", "tokens to generate (-1: until EOS or the context is full)", cxxopts::value<int>()->default_value("256"))
       ("c,ctx-size", "context length (0: the model's, at most 4096)", cxxopts::value<int64_t>()->default_value("0"))
       ("b,batch-size", "prompt tokens per evaluation", cxxopts::value<int64_t>()->default_value("512"))
-      ("t,threads", "threads (0: all cores)", cxxopts::value<int>()->default_value("0"))
-      ("mmap", "read the weights from the file map as stored, no copy (instant load, pages shared "
-               "between processes; generation slower on some machines; implies --no-repack)")
-      ("no-repack", "keep Q8_0, Q4_0 and Q4_1 matrices in their stored layout (no load-time rearranging into Q8_0R, Q4_0R, Q4_1R)")
       ("temp", "temperature (0: greedy)", cxxopts::value<float>()->default_value("0.8"))
       ("top-k", "top-k (0: off)", cxxopts::value<int>()->default_value("40"))
       ("top-p", "top-p (1: off)", cxxopts::value<float>()->default_value("0.95"))
@@ -203,6 +199,7 @@ int run(int argc, char** argv) {
       ("dump-logits", "write every prompt position's logits as float32 .npy [n_tokens, n_vocab]", cxxopts::value<std::string>())
       ("ignore-eos", "never end at EOS or the end of a turn (only -n, --stop, the context or Ctrl-C end)")
       ("no-display-prompt", "do not echo the prompt");
+  tool::add_model_options(opts);
   tool::add_standard_options(opts);
   auto r = opts.parse(argc, argv);
   if (tool::answer_standard_options(r, opts, "main",
@@ -212,7 +209,7 @@ int run(int argc, char** argv) {
                                     "  main -m model.gguf --chat            (interactive; an empty line or EOF ends)\n"
                                     "  main -m model.gguf --ids 1,2,3 -n 0 --dump-logits logits.npy\n"
                                     "\nCtrl-C stops the answer being generated; a second one ends the program.\n"
-                                    "A --dump-logits file (OUT) appear only when complete: they are written to a temporary in OUT's directory (unnamed, O_TMPFILE, where the filesystem allows; else OUT.XXXXXX.tmp) and renamed into place.\n"))
+                                    "A --dump-logits file (OUT) appears only when complete: they are written to a temporary in OUT's directory (unnamed, O_TMPFILE, where the filesystem allows; else OUT.XXXXXX.tmp) and renamed into place.\n"))
     return 0;
 
   // Every option is checked before the model loads.
@@ -230,7 +227,7 @@ int run(int argc, char** argv) {
   llm::SessionParams sp;
   sp.n_ctx = tool::in_range<int64_t>(r, "ctx-size", 0, INT64_MAX, "0 (the model's length) or a positive length");
   sp.n_batch = tool::in_range<int64_t>(r, "batch-size", 1, INT64_MAX, "at least 1");
-  sp.n_threads = tool::in_range(r, "threads", 0, 1024, "0 (every core) or a count up to 1024");
+  sp.n_threads = tool::threads(r);
   sp.kv_type = kvt == "f32" ? ggml::Type::F32 : ggml::Type::F16;
   sp.ignore_memory_limit = r.count("no-memory-check") > 0;
   llm::SamplingParams smp;
@@ -257,7 +254,7 @@ int run(int argc, char** argv) {
 
   auto t_load = Clock::now();
   auto model = llm::Model::load(r["model"].as<std::string>(),
-                                llm::LoadOptions::for_flags(r.count("mmap") > 0, r.count("no-repack") > 0));
+                                tool::load_options(r));
   Stats st;
   st.load_s = since(t_load);
   const llm::Tokenizer& tok = *model->tokenizer;

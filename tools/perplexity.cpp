@@ -17,33 +17,30 @@ static int run(int argc, char** argv) {
       ("f,file", "text file ('-': standard input; e.g. models/kjv.txt from scripts/fetch-eval-text.sh)", cxxopts::value<std::string>())
       ("c,ctx-size", "window length; the second half of each window is scored", cxxopts::value<int64_t>()->default_value("512"))
       ("b,batch-size", "tokens per evaluation", cxxopts::value<int64_t>()->default_value("512"))
-      ("t,threads", "threads (0: all cores)", cxxopts::value<int>()->default_value("0"))
-      ("mmap", "read the weights from the file map as stored, no copy (instant load, pages shared "
-               "between processes; generation slower on some machines; implies --no-repack)")
-      ("no-repack", "keep Q8_0, Q4_0 and Q4_1 matrices in their stored layout (no load-time rearranging into Q8_0R, Q4_0R, Q4_1R)")
       ("chunks", "at most this many windows (-1: all)", cxxopts::value<int64_t>()->default_value("-1"))
       ("kl-base", "save this model's top-k log-probabilities as the base for --kl", cxxopts::value<std::string>())
       ("kl", "compare against a base file: mean KL-divergence, top-1 agreement, perplexity ratio", cxxopts::value<std::string>())
       ("top-k", "entries per position in a --kl-base file", cxxopts::value<int>()->default_value("32"));
+  tool::add_model_options(opts);
   tool::add_standard_options(opts);
   {
     auto r = opts.parse(argc, argv);
     if (tool::answer_standard_options(r, opts, "perplexity",
                                       "\nExample: perplexity -m base.gguf -f models/kjv.txt --chunks 100 --kl-base base.kl\n"
                                       "         perplexity -m q4_0.gguf -f models/kjv.txt --chunks 100 --kl base.kl\n"
-                                      "A --kl-base file (OUT) appear only when complete: they are written to a temporary in OUT's directory (unnamed, O_TMPFILE, where the filesystem allows; else OUT.XXXXXX.tmp) and renamed into place.\n"))
+                                      "A --kl-base file (OUT) appears only when complete: they are written to a temporary in OUT's directory (unnamed, O_TMPFILE, where the filesystem allows; else OUT.XXXXXX.tmp) and renamed into place.\n"))
       return 0;
     if (!r.count("model") || !r.count("file")) throw llm::Error("-m MODEL and -f TEXT are required (see --help)");
     if (r.count("kl") && r.count("kl-base")) throw llm::Error("give --kl-base or --kl, not both");
     const int64_t n_ctx = tool::in_range<int64_t>(r, "ctx-size", 8, int64_t(1) << 20, "at least 8");
     const int64_t n_batch = tool::in_range<int64_t>(r, "batch-size", 1, INT64_MAX, "at least 1");
-    const int n_threads = tool::in_range(r, "threads", 0, 1024, "0 (every core) or a count up to 1024");
+    const int n_threads = tool::threads(r);
     const int64_t n_chunks = tool::in_range<int64_t>(r, "chunks", -1, INT64_MAX, "-1 (all) or a count of 1 or more");
     if (n_chunks == 0) throw llm::Error("--chunks must be -1 (all) or a count of 1 or more");
     const int top_k = tool::in_range(r, "top-k", 1, 1024, "between 1 and 1024");
     const std::string text = tool::read_text(r["file"].as<std::string>());
     auto model = llm::Model::load(r["model"].as<std::string>(),
-                                  llm::LoadOptions::for_flags(r.count("mmap") > 0, r.count("no-repack") > 0));
+                                  tool::load_options(r));
     auto t0 = std::chrono::steady_clock::now();
     std::vector<int32_t> tokens = model->tokenizer->encode(text, false, false);
     std::fprintf(stderr, "perplexity: %s: %zu token%s (tokenized in %.1f s)\n", r["file"].as<std::string>().c_str(),

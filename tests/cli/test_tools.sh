@@ -91,6 +91,22 @@ fi
 for tool in main; do
   if "$BIN/$tool" --help >"$TMP/help" 2>&1 && grep -q "Usage" "$TMP/help"; then pass "$tool --help"; else fail "$tool --help"; fi
 done
+# The model-loading options read the same in every tool that has them, and
+# no help names the CPU backend's own formats.
+for tool in main perplexity bench; do
+  "$BIN/$tool" --help 2>&1 | sed -n '/model loading options/,/^$/p' >"$TMP/opts.$tool"
+done
+if [[ -s $TMP/opts.main ]] && grep -q -- "--no-repack" "$TMP/opts.main" && cmp -s "$TMP/opts.main" "$TMP/opts.perplexity" &&
+   cmp -s "$TMP/opts.main" "$TMP/opts.bench"; then
+  pass "main, perplexity, bench: one text for -t, --mmap, --no-repack"
+else
+  fail "model-loading options differ between tools"
+fi
+bad=0
+for tool in main perplexity bench quantize convert tokenize; do
+  "$BIN/$tool" --help 2>&1 | grep -qiE "q8_0r|q4_0r|q4_1r|q8_s" && bad=1
+done
+[[ $bad == 0 ]] && pass "no --help names an internal format" || fail "a --help names an internal format"
 if "$BIN/main" -m "$TMP/llama.gguf" -p "Hello" -n 5 --seed 1 >"$TMP/main.out" 2>"$TMP/main.err" &&
    grep -q "generation" "$TMP/main.err" && grep -q "peak memory" "$TMP/main.err"; then
   pass "main generates with a summary"

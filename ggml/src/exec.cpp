@@ -9,8 +9,6 @@
 #include <string>
 #include <vector>
 
-#include <algorithm>
-
 #include "compute.h"
 #include "ggml/graph.h"
 
@@ -22,41 +20,59 @@ void ComputeParams::barrier() const {
   }
 }
 
+namespace {
+// The CPU backend's entry for each op: its kernel and the shared work memory
+// it needs with nth threads (none where null). Views compute nothing. One
+// row per op, in Op's order (checked below), so a new op is one line here.
+struct CpuOp {
+  Op op;
+  void (*forward)(const ComputeParams&, Tensor*);
+  size_t (*work)(const Tensor*, int nth, const cpu::KernelSet&);
+};
+
+size_t copy_work(const Tensor* node, int nth, const cpu::KernelSet&) {
+  // one F32 row per thread for conversions; flat copies convert 4096 at a time
+  return size_t(nth) * (size_t(std::max<int64_t>(node->src[0]->ne[0], 4096)) + 64) * sizeof(float);
+}
+
+constexpr CpuOp kCpuOps[] = {
+    {Op::NONE, nullptr, nullptr},
+    {Op::CPY, compute_copy, copy_work},
+    {Op::CONT, compute_copy, copy_work},
+    {Op::ADD, compute_add, nullptr},
+    {Op::MUL, compute_mul, nullptr},
+    {Op::SCALE, compute_scale, nullptr},
+    {Op::GET_ROWS, compute_get_rows, nullptr},
+    {Op::MUL_MAT, compute_mul_mat, mul_mat_work_size},
+    {Op::RMS_NORM, compute_rms_norm, nullptr},
+    {Op::NORM, compute_norm, nullptr},
+    {Op::ROPE, compute_rope, nullptr},
+    {Op::SOFT_MAX, compute_soft_max, nullptr},
+    {Op::SILU, compute_unary, nullptr},
+    {Op::GELU, compute_unary, nullptr},
+    {Op::GELU_ERF, compute_unary, nullptr},
+    {Op::SILU_MUL, compute_unary, nullptr},
+    {Op::VIEW, nullptr, nullptr},
+    {Op::RESHAPE, nullptr, nullptr},
+    {Op::PERMUTE, nullptr, nullptr},
+    {Op::TRANSPOSE, nullptr, nullptr},
+};
+static_assert(sizeof(kCpuOps) / sizeof(kCpuOps[0]) == size_t(Op::COUNT_), "a CPU entry for every op");
+constexpr bool in_order() {
+  for (size_t i = 0; i < size_t(Op::COUNT_); i++)
+    if (size_t(kCpuOps[i].op) != i) return false;
+  return true;
+}
+static_assert(in_order(), "kCpuOps rows in Op's order");
+}  // namespace
+
 size_t work_size(const Tensor* node, int nth, const cpu::KernelSet& k) {
-  switch (node->op) {
-    case Op::MUL_MAT: return mul_mat_work_size(node, nth, k);
-    case Op::CPY:
-    case Op::CONT:
-      // one F32 row per thread for conversions; flat copies convert 4096 at a time
-      return size_t(nth) * (size_t(std::max<int64_t>(node->src[0]->ne[0], 4096)) + 64) * sizeof(float);
-    default: return 0;
-  }
+  const CpuOp& c = kCpuOps[size_t(node->op)];
+  return c.work ? c.work(node, nth, k) : 0;
 }
 
 void compute_forward(const ComputeParams& p, Tensor* node) {
-  switch (node->op) {
-    case Op::CPY:
-    case Op::CONT: compute_copy(p, node); break;
-    case Op::ADD: compute_add(p, node); break;
-    case Op::MUL: compute_mul(p, node); break;
-    case Op::SCALE: compute_scale(p, node); break;
-    case Op::GET_ROWS: compute_get_rows(p, node); break;
-    case Op::MUL_MAT: compute_mul_mat(p, node); break;
-    case Op::RMS_NORM: compute_rms_norm(p, node); break;
-    case Op::NORM: compute_norm(p, node); break;
-    case Op::ROPE: compute_rope(p, node); break;
-    case Op::SOFT_MAX: compute_soft_max(p, node); break;
-    case Op::SILU:
-    case Op::GELU:
-    case Op::GELU_ERF:
-    case Op::SILU_MUL: compute_unary(p, node); break;
-    case Op::NONE:
-    case Op::VIEW:
-    case Op::RESHAPE:
-    case Op::PERMUTE:
-    case Op::TRANSPOSE:
-    case Op::COUNT_: break;
-  }
+  if (const auto f = kCpuOps[size_t(node->op)].forward) f(p, node);
 }
 
 Executor::Executor(int n_threads, const cpu::KernelSet* kernels) : k_(kernels ? kernels : &cpu::best()) {

@@ -46,12 +46,8 @@ struct LoadOptions {
   // Copy the weights into anonymous memory backed by transparent huge pages
   // (the file's pages are then released from this process, so the memory is
   // counted once); false: use the file map directly. Copying costs load time
-  // (0.3-3 s a GB, mostly the kernel's page faults) and the sharing of the
-  // file's pages between processes, and buys generation speed: on a 2-core
-  // VM a plain read of the file map (a throwaway program) ran 19 GB/s where
-  // a copy of the same bytes ran 25 (the host's placement of the page
-  // cache), TinyLlama Q4_1 generation 20 vs 32-35 t/s (`bench --mmap` vs
-  // the default); in other minutes the two were alike.
+  // and the sharing of the file's pages between processes, and on some
+  // machines buys generation speed (docs/performance.md, "file map").
   bool copy_weights = true;
   // Hold weight matrices in the backend's own layout where it has one (the
   // CPU rearranges Q8_0, Q4_0 and Q4_1 for its matrix-vector kernels; see

@@ -4,6 +4,7 @@
 #include <cstdlib>
 #include <unordered_map>
 
+#include "ggml/backend.h"
 #include "ggml/graph.h"
 
 namespace ggml {
@@ -67,7 +68,8 @@ size_t aligned(size_t n) { return (std::max<size_t>(n, 1) + TENSOR_ALIGN - 1) / 
 Tensor* root_of(Tensor* t) { return t->view_src ? t->view_src : t; }
 }  // namespace
 
-void GraphAllocator::FreeDel::operator()(void* p) const { std::free(p); }
+GraphAllocator::GraphAllocator(Mode mode, Backend* backend) : mode_(mode), backend_(backend) {}
+GraphAllocator::~GraphAllocator() = default;
 
 void GraphAllocator::allocate(Graph& g) {
   const auto& nodes = g.nodes();
@@ -84,7 +86,7 @@ void GraphAllocator::allocate(Graph& g) {
   for (Tensor* n : nodes) if (n->flags & FLAG_OUTPUT) root_of(n)->flags |= FLAG_OUTPUT;
 
   // Memory given by an earlier allocate() call is ours to plan again.
-  const char* old_lo = static_cast<const char*>(buf_.get());
+  const char* old_lo = buf_ ? static_cast<const char*>(buf_->base()) : nullptr;
   auto ours = [&](const Tensor* t) {
     const char* p = static_cast<const char*>(t->data);
     return p == nullptr || (old_lo && p >= old_lo && p < old_lo + capacity_);
@@ -113,13 +115,12 @@ void GraphAllocator::allocate(Graph& g) {
   }
 
   size_ = mode_ == Mode::NoReuse ? unplanned_ : fl.high_water();
-  if (size_ > capacity_) {
-    void* p = std::aligned_alloc(TENSOR_ALIGN, aligned(size_));
-    if (!p) fail("out of memory allocating a " + std::to_string(size_) + "-byte graph buffer");
-    buf_.reset(p);
+  if (size_ > capacity_ || !buf_) {
+    buf_.reset();
+    buf_ = backend_ ? backend_->alloc(aligned(size_)) : host_buffer(aligned(size_));
     capacity_ = aligned(size_);
   }
-  char* base = static_cast<char*>(buf_.get());
+  char* base = static_cast<char*>(buf_->base());
   for (auto& [t, off] : offset) const_cast<Tensor*>(t)->data = base + off;
 }
 

@@ -37,7 +37,7 @@ class CpuBackend : public Backend {
     return type_known(uint32_t(t)) && traits(t).to_float != nullptr;
   }
   bool supports(const Tensor*) const override { return true; }  // the reference: every op in every type
-  std::unique_ptr<Buffer> alloc(size_t bytes) override { return std::make_unique<HostBuffer>(bytes); }
+  std::unique_ptr<Buffer> alloc(size_t bytes) override { return host_buffer(bytes); }
 
   // The layout the kernel set prefers for a stored type (or the type itself).
   Type rearranged(const Tensor* w) const {
@@ -74,6 +74,8 @@ class CpuBackend : public Backend {
 };
 
 }  // namespace
+
+std::unique_ptr<Buffer> host_buffer(size_t bytes) { return std::make_unique<HostBuffer>(bytes); }
 
 std::unique_ptr<Backend> cpu_backend(int n_threads) { return std::make_unique<CpuBackend>(n_threads, cpu::best()); }
 

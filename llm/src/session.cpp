@@ -34,7 +34,10 @@ struct Session::Impl {
   ggml::Scheduler sched;
   TokenGraph token;
   size_t kv_bytes = 0;
-  explicit Impl(int threads) : sched({ggml::cpu_backend(threads)}) {}
+  explicit Impl(int threads) : sched({ggml::cpu_backend(threads)}) {
+    alloc.set_backend(&sched.primary());
+    token.alloc.set_backend(&sched.primary());
+  }
 };
 
 namespace {

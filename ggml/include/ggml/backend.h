@@ -58,6 +58,9 @@ class Backend {
   virtual void compute(Graph& g) = 0;
 };
 
+// Host memory, aligned for tensors (what the CPU backend's alloc() returns).
+std::unique_ptr<Buffer> host_buffer(size_t bytes);
+
 // The CPU backend with the fastest kernel set this CPU runs (cpu::best()).
 std::unique_ptr<Backend> cpu_backend(int n_threads = 1);
 // The backend weights are prepared for when a model is loaded: one CPU
@@ -73,7 +76,7 @@ class Scheduler {
   void plan(Graph& g, Context& ctx);
   void compute(Graph& g);
   void set_threads(int n);
-  Backend& primary() { return *backends_.front(); }
+  Backend& primary() { return *backends_.front(); }  // where graph memory is allocated
 
  private:
   std::vector<std::shared_ptr<Backend>> backends_;

@@ -57,18 +57,25 @@ class Graph {
 // Assigns memory to every op result of a graph from one buffer it owns. With
 // reuse, a result's block returns to the free list after its last reader has
 // run (views count as readers of their root), so intermediates share memory.
+class Backend;
+class Buffer;
+
 class GraphAllocator {
  public:
   enum class Mode { Reuse, NoReuse };
-  explicit GraphAllocator(Mode mode = Mode::Reuse) : mode_(mode) {}
+  // The buffer comes from the backend that computes the graph (host memory
+  // when none is given).
+  explicit GraphAllocator(Mode mode = Mode::Reuse, Backend* backend = nullptr);
+  ~GraphAllocator();
+  void set_backend(Backend* b) { backend_ = b; }
   void allocate(Graph& g);
   size_t buffer_size() const { return size_; }      // planned bytes
   size_t unplanned_size() const { return unplanned_; }  // bytes without reuse
 
  private:
-  struct FreeDel { void operator()(void* p) const; };
   Mode mode_;
-  std::unique_ptr<void, FreeDel> buf_;
+  Backend* backend_;
+  std::unique_ptr<Buffer> buf_;
   size_t size_ = 0, unplanned_ = 0, capacity_ = 0;
 };
 

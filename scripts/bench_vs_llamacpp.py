@@ -17,7 +17,11 @@ AVX-512 kernels and its REPACK layouts:
 Usage:
     scripts/bench_vs_llamacpp.py -m models/bench/tinyllama-q4_0.gguf [-m ...] [-p 128] [-n 32] [-d 0] [-t 2] [-r 3]
     scripts/bench_vs_llamacpp.py -m ... --tests pp128,pp512,tg32,tg32@d512 -t 1,2
-(--tests names each test with its own depth; -t takes a list of thread counts.)
+    scripts/bench_vs_llamacpp.py --against /tmp/before -m ...
+(--tests names each test with its own depth; -t takes a list of thread counts.
+--against DIR compares with another build of ours instead of llama.cpp: DIR
+is a checkout whose `make tools` has run, e.g. `git worktree add /tmp/before
+HEAD~1`: before and after a change, alternating, in one sitting.)
 """
 import argparse
 import json
@@ -31,12 +35,20 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def ours(model, test, n, depth, threads):
-    args = [os.path.join(ROOT, "bench"), "-m", model, "-t", str(threads), "-r", "1", "-o", "json", "--no-bandwidth",
+def ours(model, test, n, depth, threads, root=ROOT):
+    args = [os.path.join(root, "bench"), "-m", model, "-t", str(threads), "-r", "1", "-o", "json", "--no-bandwidth",
             "-d", str(depth)]
     args += ["-p", str(n), "-n", "0"] if test == "pp" else ["-p", "0", "-n", str(n)]
     out = subprocess.run(args, check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])["tokens_per_s"]
+
+
+class OtherBuild:
+    def __init__(self, root, model, threads):
+        self.root, self.model, self.threads = root, model, threads
+
+    def run(self, test, n, depth):
+        return ours(self.model, test, n, depth, self.threads, self.root)
 
 
 class Theirs:
@@ -83,6 +95,7 @@ def main():
     ap.add_argument("-t", "--threads", default="2", help="thread count, or a comma-separated list")
     ap.add_argument("-r", "--reps", type=int, default=3)
     ap.add_argument("--json", action="store_true", help="one JSON object per line instead of a table")
+    ap.add_argument("--against", metavar="DIR", help="another build of ours (DIR/bench) instead of llama.cpp")
     a = ap.parse_args()
     if not os.path.exists(os.path.join(ROOT, "bench")):
         sys.exit("bench_vs_llamacpp: build first (make)")
@@ -90,13 +103,14 @@ def main():
     threads = [int(x) for x in str(a.threads).split(",")]
     if not a.json:
         print(f"{a.reps} alternating repetitions\n")
-        print("| model | test | threads | ours t/s | llama.cpp t/s | ratio (ours / llama.cpp) |")
+        other = f"{a.against}" if a.against else "llama.cpp"
+        print(f"| model | test | threads | ours t/s | {other} t/s | ratio (ours / {other}) |")
         print("|---|---|---|---|---|---|")
     for model in a.model:
         for nt in threads:
             n_ctx = max(d + n for _, n, d in tests) + 16
             n_batch = max([n for k, n, _ in tests if k == "pp"] + [1])
-            theirs = Theirs(model, nt, n_ctx, n_batch)
+            theirs = OtherBuild(a.against, model, nt) if a.against else Theirs(model, nt, n_ctx, n_batch)
             for test, n, depth in tests:
                 theirs.run(test, n, depth)  # warm-up
                 ours(model, test, n, depth, nt)

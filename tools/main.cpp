@@ -24,8 +24,6 @@ namespace {
 using Clock = std::chrono::steady_clock;
 double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
-std::string tokens_str(int64_t n) { return std::to_string(n) + (n == 1 ? " token" : " tokens"); }
-
 // Ctrl-C: the first stops the answer being generated, the second ends the
 // program after the current evaluation (with its summary), a third at once.
 volatile std::sig_atomic_t g_interrupts = 0;
@@ -112,7 +110,7 @@ struct Sink {
     auto t0 = Clock::now();
     if (!chat) {
       if (session.n_past() >= session.n_ctx()) {
-        std::fprintf(stderr, "\nmain: context full (%s); stopping\n", tokens_str(session.n_ctx()).c_str());
+        std::fprintf(stderr, "\nmain: context full (%s); stopping\n", llm::tokens_str(session.n_ctx()).c_str());
         return false;
       }
       session.eval(&id, 1);
@@ -137,7 +135,7 @@ struct Sink {
   }
   static void report(const llm::ChatContext::Shift& sh) {
     std::fprintf(stderr, "\n[main: the context is full: dropped the oldest %d turn%s (%s) to go on]\n", sh.turns,
-                 sh.turns == 1 ? "" : "s", tokens_str(sh.tokens).c_str());
+                 sh.turns == 1 ? "" : "s", llm::tokens_str(sh.tokens).c_str());
   }
 };
 
@@ -359,9 +357,9 @@ int run(int argc, char** argv) {
     if (ids.empty()) throw llm::Error("the prompt has no tokens (an empty text)");
     const int64_t room = n_predict == 0 ? session.n_ctx() : session.n_ctx() - 1;
     if ((int64_t)ids.size() > room)
-      throw llm::Error("the prompt (" + tokens_str((int64_t)ids.size()) + ") " +
+      throw llm::Error("the prompt (" + llm::tokens_str((int64_t)ids.size()) + ") " +
                        (n_predict == 0 ? "does not fit" : "leaves no room to generate in") + " the context of " +
-                       tokens_str(session.n_ctx()) + " (raise -c)");
+                       llm::tokens_str(session.n_ctx()) + " (raise -c)");
     for (int32_t id : ids)
       if (id < 0 || id >= model->hp.n_vocab)
         throw llm::Error("token id " + std::to_string(id) + " is outside the vocabulary of " +
@@ -394,8 +392,8 @@ int run(int argc, char** argv) {
   std::fprintf(stderr,
                "\nmain: load %.2f s | prompt %s in %.2f s (%.1f tok/s) | generation %s in %.2f s "
                "(%.1f tok/s) | peak memory %.1f MiB (KV cache %.1f MiB, scratch %.1f MiB)\n",
-               st.load_s, tokens_str((int64_t)st.prompt_tokens).c_str(), st.prompt_s,
-               st.prompt_s > 0 ? st.prompt_tokens / st.prompt_s : 0.0, tokens_str((int64_t)st.gen_tokens).c_str(), st.gen_s, st.gen_s > 0 ? st.gen_tokens / st.gen_s : 0.0, ru.ru_maxrss / 1024.0,
+               st.load_s, llm::tokens_str((int64_t)st.prompt_tokens).c_str(), st.prompt_s,
+               st.prompt_s > 0 ? st.prompt_tokens / st.prompt_s : 0.0, llm::tokens_str((int64_t)st.gen_tokens).c_str(), st.gen_s, st.gen_s > 0 ? st.gen_tokens / st.gen_s : 0.0, ru.ru_maxrss / 1024.0,
                session.kv_bytes() / 1048576.0, session.scratch_bytes() / 1048576.0);
   return ended_by_interrupt ? 130 : 0;
 }

@@ -7,10 +7,6 @@
 
 namespace llm {
 
-namespace {
-std::string tokens_str(int64_t n) { return std::to_string(n) + (n == 1 ? " token" : " tokens"); }
-}  // namespace
-
 ChatContext::ChatContext(Session& s) : s_(s) { s_.rewind(0); }
 
 void ChatContext::set_prefix(const std::vector<int32_t>& ids) {

@@ -46,7 +46,7 @@ ggml::Type parse_quant_type(const std::string& name) {
 QuantizeSummary quantize_file(const QuantizeOptions& opt) {
   // The output is written beside and renamed over its path at the end, so
   // naming the input again (by any path) would replace the model.
-  if (opt.in_path == opt.out_path || same_file(opt.in_path, opt.out_path))
+  if (same_file(opt.in_path, opt.out_path))
     throw Error(opt.out_path + " is the input file: the output must not overwrite the input");
   auto in = gguf::File::open(opt.in_path);
   const gguf::File& f = *in;

@@ -14,6 +14,8 @@ namespace llm {
 
 using ggml::Tensor;
 
+std::string tokens_str(int64_t n) { return std::to_string(n) + (n == 1 ? " token" : " tokens"); }
+
 // One token's graph, kept between tokens: built once for positions below
 // cap, its cache position a graph parameter set for each token, it skips building and planning
 // a graph of ~500-750 nodes a token (~0.3 ms of SmolLM2's ~5 ms). Its own

@@ -5,12 +5,16 @@
 // into one reused scratch buffer and runs it on the session's threads.
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "ggml/ggml.h"
 #include "llm/model.h"
 
 namespace llm {
+
+// "1 token", "3 tokens": counts in messages.
+std::string tokens_str(int64_t n);
 
 struct SessionParams {
   int64_t n_ctx = 0;     // 0: the model's trained length, capped at 4096

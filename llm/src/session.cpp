@@ -30,10 +30,11 @@ struct TokenGraph {
 };
 
 struct Session::Impl {
+  ggml::Scheduler sched;  // first: the buffers below are its backend's, freed before it
   ggml::Context cache_ctx{size_t(1) << 20};
   std::vector<Tensor*> k, v;
+  std::unique_ptr<ggml::Buffer> kv_buf;
   ggml::GraphAllocator alloc;
-  ggml::Scheduler sched;
   TokenGraph token;
   size_t kv_bytes = 0;
   explicit Impl(int threads) : sched({ggml::cpu_backend(threads)}) {
@@ -101,11 +102,22 @@ Session::Session(const Model& model, const SessionParams& p) : model_(model) {
   for (int il = 0; il < (int)hp.n_layer; il++) {
     // Keys by position (rows of head_dim); values transposed (rows of positions)
     // so that probabilities x values is a plain matrix product.
-    Tensor* k = impl_->cache_ctx.new_tensor(p.kv_type, {hp.head_dim(), n_ctx_, hp.n_head_kv}, "k_cache." + std::to_string(il));
-    Tensor* v = impl_->cache_ctx.new_tensor(p.kv_type, {n_ctx_, hp.head_dim(), hp.n_head_kv}, "v_cache." + std::to_string(il));
+    Tensor* k = impl_->cache_ctx.new_tensor_external(p.kv_type, {hp.head_dim(), n_ctx_, hp.n_head_kv}, "k_cache." + std::to_string(il));
+    Tensor* v = impl_->cache_ctx.new_tensor_external(p.kv_type, {n_ctx_, hp.head_dim(), hp.n_head_kv}, "v_cache." + std::to_string(il));
     impl_->k.push_back(k);
     impl_->v.push_back(v);
-    impl_->kv_bytes += k->nbytes() + v->nbytes();
+    impl_->kv_bytes += (k->nbytes() + 63) / 64 * 64 + (v->nbytes() + 63) / 64 * 64;
+  }
+  // The cache in memory of the backend that computes with it (one buffer,
+  // 64-byte aligned tensors), zeroed where the host can see it.
+  impl_->kv_buf = impl_->sched.primary().alloc(impl_->kv_bytes);
+  char* at = static_cast<char*>(impl_->kv_buf->base());
+  if (impl_->sched.primary().host_memory()) std::memset(at, 0, impl_->kv_bytes);
+  for (int il = 0; il < (int)hp.n_layer; il++) {
+    for (Tensor* t : {impl_->k[size_t(il)], impl_->v[size_t(il)]}) {
+      t->data = at;
+      at += (t->nbytes() + 63) / 64 * 64;
+    }
   }
 }
 

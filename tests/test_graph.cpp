@@ -1,5 +1,6 @@
 // The graph: memory planning reuses buffers without changing results, and
 // results are identical for any thread count.
+#include <algorithm>
 #include <chrono>
 #include <thread>
 
@@ -355,6 +356,14 @@ TEST_CASE("the CPU fusion pass: fewer nodes, the plain graph's bytes") {
         norms += n->op == Op::RMS_NORM;
       }
       CHECK(fused.g.nodes().size() < before);
+      // every node, plain or fused, has the sources its op's description says
+      for (Graph* g : {&plain.g, &fused.g})
+        for (const Tensor* n : g->nodes()) {
+          const OpInfo& info = op_info(n->op);
+          const int srcs = int(std::count_if(std::begin(n->src), std::end(n->src), [](const Tensor* x) { return x; }));
+          CHECK_MESSAGE((srcs >= info.min_src && srcs <= info.max_src), info.name << " with " << srcs << " sources");
+          CHECK(info.view == (n->view_src != nullptr && n->op != Op::CPY));
+        }
       CHECK(norm == 3);  // q/k/v as one product, gate/up, the output
       CHECK(glu == 1);
       CHECK(adds == 2);  // the two residuals

@@ -9,13 +9,44 @@
 
 namespace ggml {
 
-const char* op_name(Op op) {
-  static const char* names[] = {"none", "cpy", "cont", "add", "mul", "scale", "get_rows",
-                                "mul_mat", "rms_norm", "norm", "rope", "soft_max", "silu",
-                                "gelu", "gelu_erf", "silu_mul", "view", "reshape", "permute", "transpose"};
-  static_assert(sizeof(names) / sizeof(names[0]) == size_t(Op::COUNT_));
-  return size_t(op) < size_t(Op::COUNT_) ? names[size_t(op)] : "?";
+namespace {
+constexpr OpInfo kOps[] = {
+    {Op::NONE, "none", 0, 0, false, nullptr},
+    {Op::CPY, "cpy", 2, 2, false, nullptr},
+    {Op::CONT, "cont", 1, 1, false, nullptr},
+    {Op::ADD, "add", 2, 2, false, nullptr},
+    {Op::MUL, "mul", 2, 2, false, nullptr},
+    {Op::SCALE, "scale", 1, 1, false, nullptr},
+    {Op::GET_ROWS, "get_rows", 2, 2, false, nullptr},
+    {Op::MUL_MAT, "mul_mat", 2, 4, false, nullptr},  // fused: + up or addend, + norm weight
+    {Op::RMS_NORM, "rms_norm", 1, 2, false, nullptr},
+    {Op::NORM, "norm", 1, 1, false, nullptr},
+    {Op::ROPE, "rope", 2, 2, false, nullptr},
+    {Op::SOFT_MAX, "soft_max", 1, 2, false, nullptr},
+    {Op::SILU, "silu", 1, 1, false, nullptr},
+    {Op::GELU, "gelu", 1, 1, false, nullptr},
+    {Op::GELU_ERF, "gelu_erf", 1, 1, false, nullptr},
+    {Op::SILU_MUL, "silu_mul", 2, 2, false, nullptr},
+    {Op::VIEW, "view", 1, 1, true, nullptr},
+    {Op::RESHAPE, "reshape", 1, 1, true, nullptr},
+    {Op::PERMUTE, "permute", 1, 1, true, nullptr},
+    {Op::TRANSPOSE, "transpose", 1, 1, true, nullptr},
+};
+static_assert(sizeof(kOps) / sizeof(kOps[0]) == size_t(Op::COUNT_), "a row for every op");
+constexpr bool rows_in_order() {
+  for (size_t i = 0; i < size_t(Op::COUNT_); i++)
+    if (size_t(kOps[i].op) != i || kOps[i].view != op_is_view(Op(i))) return false;
+  return true;
 }
+static_assert(rows_in_order(), "kOps in Op's order, views marked as op_is_view says");
+}  // namespace
+
+const OpInfo& op_info(Op op) {
+  GGML_CHECK(size_t(op) < size_t(Op::COUNT_), nullptr, "unknown op " + std::to_string(int(op)));
+  return kOps[size_t(op)];
+}
+
+const char* op_name(Op op) { return size_t(op) < size_t(Op::COUNT_) ? kOps[size_t(op)].name : "?"; }
 
 size_t Tensor::nbytes() const {
   for (int i = 0; i < MAX_DIMS; i++) if (ne[i] <= 0) return 0;

@@ -33,8 +33,23 @@ enum class Op : uint8_t {
   VIEW, RESHAPE, PERMUTE, TRANSPOSE,  // no computation: a view of src0
   COUNT_,
 };
+// What every backend and pass knows of an op: one row per op (tensor.cpp).
+// Its shape rule and checks are its constructor (ops.cpp); each backend adds
+// its kernel and work size (the CPU's: kCpuOps in exec.cpp); the backward
+// rule (reverse-mode autodiff, the training issue) fills `backward`.
+struct BackwardContext;
+struct Tensor;
+using BackwardFn = void (*)(BackwardContext& ctx, Tensor* node);
+struct OpInfo {
+  Op op;
+  const char* name;
+  int min_src, max_src;  // non-null sources a node of it has
+  bool view;             // computes nothing: shares its root's memory
+  BackwardFn backward;   // null: no rule yet
+};
+const OpInfo& op_info(Op op);
 const char* op_name(Op op);
-inline bool op_is_view(Op op) {
+constexpr bool op_is_view(Op op) {
   return op == Op::VIEW || op == Op::RESHAPE || op == Op::PERMUTE || op == Op::TRANSPOSE;
 }
 

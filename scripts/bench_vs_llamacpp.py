@@ -18,6 +18,7 @@ Usage:
     scripts/bench_vs_llamacpp.py -m models/bench/tinyllama-q4_0.gguf [-m ...] [-p 128] [-n 32] [-d 0] [-t 2] [-r 3]
     scripts/bench_vs_llamacpp.py -m ... --tests pp128,pp512,tg32,tg32@d512 -t 1,2
     scripts/bench_vs_llamacpp.py --against /tmp/before -m ...
+    scripts/bench_vs_llamacpp.py -m ... --busy 0,1,2 -t 1,2   # other processes spinning meanwhile
 (--tests names each test with its own depth; -t takes a list of thread counts.
 --against DIR compares with another build of ours instead of llama.cpp: DIR
 is a checkout whose `make tools` has run, e.g. `git worktree add /tmp/before
@@ -96,18 +97,22 @@ def main():
     ap.add_argument("-r", "--reps", type=int, default=3)
     ap.add_argument("--json", action="store_true", help="one JSON object per line instead of a table")
     ap.add_argument("--against", metavar="DIR", help="another build of ours (DIR/bench) instead of llama.cpp")
+    ap.add_argument("--busy", default="0", help="other processes spinning during the runs (a busy machine), "
+                    "or a comma-separated list of counts, e.g. 0,1,2")
     a = ap.parse_args()
     if not os.path.exists(os.path.join(ROOT, "bench")):
         sys.exit("bench_vs_llamacpp: build first (make)")
     tests = parse_tests(a.tests) if a.tests else [t for t in (("pp", a.p, a.depth), ("tg", a.n, a.depth)) if t[1] > 0]
     threads = [int(x) for x in str(a.threads).split(",")]
+    busy_list = [int(x) for x in str(a.busy).split(",")]
     if not a.json:
         print(f"{a.reps} alternating repetitions\n")
         other = f"{a.against}" if a.against else "llama.cpp"
-        print(f"| model | test | threads | ours t/s | {other} t/s | ratio (ours / {other}) |")
-        print("|---|---|---|---|---|---|")
-    for model in a.model:
-        for nt in threads:
+        print(f"| model | test | busy | threads | ours t/s | {other} t/s | ratio (ours / {other}) |")
+        print("|---|---|---|---|---|---|---|")
+    for model, busy, nt in [(m, b, t) for m in a.model for b in busy_list for t in threads]:
+        spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(busy)]
+        try:
             n_ctx = max(d + n for _, n, d in tests) + 16
             n_batch = max([n for k, n, _ in tests if k == "pp"] + [1])
             theirs = OtherBuild(a.against, model, nt) if a.against else Theirs(model, nt, n_ctx, n_batch)
@@ -124,14 +129,18 @@ def main():
                 name = f"{test}{n}" + (f"@d{depth}" if depth else "")
                 ratios = [x / y for x, y in zip(o, t)]
                 if a.json:
-                    print(json.dumps({"model": os.path.basename(model), "test": name, "threads": nt,
+                    print(json.dumps({"model": os.path.basename(model), "test": name, "busy": busy, "threads": nt,
                                       "ours": o, "llamacpp": t, "ratio_mean": mo / mt,
                                       "ratio_min": min(ratios), "ratio_max": max(ratios)}))
                 else:
-                    print(f"| {os.path.basename(model)} | {name} | {nt} | {mo:.2f} ± {so:.2f} | {mt:.2f} ± {st:.2f} | "
+                    print(f"| {os.path.basename(model)} | {name} | {busy} | {nt} | {mo:.2f} ± {so:.2f} | {mt:.2f} ± {st:.2f} | "
                           f"{mo / mt:.2f} ({min(ratios):.2f}-{max(ratios):.2f}) |")
                 sys.stdout.flush()
             del theirs
+        finally:
+            for p in spinners:
+                p.kill()
+                p.wait()
 
 
 if __name__ == "__main__":

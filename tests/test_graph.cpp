@@ -7,6 +7,12 @@
 #include "ggml/cpu.h"
 #include "ggml/quants.h"
 #include "../ggml/src/compute.h"  // for_each_item: the executor's work sharing
+#include "../ggml/src/thread_pool.h"
+
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include "helpers.h"
 
 using namespace ggml;
@@ -379,4 +385,51 @@ TEST_CASE("the CPU fusion pass: fewer nodes, the plain graph's bytes") {
       }
     }
   }
+}
+
+TEST_CASE("thread pool: barriers order every phase, for teams of any size in any order") {
+  ThreadPool pool;
+  for (int n : {3, 1, 2, 4, 2, 3}) {
+    CAPTURE(n);
+    std::vector<int> slots(size_t(n), 0);
+    std::atomic<int> bad{0};
+    pool.run(n, [&](int ith) {
+      for (int phase = 1; phase <= 300; phase++) {
+        slots[size_t(ith)] = phase;  // plain stores: the barrier must publish them
+        pool.barrier();
+        for (int t = 0; t < n; t++)
+          if (slots[size_t(t)] != phase) bad++;
+        pool.barrier();
+      }
+    });
+    CHECK(bad == 0);
+  }
+}
+
+TEST_CASE("executor: a team shrinks to the cores other programs leave free") {
+  // As many spinning processes as the machine has cores: the rest of the
+  // machine then uses nearly every core, and a team of two must become one.
+  const int cores = int(sysconf(_SC_NPROCESSORS_ONLN));
+  if (cores > 8) return;  // (a big machine: too many spinners for a unit test)
+  std::vector<pid_t> spinners;
+  for (int i = 0; i < cores; i++) {
+    const pid_t pid = fork();
+    if (pid == 0) {
+      prctl(PR_SET_PDEATHSIG, SIGKILL);
+      for (;;) asm volatile("" ::: "memory");
+    }
+    spinners.push_back(pid);
+  }
+  Block b(Type::Q4_0, 1, 7);
+  Graph g;
+  g.expand(b.out);
+  GraphAllocator alloc;
+  alloc.allocate(g);
+  Executor ex(2);
+  const auto t0 = std::chrono::steady_clock::now();
+  while (std::chrono::steady_clock::now() - t0 < std::chrono::milliseconds(600)) ex.compute(g);
+  const int team = ex.last_team();
+  for (pid_t p : spinners) kill(p, SIGKILL);
+  for (pid_t p : spinners) waitpid(p, nullptr, 0);
+  CHECK(team == 1);
 }

@@ -11,7 +11,9 @@
 #include <random>
 
 #include "bandwidth.h"
+#include "busy.h"
 #include "common.h"
+#include "ggml/backend.h"
 #include "llm/model.h"
 #include "llm/session.h"
 
@@ -59,7 +61,9 @@ int run(int argc, char** argv) {
       ("d,depth", "tokens already in the cache before each test", cxxopts::value<int>()->default_value("0"))
       ("r,repetitions", "measured repetitions of each test", cxxopts::value<int>()->default_value("3"))
       ("o,output", "md or json (one object per line)", cxxopts::value<std::string>()->default_value("md"))
-      ("no-bandwidth", "skip the read-bandwidth measurement (no roofline column)");
+      ("no-bandwidth", "skip the read-bandwidth measurement (no roofline column)")
+      ("busy", "N other processes spinning for the whole measurement (a machine that is not idle)",
+       cxxopts::value<int>()->default_value("0"));
   tool::add_model_options(opts);
   tool::add_standard_options(opts);
   {
@@ -70,13 +74,16 @@ int run(int argc, char** argv) {
     const int n_prompt = r["n-prompt"].as<int>(), n_gen = r["n-gen"].as<int>(), depth = r["depth"].as<int>();
     const int reps = r["repetitions"].as<int>();
     int threads = tool::threads(r);
-    if (threads <= 0) threads = omp_get_num_procs();
+    if (threads <= 0) threads = ggml::physical_cores();
     const std::string fmt = r["output"].as<std::string>();
     if (fmt != "md" && fmt != "json") throw llm::Error("-o must be md or json");
     if (n_prompt < 0 || n_gen < 0 || depth < 0 || reps < 1) throw llm::Error("-p, -n, -d must be >= 0 and -r >= 1");
     const bool bw_on = !r.count("no-bandwidth");
+    const int busy_n = tool::in_range(r, "busy", 0, 256, "a count from 0 to 256");
+    tool::BusyCores busy(busy_n);  // until the end of the measurement
 
     if (fmt == "md") {
+      if (busy_n) std::printf("%d other process%s spinning\n\n", busy_n, busy_n == 1 ? "" : "es");
       std::printf("| model | type | size | params | test | threads | t/s | roofline |\n|---|---|---|---|---|---|---|---|\n");
       std::fflush(stdout);
     }
@@ -139,10 +146,10 @@ int run(int argc, char** argv) {
                       threads, st.mean, st.sd, roof > 0 ? (std::to_string((int)std::lround(roof * 100)) + "%").c_str() : "-");
         } else {
           std::printf("{\"model\": \"%s\", \"file\": \"%s\", \"type\": \"%s\", \"size_bytes\": %llu, \"n_params\": %llu, "
-                      "\"test\": \"%s\", \"threads\": %d, \"tokens_per_s\": %.3f, \"stddev\": %.3f, \"samples\": [",
+                      "\"test\": \"%s\", \"threads\": %d, \"busy\": %d, \"tokens_per_s\": %.3f, \"stddev\": %.3f, \"samples\": [",
                       json_escape(m->name()).c_str(), json_escape(path).c_str(), m->type_name().c_str(),
                       (unsigned long long)m->weight_bytes(), (unsigned long long)m->n_params(), t.name.c_str(), threads,
-                      st.mean, st.sd);
+                      busy_n, st.mean, st.sd);
           for (size_t i = 0; i < tps.size(); i++) std::printf("%s%.3f", i ? ", " : "", tps[i]);
           std::printf("]");
           if (!t.prompt && bw_on)

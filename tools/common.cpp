@@ -89,7 +89,7 @@ int guarded_main(const std::string& name, int (*body)(int, char**), int argc, ch
 
 void add_model_options(cxxopts::Options& opts) {
   opts.add_options("model loading")
-      ("t,threads", "threads (0: every core)", cxxopts::value<int>()->default_value("0"))
+      ("t,threads", "threads (0: one per physical core)", cxxopts::value<int>()->default_value("0"))
       ("mmap", "compute with the weights straight from the file map as stored (instant load, pages shared "
                "between processes; generation slower on some machines; implies --no-repack)")
       ("no-repack", "keep every weight in its stored layout (no load-time rearranging for the CPU's faster "
@@ -101,7 +101,7 @@ llm::LoadOptions load_options(const cxxopts::ParseResult& r) {
 }
 
 int threads(const cxxopts::ParseResult& r) {
-  return in_range(r, "threads", 0, 1024, "0 (every core) or a count up to 1024");
+  return in_range(r, "threads", 0, 1024, "0 (one per physical core) or a count up to 1024");
 }
 
 }  // namespace tool

@@ -9,6 +9,7 @@
 #include <iostream>
 
 #include "common.h"
+#include "ggml/backend.h"
 #include "llm/convert.h"
 #include "llm/gguf.h"
 
@@ -54,7 +55,7 @@ int run(int argc, char** argv) {
       ("o,outfile", "output file (default: MODEL_DIR/<name>-<outtype>.gguf)", cxxopts::value<std::string>())
       ("outtype", "f32, f16, bf16 or q8_0 (1-D tensors stay f32)", cxxopts::value<std::string>()->default_value("f16"))
       ("vocab-only", "write the tokenizer metadata only (a vocab-only GGUF)")
-      ("t,threads", "threads for quantizing", cxxopts::value<int>()->default_value("0"))
+      ("t,threads", "threads for quantizing (0: one per physical core)", cxxopts::value<int>()->default_value("0"))
       ("q,quiet", "no progress output");
   tool::add_standard_options(opts);
   opts.parse_positional({"model_dir"});
@@ -74,7 +75,10 @@ int run(int argc, char** argv) {
       std::string name = dir.filename().empty() ? dir.parent_path().filename().string() : dir.filename().string();
       o.out_path = (std::filesystem::path(o.model_dir) / (name + (o.vocab_only ? "-vocab" : "-" + ot) + ".gguf")).string();
     }
-    if (int t = tool::in_range(r, "threads", 0, 1024, "0 (every core) or a count up to 1024"); t > 0) omp_set_num_threads(t);
+    {
+      const int t = tool::in_range(r, "threads", 0, 1024, "0 (one per physical core) or a count up to 1024");
+      omp_set_num_threads(t > 0 ? t : ggml::physical_cores());
+    }
     const bool quiet = r.count("quiet") > 0;
     Progress bar;
     if (!quiet) o.progress = [&](size_t d, size_t n, const std::string& name) { bar.update(d, n, name); };

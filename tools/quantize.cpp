@@ -17,7 +17,7 @@ static int run(int argc, char** argv) {
       ("in", "input model", cxxopts::value<std::string>())
       ("out", "output model", cxxopts::value<std::string>())
       ("type", "f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1", cxxopts::value<std::string>())
-      ("t,threads", "threads (0: all cores)", cxxopts::value<int>()->default_value("0"))
+      ("t,threads", "threads (0: one per physical core)", cxxopts::value<int>()->default_value("0"))
       ("pure", "every 2-D tensor in TYPE (by default 4/5-bit types keep the output matrix at q8_0)")
       ("allow-requantize", "accept an already quantized input (dequantized first; errors add up)")
       ("q,quiet", "no per-tensor lines");

@@ -10,6 +10,8 @@
 
 namespace ggml {
 
+class ThreadPool;
+
 // The format a tensor's bytes are in for the kernels: its type, or the
 // rearranged format a backend layout holds it in.
 inline Type fmt(const Tensor* t) { return cpu::format_of(t->type, t->layout); }
@@ -38,6 +40,7 @@ struct ComputeParams {
   const cpu::KernelSet* k = nullptr;
   ErrorSink* err = nullptr;
   Claim* claims = nullptr;        // nth counters, zero when the node starts (null: fixed shares)
+  ThreadPool* pool = nullptr;     // the team's (null: one thread)
   void barrier() const;           // all nth threads meet here
 };
 

@@ -41,9 +41,9 @@ Type rearranged(Type t) {
 }
 
 Type activation_format(Type w) {
+  if (own_format(w)) return Q8_S;  // the rearranged 32-element types (and Q8_S itself)
   switch (w) {
-    case Type::Q4_0: case Type::Q4_1: case Type::Q5_0: case Type::Q5_1: case Type::Q8_0:
-    case Q8_S: case Q8_0R: case Q4_0R: case Q4_1R: return Q8_S;
+    case Type::Q4_0: case Type::Q4_1: case Type::Q5_0: case Type::Q5_1: case Type::Q8_0: return Q8_S;
     case Type::Q8_1: return Type::Q8_1;
     case Type::Q2_K: case Type::Q3_K: case Type::Q4_K: case Type::Q5_K: case Type::Q6_K: case Type::Q8_K:
     case Type::TQ1_0: case Type::TQ2_0: return Type::Q8_K;

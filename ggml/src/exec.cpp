@@ -1,23 +1,23 @@
-#include <omp.h>
-
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <ctime>
+#include <unistd.h>
 #include <map>
 #include <mutex>
 #include <string>
+#include <cmath>
 #include <vector>
 
 #include "compute.h"
+#include "thread_pool.h"
 #include "ggml/graph.h"
 
 namespace ggml {
 
 void ComputeParams::barrier() const {
-  if (nth > 1) {
-#pragma omp barrier
-  }
+  if (nth > 1) pool->barrier();
 }
 
 namespace {
@@ -75,9 +75,80 @@ void compute_forward(const ComputeParams& p, Tensor* node) {
   if (const auto f = kCpuOps[size_t(node->op)].forward) f(p, node);
 }
 
-Executor::Executor(int n_threads, const cpu::KernelSet* kernels) : k_(kernels ? kernels : &cpu::best()) {
+// The team size, adapted to the machine: no more threads than the cores
+// other programs leave free. Every 100 ms the executor reads how much CPU
+// the rest of the machine used (/proc/stat's busy time, niced processes
+// left out since they yield to us anyway, less this process's own time) and
+// runs a compute on min(threads, cores - that, rounded), at least one. A
+// team of two on a machine where another program holds a core waits at each
+// of a token's hundreds of barriers for the thread that is not running (one
+// thread was 1.5x faster); timing probes of the other team size cost a whole
+// slow compute each, which this measurement does not. Results never depend
+// on the team size. GGML_ADAPT_THREADS=0 turns it off.
+struct Executor::Adapt {
+  using Clock = std::chrono::steady_clock;
+  Clock::time_point last{};
+  uint64_t last_busy = 0;
+  double last_self = 0, others = 0;
+  int cores = 0;
+  bool have = false;
+
+  static bool enabled() {
+    static const bool on = [] {
+      const char* e = std::getenv("GGML_ADAPT_THREADS");
+      return !(e && *e == '0');
+    }();
+    return on;
+  }
+  // Busy jiffies of all CPUs but niced time; false without /proc/stat.
+  static bool read_busy(uint64_t* busy) {
+    std::FILE* f = std::fopen("/proc/stat", "r");
+    if (!f) return false;
+    unsigned long long v[8] = {};
+    const int n = std::fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3], &v[4],
+                              &v[5], &v[6], &v[7]);
+    std::fclose(f);
+    if (n < 8) return false;
+    *busy = v[0] + v[2] + v[5] + v[6] + v[7];  // user, system, irq, softirq, steal
+    return true;
+  }
+  static double self_cpu() {
+    timespec t{};
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+    return double(t.tv_sec) + double(t.tv_nsec) * 1e-9;
+  }
+  void sample() {
+    const auto now = Clock::now();
+    if (have && now - last < std::chrono::milliseconds(100)) return;
+    uint64_t busy;
+    if (!read_busy(&busy)) return;
+    const double self = self_cpu();
+    if (have) {
+      const double wall = std::chrono::duration<double>(now - last).count();
+      const double jiffy = 1.0 / double(sysconf(_SC_CLK_TCK));
+      others = std::max(0.0, (double(busy - last_busy) * jiffy - (self - last_self)) / wall);
+    } else {
+      cores = int(sysconf(_SC_NPROCESSORS_ONLN));
+    }
+    have = true;
+    last = now;
+    last_busy = busy;
+    last_self = self;
+  }
+  int team(int n) {
+    if (n == 1 || !enabled()) return n;
+    sample();
+    if (!have || cores <= 0) return n;
+    return std::max(1, std::min(n, cores - int(std::lround(others))));
+  }
+};
+
+Executor::Executor(int n_threads, const cpu::KernelSet* kernels)
+    : k_(kernels ? kernels : &cpu::best()), pool_(std::make_unique<ThreadPool>()), adapt_(std::make_unique<Adapt>()) {
   set_threads(n_threads);
 }
+
+Executor::~Executor() = default;
 
 // GGML_PROFILE=1: wall time per op kind (including the barrier after it),
 // printed to stderr at exit. Matrix products are split by weight type, by
@@ -155,16 +226,17 @@ void Executor::compute(Graph& g) {
 
   ErrorSink err;
   const auto& nodes = g.nodes();
-  const int nth = n_threads_;
+  const int nth = adapt_->team(n_threads_);
+  last_team_ = nth;
   // Two sets of work counters, nodes alternating between them: a thread
   // zeroes its counter of the next node's set once it is done with the
   // current node (nobody uses that set until the barrier).
   std::vector<Claim> claims(2 * size_t(nth));
-#pragma omp parallel num_threads(nth)
-  {
+  pool_->run(nth, [&](int ith) {
     ComputeParams p;
-    p.ith = omp_get_thread_num();
-    p.nth = omp_get_num_threads();  // the runtime may give fewer threads
+    p.ith = ith;
+    p.nth = nth;
+    p.pool = pool_.get();
     p.wdata = work_.data();
     p.wsize = work_.size();
     p.k = k_;
@@ -181,7 +253,7 @@ void Executor::compute(Graph& g) {
       p.barrier();
       if (prof) profile_add(n, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
     }
-  }
+  });
   if (err.set) fail(err.msg);
 }
 

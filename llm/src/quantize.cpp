@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <vector>
 
+#include "ggml/backend.h"
 #include "llm/arch.h"
 #include "llm/files.h"
 #include "llm/gguf.h"
@@ -94,7 +95,7 @@ QuantizeSummary quantize_file(const QuantizeOptions& opt) {
     w.add_tensor(t.name, out_type[i], t.ne, t.n_dims, nullptr);
   }
 
-  const int threads = opt.n_threads > 0 ? opt.n_threads : omp_get_num_procs();
+  const int threads = opt.n_threads > 0 ? opt.n_threads : ggml::physical_cores();
   std::vector<float> x, back;
   std::vector<uint8_t> out;
   size_t done = 0;

@@ -94,7 +94,7 @@ Session::Session(const Model& model, const SessionParams& p) : model_(model) {
     throw Error("the KV cache for a context of " + std::to_string(n_ctx_) + " tokens would take " +
                 std::to_string((int64_t)(kv_need / (1 << 20))) + " MiB, more than this machine's " +
                 std::to_string((int64_t)(phys / (1 << 20))) + " MiB of memory (lower -c, or --no-memory-check)");
-  int threads = p.n_threads > 0 ? p.n_threads : omp_get_num_procs();
+  int threads = p.n_threads > 0 ? p.n_threads : ggml::physical_cores();
   impl_ = std::make_unique<Impl>(threads);
   n_batch_ = p.n_batch;
   if (p.token_graph_span < 0) throw Error("the token graph span must be 0 or positive");

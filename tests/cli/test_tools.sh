@@ -283,6 +283,14 @@ expect_error "perplexity: text too short" "fewer than one window" "$BIN/perplexi
 expect_error "perplexity: other context" "use the same" "$BIN/perplexity" -m "$TMP/neox-q4.gguf" -f "$TMP/text.txt" -c 32 --kl "$TMP/b.kl"
 expect_error "perplexity: not a base file" "not a KL base" "$BIN/perplexity" -m "$TMP/neox-q4.gguf" -f "$TMP/text.txt" -c 64 --kl "$TMP/text.txt"
 expect_error "bench: missing model" "cannot open" "$BIN/bench" -m "$TMP/none.gguf"
+expect_error "bench: --busy -1" "--busy must be" "$BIN/bench" -m "$TMP/neox32.gguf" --busy -1
+# --busy N: N spinning children during the measurement, none left after it
+if "$BIN/bench" -m "$TMP/neox32.gguf" -p 8 -n 4 -r 1 --busy 2 --no-bandwidth -o json >"$TMP/busy.out" 2>&1 &&
+   grep -q '"busy": 2' "$TMP/busy.out" && sleep 0.2 && ! pgrep -f -- "-n 4 -r 1 --busy 2" >/dev/null; then
+  pass "bench --busy: reported, and its spinners end with it"
+else
+  fail "bench --busy: $(cat "$TMP/busy.out")"
+fi
 expect_error "perplexity: -f on a directory" "is a directory" "$BIN/perplexity" -m "$TMP/neox32.gguf" -f "$TMP"
 expect_error "perplexity: -c 4" "--ctx-size must be" "$BIN/perplexity" -m "$TMP/neox32.gguf" -f "$TMP/text.txt" -c 4
 "$BIN/perplexity" -m "$TMP/neox32.gguf" -f "$TMP/prompt.txt" 2>"$TMP/err"

@@ -58,6 +58,10 @@ class Backend {
   virtual void compute(Graph& g) = 0;
 };
 
+// Physical cores this process may run on (hyperthreads of one core count
+// once): the CPU backend's default thread count.
+int physical_cores();
+
 // Host memory, aligned for tensors (what the CPU backend's alloc() returns).
 std::unique_ptr<Buffer> host_buffer(size_t bytes);
 

@@ -3,6 +3,7 @@
 // is the reference that every SIMD kernel is tested against.
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -177,11 +178,17 @@ namespace ggml {
 // The CPU backend's engine: runs a graph's nodes on n threads (one OpenMP
 // team for the whole graph, a barrier between nodes). Kernels come from the
 // given set, or the CPU's best.
+class ThreadPool;
+
+// Threads are the executor's own (thread_pool.h); the team size adapts to a
+// busy machine (exec.cpp, Executor::Adapt).
 class Executor {
  public:
   explicit Executor(int n_threads = 1, const cpu::KernelSet* kernels = nullptr);
+  ~Executor();
   void set_threads(int n);
   int threads() const { return n_threads_; }
+  int last_team() const { return last_team_; }  // threads the last compute ran on
   const cpu::KernelSet& kernels() const { return *k_; }
   // Every leaf must have data and every result memory (GraphAllocator).
   // Throws ggml::Error for bad runtime input (e.g. a token id out of range).
@@ -189,9 +196,13 @@ class Executor {
   size_t work_size() const { return work_.size(); }
 
  private:
+  struct Adapt;
   int n_threads_;
   const cpu::KernelSet* k_;
   std::vector<unsigned char> work_;
+  std::unique_ptr<ThreadPool> pool_;
+  std::unique_ptr<Adapt> adapt_;
+  int last_team_ = 1;
 };
 
 }  // namespace ggml

@@ -19,7 +19,7 @@ std::string tokens_str(int64_t n);
 struct SessionParams {
   int64_t n_ctx = 0;     // 0: the model's trained length, capped at 4096
   int64_t n_batch = 512; // tokens per graph when evaluating a long prompt
-  int n_threads = 0;     // 0: every core
+  int n_threads = 0;     // 0: one per physical core (ggml::physical_cores)
   ggml::Type kv_type = ggml::Type::F16;  // F16 or F32
   // One token at a time: one graph serves this many positions, patched for
   // each (0: a graph built for every token, as prompts are).

@@ -1,6 +1,7 @@
 #include "thread_pool.h"
 
 #include <climits>
+#include <exception>
 #include <chrono>
 
 #if defined(__linux__)
@@ -116,8 +117,16 @@ void ThreadPool::run(int n, const std::function<void(int)>& f) {
   const uint32_t done_seen = done_gen_.load();
   job_gen_.fetch_add(1);
   wake_all(job_gen_, job_sleepers_);
-  f(0);
+  // The workers use f and this run's state until they are done: wait for
+  // them even when f(0) throws.
+  std::exception_ptr error;
+  try {
+    f(0);
+  } catch (...) {
+    error = std::current_exception();
+  }
   while (done_.load(std::memory_order_acquire) != n - 1) wait_change(done_gen_, done_seen, done_sleepers_);
+  if (error) std::rethrow_exception(error);
 }
 
 void ThreadPool::barrier() {

@@ -22,7 +22,11 @@ class ThreadPool {
   ThreadPool& operator=(const ThreadPool&) = delete;
 
   // f(0) on the calling thread and f(1) ... f(n - 1) on the pool's, returning
-  // when every call has returned. Workers are started on first use.
+  // when every call has returned. Workers are started on first use. f must
+  // not throw on a worker (it would end the program); f(0)'s exception is
+  // rethrown once the workers are done. A thread that waits at barrier()
+  // for one that threw never returns: kernels report errors (ErrorSink)
+  // instead of throwing.
   void run(int n, const std::function<void(int)>& f);
   // All n threads of the current run meet here.
   void barrier();

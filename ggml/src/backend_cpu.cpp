@@ -39,20 +39,19 @@ class CpuBackend : public Backend {
   bool supports(const Tensor*) const override { return true; }  // the reference: every op in every type
   std::unique_ptr<Buffer> alloc(size_t bytes) override { return host_buffer(bytes); }
 
-  // The layout the kernel set prefers for a stored type (or the type itself).
-  Type rearranged(const Tensor* w) const {
-    if (w->ne[0] % 256 != 0 || w->ne[2] != 1 || w->ne[3] != 1 || !w->is_contiguous()) return w->type;
-    if (w->type == Type::Q8_0 && k_.prefers_q8_0r) return cpu::Q8_0R;
-    if (w->type == Type::Q4_0 && k_.prefers_q4r) return cpu::Q4_0R;
-    if (w->type == Type::Q4_1 && k_.prefers_q4r) return cpu::Q4_1R;
-    return w->type;
+  // Whether the kernel set has faster kernels for w rearranged (rows of
+  // whole groups of 256; cpu::rearranged names the format).
+  bool rearranges(const Tensor* w) const {
+    if (w->layout != 0 || w->ne[0] % 256 != 0 || w->ne[2] != 1 || w->ne[3] != 1 || !w->is_contiguous()) return false;
+    if (w->type == Type::Q8_0) return k_.prefers_q8_0r;
+    return (w->type == Type::Q4_0 || w->type == Type::Q4_1) && k_.prefers_q4r;
   }
   size_t weight_layout_size(const Tensor* w) const override {
-    return rearranged(w) == w->type ? 0 : w->nbytes();  // the same bytes, in another order
+    return rearranges(w) ? w->nbytes() : 0;  // the same bytes, in another order
   }
   void prepare_weight(Tensor* w, const void* stored, void* dst) const override {
-    const Type to = rearranged(w);
-    GGML_CHECK(to != w->type, w, "cpu backend: no layout of its own for this weight");
+    GGML_CHECK(rearranges(w), w, "cpu backend: no layout of its own for this weight");
+    const Type to = cpu::rearranged(w->type);
     auto repack = to == cpu::Q8_0R ? ref::repack_q8_0r : to == cpu::Q4_0R ? ref::repack_q4_0r : ref::repack_q4_1r;
     const size_t rb = row_size(w->type, w->ne[0]);
     const auto* src = static_cast<const char*>(stored);
@@ -96,9 +95,5 @@ void Scheduler::plan(Graph& g, Context& ctx) {
 }
 
 void Scheduler::compute(Graph& g) { backends_.front()->compute(g); }
-
-void Scheduler::set_threads(int n) {
-  for (auto& b : backends_) b->set_threads(n);
-}
 
 }  // namespace ggml

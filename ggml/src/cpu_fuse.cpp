@@ -43,6 +43,7 @@ size_t n_uses(const Uses& u, const Tensor* t) {
 // its name, flags and readers.
 void become(Tensor* n, const Tensor* r) {
   n->type = r->type;
+  n->layout = r->layout;
   for (int i = 0; i < MAX_DIMS; i++) n->ne[i] = r->ne[i], n->nb[i] = r->nb[i];
   n->op = r->op;
   std::copy(std::begin(r->op_params), std::end(r->op_params), std::begin(n->op_params));
@@ -72,7 +73,8 @@ void normalize_views(Graph& g) {
   }
 }
 
-void merge_adjacent_products(Graph& g, Context& ctx) {
+bool merge_adjacent_products(Graph& g, Context& ctx) {
+  bool changed = false;
   // (activations, root, type, row length, row stride) -> products
   std::map<std::tuple<const Tensor*, const Tensor*, Type, int64_t, size_t>, std::vector<Tensor*>> groups;
   for (Tensor* m : g.nodes()) {
@@ -98,15 +100,18 @@ void merge_adjacent_products(Graph& g, Context& ctx) {
         int64_t at = 0;
         for (size_t k = i; k < j; k++) {
           become(ms[k], view_2d(ctx, p, ms[k]->ne[0], 1, p->nb[1], size_t(at) * sizeof(float)));
+          changed = true;
           at += ms[k]->ne[0];
         }
       }
       i = j;
     }
   }
+  return changed;
 }
 
-void fuse_swiglu(Graph& g, Context& ctx) {
+bool fuse_swiglu(Graph& g, Context& ctx) {
+  bool changed = false;
   const Uses u = uses_of(g);
   for (Tensor* s : g.nodes()) {
     if (s->op != Op::SILU_MUL) continue;
@@ -118,10 +123,13 @@ void fuse_swiglu(Graph& g, Context& ctx) {
     MatMulFusion f;
     f.up = up->src[0];
     become(s, mul_mat_fused(ctx, gate->src[0], gate->src[1], f));
+    changed = true;
   }
+  return changed;
 }
 
-void fuse_norms(Graph& g, Context& ctx) {
+bool fuse_norms(Graph& g, Context& ctx) {
+  bool changed = false;
   const Uses u = uses_of(g);
   for (Tensor* r : g.nodes()) {
     if (r->op != Op::RMS_NORM || !inner(r) || !one_row(r) || r->src[0]->nb[0] != sizeof(float)) continue;
@@ -140,11 +148,14 @@ void fuse_norms(Graph& g, Context& ctx) {
       f.norm_w = r->src[1];
       if (c->op_params[0] == MM_GLU) f.up = c->src[2];
       become(c, mul_mat_fused(ctx, c->src[0], r->src[0], f));
+      changed = true;
     }
   }
+  return changed;
 }
 
-void fuse_adds(Graph& g, Context& ctx) {
+bool fuse_adds(Graph& g, Context& ctx) {
+  bool changed = false;
   const Uses u = uses_of(g);
   for (Tensor* d : g.nodes()) {
     if (d->op != Op::ADD) continue;
@@ -156,12 +167,15 @@ void fuse_adds(Graph& g, Context& ctx) {
       MatMulFusion f;
       f.add = o;
       become(d, mul_mat_fused(ctx, m->src[0], m->src[1], f));
+      changed = true;
       break;
     }
   }
+  return changed;
 }
 
-void merge_ropes(Graph& g, Context& ctx) {
+bool merge_ropes(Graph& g, Context& ctx) {
+  bool changed = false;
   // (buffer, positions, parameters) -> ropes of one token's heads in that buffer
   using Key = std::tuple<const Tensor*, const Tensor*, int32_t, int32_t, int32_t, int32_t>;
   std::map<Key, std::vector<Tensor*>> groups;
@@ -186,7 +200,9 @@ void merge_ropes(Graph& g, Context& ctx) {
                        op_param_f32(a, 3));
     become(a, view_3d(ctx, rot, hd, a->ne[1], 1, size_t(hd) * es, rot->nb[2], 0));
     become(b, view_3d(ctx, rot, hd, b->ne[1], 1, size_t(hd) * es, rot->nb[2], size_t(a->ne[1] * hd) * es));
+    changed = true;
   }
+  return changed;
 }
 
 void reorder(Graph& g) {
@@ -197,16 +213,11 @@ void reorder(Graph& g) {
 }  // namespace
 
 void fuse(Graph& g, Context& ctx) {
-  merge_adjacent_products(g, ctx);
-  reorder(g);
-  fuse_swiglu(g, ctx);
-  reorder(g);
-  fuse_norms(g, ctx);
-  reorder(g);
-  fuse_adds(g, ctx);
-  reorder(g);
-  merge_ropes(g, ctx);
-  reorder(g);
+  // Each step sees the graph as the previous one left it: ordered again
+  // (and its views at their roots) only where a step changed something, so
+  // a prompt's graph, which has nothing to fuse, costs five scans.
+  for (bool (*step)(Graph&, Context&) : {merge_adjacent_products, fuse_swiglu, fuse_norms, fuse_adds, merge_ropes})
+    if (step(g, ctx)) reorder(g);
 }
 
 }  // namespace ggml::cpu

@@ -1,13 +1,14 @@
+#include <unistd.h>
+
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <ctime>
-#include <unistd.h>
 #include <map>
 #include <mutex>
 #include <string>
-#include <cmath>
 #include <vector>
 
 #include "compute.h"
@@ -188,7 +189,7 @@ void profile_add(const Tensor* n, double sec) {
   if (n->op == Op::MUL_MAT) {
     // by weight type, generation or prompt, and weight shape K x M x batches
     const Tensor* a = n->src[0];
-    k += std::string(" ") + type_name(a->type) + (n->src[1]->ne[1] == 1 ? " n=1 " : " n>1 ") +
+    k += std::string(" ") + type_name(cpu::format_of(a->type, a->layout)) + (n->src[1]->ne[1] == 1 ? " n=1 " : " n>1 ") +
          std::to_string(a->ne[0]) + "x" + std::to_string(a->ne[1]) + "x" + std::to_string(a->ne[2]);
     const int32_t f = n->op_params[0];
     if (f & MM_NORM) k += " +norm";

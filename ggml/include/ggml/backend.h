@@ -79,7 +79,6 @@ class Scheduler {
   // Checks every node has a backend and lets it rewrite the graph.
   void plan(Graph& g, Context& ctx);
   void compute(Graph& g);
-  void set_threads(int n);
   Backend& primary() { return *backends_.front(); }  // where graph memory is allocated
 
  private:

@@ -109,6 +109,20 @@ void compute_norm(const ComputeParams& p, Tensor* dst);
 void compute_rope(const ComputeParams& p, Tensor* dst);
 void compute_soft_max(const ComputeParams& p, Tensor* dst);
 
+// The loss and the ops of backward rules (compute_backward.cpp).
+void compute_sum_to(const ComputeParams& p, Tensor* dst);
+void compute_acc(const ComputeParams& p, Tensor* dst);
+void compute_mul_mat_t(const ComputeParams& p, Tensor* dst);
+size_t mul_mat_t_work_size(const Tensor* dst, int nth, const cpu::KernelSet& k);
+void compute_get_rows_back(const ComputeParams& p, Tensor* dst);
+void compute_rms_norm_back(const ComputeParams& p, Tensor* dst);
+void compute_norm_back(const ComputeParams& p, Tensor* dst);
+void compute_soft_max_back(const ComputeParams& p, Tensor* dst);
+void compute_act_back(const ComputeParams& p, Tensor* dst);  // SILU_BACK, GELU_BACK
+void compute_cross_entropy(const ComputeParams& p, Tensor* dst);
+size_t cross_entropy_work_size(const Tensor* dst, int nth, const cpu::KernelSet& k);
+void compute_cross_entropy_back(const ComputeParams& p, Tensor* dst);
+
 // Reads row (i1, i2, i3) of t, any layout, as F32 into out (ne0 floats).
 void load_row_f32(const cpu::KernelSet& k, const Tensor* t, int64_t i1, int64_t i2, int64_t i3, float* out);
 

@@ -60,6 +60,7 @@ void compute_rope(const ComputeParams& p, Tensor* dst) {
   const auto mode = RopeMode(dst->op_params[1]);
   const float base = op_param_f32(dst, 2), freq_scale = op_param_f32(dst, 3);
   const int half = n_dims / 2;
+  const bool inverse = dst->op_params[4] != 0;  // rope_back: the transpose of the rotation
   // The angles follow Hugging Face: inv_freq_i = 1 / base^(2i/n_dims) in F32,
   // theta = (pos * freq_scale) * inv_freq_i in F32, cos and sin of that.
   std::vector<float> cs(size_t(2 * half));
@@ -75,7 +76,7 @@ void compute_rope(const ComputeParams& p, Tensor* dst) {
       const float inv = 1.0f / std::pow(base, float(2 * i) / float(n_dims));
       const float theta = pf * inv;
       cs[size_t(2 * i)] = float(std::cos(double(theta)));
-      cs[size_t(2 * i + 1)] = float(std::sin(double(theta)));
+      cs[size_t(2 * i + 1)] = inverse ? -float(std::sin(double(theta))) : float(std::sin(double(theta)));
     }
     for (int64_t i1 = 0; i1 < dst->ne[1]; i1++) {
       float* y = reinterpret_cast<float*>(dst->row_ptr(i1, i2, i3));

@@ -57,6 +57,17 @@ constexpr CpuOp kCpuOps[] = {
     {Op::RESHAPE, nullptr, nullptr},
     {Op::PERMUTE, nullptr, nullptr},
     {Op::TRANSPOSE, nullptr, nullptr},
+    {Op::SUM_TO, compute_sum_to, nullptr},
+    {Op::ACC, compute_acc, nullptr},
+    {Op::MUL_MAT_T, compute_mul_mat_t, mul_mat_t_work_size},
+    {Op::GET_ROWS_BACK, compute_get_rows_back, nullptr},
+    {Op::RMS_NORM_BACK, compute_rms_norm_back, nullptr},
+    {Op::NORM_BACK, compute_norm_back, nullptr},
+    {Op::SOFT_MAX_BACK, compute_soft_max_back, nullptr},
+    {Op::SILU_BACK, compute_act_back, nullptr},
+    {Op::GELU_BACK, compute_act_back, nullptr},
+    {Op::CROSS_ENTROPY, compute_cross_entropy, cross_entropy_work_size},
+    {Op::CROSS_ENTROPY_BACK, compute_cross_entropy_back, nullptr},
 };
 static_assert(sizeof(kCpuOps) / sizeof(kCpuOps[0]) == size_t(Op::COUNT_), "a CPU entry for every op");
 constexpr bool in_order() {

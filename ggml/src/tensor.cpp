@@ -6,31 +6,43 @@
 #include <sstream>
 
 #include "ggml/tensor.h"
+#include "backward.h"
 
 namespace ggml {
 
 namespace {
 constexpr OpInfo kOps[] = {
     {Op::NONE, "none", 0, 0, false, nullptr},
-    {Op::CPY, "cpy", 2, 2, false, nullptr},
-    {Op::CONT, "cont", 1, 1, false, nullptr},
-    {Op::ADD, "add", 2, 2, false, nullptr},
-    {Op::MUL, "mul", 2, 2, false, nullptr},
-    {Op::SCALE, "scale", 1, 1, false, nullptr},
-    {Op::GET_ROWS, "get_rows", 2, 2, false, nullptr},
-    {Op::MUL_MAT, "mul_mat", 2, 4, false, nullptr},  // fused: + up or addend, + norm weight
-    {Op::RMS_NORM, "rms_norm", 1, 2, false, nullptr},
-    {Op::NORM, "norm", 1, 1, false, nullptr},
-    {Op::ROPE, "rope", 2, 2, false, nullptr},
-    {Op::SOFT_MAX, "soft_max", 1, 2, false, nullptr},
-    {Op::SILU, "silu", 1, 1, false, nullptr},
-    {Op::GELU, "gelu", 1, 1, false, nullptr},
-    {Op::GELU_ERF, "gelu_erf", 1, 1, false, nullptr},
-    {Op::SILU_MUL, "silu_mul", 2, 2, false, nullptr},
-    {Op::VIEW, "view", 1, 1, true, nullptr},
-    {Op::RESHAPE, "reshape", 1, 1, true, nullptr},
-    {Op::PERMUTE, "permute", 1, 1, true, nullptr},
-    {Op::TRANSPOSE, "transpose", 1, 1, true, nullptr},
+    {Op::CPY, "cpy", 2, 2, false, backward_cpy},
+    {Op::CONT, "cont", 1, 1, false, backward_cpy},
+    {Op::ADD, "add", 2, 2, false, backward_add},
+    {Op::MUL, "mul", 2, 2, false, backward_mul},
+    {Op::SCALE, "scale", 1, 1, false, backward_scale},
+    {Op::GET_ROWS, "get_rows", 2, 2, false, backward_get_rows},
+    {Op::MUL_MAT, "mul_mat", 2, 4, false, backward_mul_mat},  // fused: + up or addend, + norm weight
+    {Op::RMS_NORM, "rms_norm", 1, 2, false, backward_rms_norm},
+    {Op::NORM, "norm", 1, 1, false, backward_norm},
+    {Op::ROPE, "rope", 2, 2, false, backward_rope},
+    {Op::SOFT_MAX, "soft_max", 1, 2, false, backward_soft_max},
+    {Op::SILU, "silu", 1, 1, false, backward_silu},
+    {Op::GELU, "gelu", 1, 1, false, backward_gelu},
+    {Op::GELU_ERF, "gelu_erf", 1, 1, false, backward_gelu},
+    {Op::SILU_MUL, "silu_mul", 2, 2, false, backward_silu_mul},
+    {Op::VIEW, "view", 1, 1, true, backward_view},
+    {Op::RESHAPE, "reshape", 1, 1, true, backward_reshape},
+    {Op::PERMUTE, "permute", 1, 1, true, backward_permute},
+    {Op::TRANSPOSE, "transpose", 1, 1, true, backward_permute},
+    {Op::SUM_TO, "sum_to", 1, 1, false, nullptr},
+    {Op::ACC, "acc", 1, 2, false, nullptr},
+    {Op::MUL_MAT_T, "mul_mat_t", 2, 2, false, nullptr},
+    {Op::GET_ROWS_BACK, "get_rows_back", 2, 2, false, nullptr},
+    {Op::RMS_NORM_BACK, "rms_norm_back", 2, 2, false, nullptr},
+    {Op::NORM_BACK, "norm_back", 2, 2, false, nullptr},
+    {Op::SOFT_MAX_BACK, "soft_max_back", 2, 2, false, nullptr},
+    {Op::SILU_BACK, "silu_back", 2, 2, false, nullptr},
+    {Op::GELU_BACK, "gelu_back", 2, 2, false, nullptr},
+    {Op::CROSS_ENTROPY, "cross_entropy", 2, 3, false, backward_cross_entropy},
+    {Op::CROSS_ENTROPY_BACK, "cross_entropy_back", 3, 4, false, nullptr},
 };
 static_assert(sizeof(kOps) / sizeof(kOps[0]) == size_t(Op::COUNT_), "a row for every op");
 constexpr bool rows_in_order() {

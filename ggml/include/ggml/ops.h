@@ -80,6 +80,47 @@ Tensor* silu_mul(Context& ctx, Tensor* a, Tensor* b);
 Tensor* gelu(Context& ctx, Tensor* a);      // tanh approximation
 Tensor* gelu_erf(Context& ctx, Tensor* a);  // exact, with erf
 
+// Reshape to a full 4-D shape (a contiguous; the element count kept).
+Tensor* reshape_4d(Context& ctx, Tensor* a, int64_t ne0, int64_t ne1, int64_t ne2, int64_t ne3);
+
+// Cross-entropy of logits [V, T] (F32) against targets (I32 [T]; a negative
+// id marks a position that does not count): the sum over counted tokens of
+// logsumexp(row) - row[target], divided by the count in norm (F32 [1], the
+// counted tokens of every micro-batch of a step) or, without norm, by this
+// batch's count. Result F32 [1].
+Tensor* cross_entropy(Context& ctx, Tensor* logits, Tensor* targets, Tensor* norm = nullptr);
+
+// The ops backward rules build (autodiff.h), each F32.
+// a summed down to shape ne (each ne[i] divides a's): the reverse of the
+// broadcast in add and mul (index i of a goes to i % ne).
+Tensor* sum_to(Context& ctx, Tensor* a, const int64_t* ne);
+// A contiguous F32 tensor of shape ne: base (or zeros without it) with b
+// added into the view of it at byte offset offs with strides nb1..nb3 (the
+// reverse of a view; b's shape gives the view's).
+Tensor* acc(Context& ctx, Tensor* b, Tensor* base, const int64_t* ne, size_t nb1, size_t nb2, size_t nb3, size_t offs);
+// The product with a transposed: dst[k, j] = sum_i a[k, i] * d[i, j] for
+// a [K, M, B2, B3] of any type mul_mat takes, d F32 [M, N, C2, C3] (batches
+// broadcast as in mul_mat). Result [K, N, C2, C3]: dX = W^T dY through a
+// frozen weight, dequantized a block of rows at a time, never whole.
+Tensor* mul_mat_t(Context& ctx, Tensor* a, Tensor* d);
+// Rows of g [ne0, n] added into a zero [ne0, n_rows] at ids (I32 [n]): the
+// reverse of get_rows.
+Tensor* get_rows_back(Context& ctx, Tensor* g, Tensor* ids, int64_t n_rows);
+// dL/dx of y = rms_norm(x) (no weight) and y = norm(x), given g = dL/dy.
+Tensor* rms_norm_back(Context& ctx, Tensor* x, Tensor* g, float eps);
+Tensor* norm_back(Context& ctx, Tensor* x, Tensor* g, float eps);
+// dL/da of y = soft_max(a, scale, ...) from y and g = dL/dy.
+Tensor* soft_max_back(Context& ctx, Tensor* y, Tensor* g, float scale);
+// g * silu'(x) and g * gelu'(x) (erf: the exact gelu's).
+Tensor* silu_back(Context& ctx, Tensor* x, Tensor* g);
+Tensor* gelu_back(Context& ctx, Tensor* x, Tensor* g, bool erf);
+// dL/dlogits of cross_entropy, given dL/dloss (F32 [1]): (softmax - one-hot)
+// * dloss / count per counted row, zero elsewhere; the softmax is
+// recomputed here, never kept from the forward pass.
+Tensor* cross_entropy_back(Context& ctx, Tensor* logits, Tensor* targets, Tensor* dloss, Tensor* norm = nullptr);
+// The inverse rotation of rope (its transpose: the angle negated).
+Tensor* rope_back(Context& ctx, Tensor* g, Tensor* pos, int n_dims, RopeMode mode, float freq_base, float freq_scale);
+
 inline float op_param_f32(const Tensor* t, int i) {
   float f;
   static_assert(sizeof(float) == sizeof(int32_t));

@@ -31,12 +31,16 @@ enum class Op : uint8_t {
   SILU, GELU, GELU_ERF,
   SILU_MUL,   // silu(src0) * src1
   VIEW, RESHAPE, PERMUTE, TRANSPOSE,  // no computation: a view of src0
+  // The ops backward rules build (autodiff.h); each is described at its
+  // constructor in ops.h.
+  SUM_TO, ACC, MUL_MAT_T, GET_ROWS_BACK, RMS_NORM_BACK, NORM_BACK, SOFT_MAX_BACK, SILU_BACK, GELU_BACK,
+  CROSS_ENTROPY, CROSS_ENTROPY_BACK,
   COUNT_,
 };
 // What every backend and pass knows of an op: one row per op (tensor.cpp).
 // Its shape rule and checks are its constructor (ops.cpp); each backend adds
 // its kernel and work size (the CPU's: kCpuOps in exec.cpp); the backward
-// rule (reverse-mode autodiff, the training issue) fills `backward`.
+// rule (reverse-mode autodiff, autodiff.h) is `backward`.
 struct BackwardContext;
 struct Tensor;
 using BackwardFn = void (*)(BackwardContext& ctx, Tensor* node);

@@ -1,0 +1,36 @@
+#pragma once
+// Reverse-mode automatic differentiation: the gradient nodes of a loss are
+// added to the graph that computes it, so one plan and one compute give the
+// loss and every gradient. Each op's rule sits beside its forward in the op
+// table (OpInfo::backward, autodiff_rules.cpp).
+#include <utility>
+#include <vector>
+
+#include "graph.h"
+
+namespace ggml {
+
+// Marks a leaf trainable (F32 only): build_backward makes its gradient.
+inline void set_trainable(Tensor* t) { t->flags |= FLAG_PARAM; }
+
+struct Gradients {
+  // (trainable leaf, its gradient) in the graph's leaf order; a leaf the
+  // loss does not depend on has none.
+  std::vector<std::pair<Tensor*, Tensor*>> grads;
+  Tensor* seed = nullptr;  // dL/dloss, a leaf holding 1 (scale it to weight a micro-batch)
+  Tensor* of(const Tensor* t) const {
+    for (const auto& [p, gr] : grads)
+      if (p == t) return gr;
+    return nullptr;
+  }
+};
+
+// Adds to g (which must contain loss, an F32 scalar node) the gradient of
+// loss with respect to every leaf marked trainable, each an output of g.
+// Nothing is built for tensors no trainable leaf flows into; a tensor read
+// by several nodes sums their contributions. Call it before the backend's
+// optimize pass (its fused nodes have no rules). Throws for an op without a
+// rule, or a trainable leaf that is not F32.
+Gradients build_backward(Context& ctx, Graph& g, Tensor* loss);
+
+}  // namespace ggml

@@ -16,13 +16,13 @@ Tensor* build_gptj(GraphInputs& in) {
   for (int il = 0; il < (int)hp.n_layer; il++) {
     const Layer& l = m.layers[il];
     Tensor* h = ggml::layer_norm(ctx, x, l.attn_norm, l.attn_norm_b, hp.norm_eps);
-    Tensor* q = ggml::reshape(ctx, linear(ctx, h, l.wq), {hd, hp.n_head, nt});
-    Tensor* k = ggml::reshape(ctx, linear(ctx, h, l.wk), {hd, hp.n_head, nt});
-    Tensor* v = linear(ctx, h, l.wv);
+    Tensor* q = ggml::reshape(ctx, linear(in, h, l.wq), {hd, hp.n_head, nt});
+    Tensor* k = ggml::reshape(ctx, linear(in, h, l.wk), {hd, hp.n_head, nt});
+    Tensor* v = linear(in, h, l.wv);
     q = ggml::rope(ctx, q, in.positions, (int)hp.n_rot, ggml::RopeMode::Interleaved, hp.rope_base, hp.rope_freq_scale);
     k = ggml::rope(ctx, k, in.positions, (int)hp.n_rot, ggml::RopeMode::Interleaved, hp.rope_base, hp.rope_freq_scale);
-    Tensor* attn = linear(ctx, attention(in, il, q, k, v), l.wo);
-    Tensor* mlp = linear(ctx, ggml::gelu(ctx, linear(ctx, h, l.w_up, l.b_up)), l.w_down, l.b_down);
+    Tensor* attn = linear(in, attention(in, il, q, k, v), l.wo);
+    Tensor* mlp = linear(in, ggml::gelu(ctx, linear(in, h, l.w_up, l.b_up)), l.w_down, l.b_down);
     x = ggml::add(ctx, ggml::add(ctx, x, attn), mlp);
   }
   return ggml::layer_norm(ctx, x, m.output_norm, m.output_norm_b, hp.norm_eps);

@@ -16,7 +16,7 @@ Tensor* build_gptneox(GraphInputs& in) {
   for (int il = 0; il < (int)hp.n_layer; il++) {
     const Layer& l = m.layers[il];
     Tensor* h = ggml::layer_norm(ctx, x, l.attn_norm, l.attn_norm_b, hp.norm_eps);
-    Tensor* qkv = linear(ctx, h, l.wqkv, l.bqkv);  // [3E, nt]
+    Tensor* qkv = linear(in, h, l.wqkv, l.bqkv);  // [3E, nt]
     const size_t es = sizeof(float);
     auto part = [&](int i) {  // rows [i*E, (i+1)*E) of every token, as [hd, n_head, nt]
       return ggml::view_3d(ctx, qkv, hd, hp.n_head, nt, hd * es, qkv->nb[1], (size_t)i * E * es);
@@ -24,9 +24,9 @@ Tensor* build_gptneox(GraphInputs& in) {
     Tensor* q = ggml::rope(ctx, part(0), in.positions, (int)hp.n_rot, ggml::RopeMode::Neox, hp.rope_base, hp.rope_freq_scale);
     Tensor* k = ggml::rope(ctx, part(1), in.positions, (int)hp.n_rot, ggml::RopeMode::Neox, hp.rope_base, hp.rope_freq_scale);
     Tensor* v = ggml::cont(ctx, ggml::view_2d(ctx, qkv, E, nt, qkv->nb[1], 2 * E * es));
-    Tensor* attn = linear(ctx, attention(in, il, q, k, v), l.wo, l.bo);
+    Tensor* attn = linear(in, attention(in, il, q, k, v), l.wo, l.bo);
     auto mlp = [&](Tensor* t) {
-      return linear(ctx, ggml::gelu_erf(ctx, linear(ctx, t, l.w_up, l.b_up)), l.w_down, l.b_down);
+      return linear(in, ggml::gelu_erf(ctx, linear(in, t, l.w_up, l.b_up)), l.w_down, l.b_down);
     };
     if (hp.parallel_residual) {
       Tensor* h2 = ggml::layer_norm(ctx, x, l.ffn_norm, l.ffn_norm_b, hp.norm_eps);

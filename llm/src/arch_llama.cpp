@@ -21,14 +21,14 @@ Tensor* build_llama(GraphInputs& in) {
   for (int il = 0; il < (int)hp.n_layer; il++) {
     const Layer& l = m.layers[il];
     Tensor* h = rms_norm(ctx, x, l.attn_norm, hp.norm_eps);
-    Tensor* q = rope(ggml::reshape(ctx, linear(ctx, h, l.wq, l.bq), {hd, hp.n_head, nt}));
-    Tensor* k = rope(ggml::reshape(ctx, linear(ctx, h, l.wk, l.bk), {hd, hp.n_head_kv, nt}));
-    Tensor* v = linear(ctx, h, l.wv, l.bv);
+    Tensor* q = rope(ggml::reshape(ctx, linear(in, h, l.wq, l.bq), {hd, hp.n_head, nt}));
+    Tensor* k = rope(ggml::reshape(ctx, linear(in, h, l.wk, l.bk), {hd, hp.n_head_kv, nt}));
+    Tensor* v = linear(in, h, l.wv, l.bv);
     Tensor* att = attention(in, il, q, k, v);
-    x = ggml::add(ctx, x, linear(ctx, att, l.wo, l.bo));
+    x = ggml::add(ctx, x, linear(in, att, l.wo, l.bo));
     h = rms_norm(ctx, x, l.ffn_norm, hp.norm_eps);
-    Tensor* g = ggml::silu_mul(ctx, linear(ctx, h, l.w_gate), linear(ctx, h, l.w_up));
-    x = ggml::add(ctx, x, linear(ctx, g, l.w_down));
+    Tensor* g = ggml::silu_mul(ctx, linear(in, h, l.w_gate), linear(in, h, l.w_up));
+    x = ggml::add(ctx, x, linear(in, g, l.w_down));
   }
   return rms_norm(ctx, x, m.output_norm, hp.norm_eps);
 }

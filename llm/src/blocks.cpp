@@ -2,6 +2,8 @@
 
 #include <cmath>
 
+#include "llm/lora.h"
+
 namespace llm {
 
 using ggml::Tensor;
@@ -9,6 +11,15 @@ using ggml::Tensor;
 Tensor* linear(ggml::Context& ctx, Tensor* x, Tensor* w, Tensor* b) {
   Tensor* y = ggml::mul_mat(ctx, w, x);
   return b ? ggml::add(ctx, y, b) : y;
+}
+
+Tensor* linear(GraphInputs& in, Tensor* x, Tensor* w, Tensor* b) {
+  Tensor* y = linear(in.ctx, x, w, b);
+  const LoraAdapter* a = in.lora ? in.lora->find(w) : nullptr;
+  if (!a) return y;
+  // PEFT's order: the base (with its bias), then the scaled update added.
+  Tensor* d = ggml::mul_mat(in.ctx, a->b, ggml::mul_mat(in.ctx, a->a, x));
+  return ggml::add(in.ctx, y, ggml::scale(in.ctx, d, a->scale));
 }
 
 Tensor* rms_norm(ggml::Context& ctx, Tensor* x, Tensor* w, float eps) {
@@ -20,6 +31,16 @@ Tensor* attention(GraphInputs& in, int il, Tensor* q, Tensor* k, Tensor* v) {
   const HParams& hp = in.model.hp;
   const int64_t hd = hp.head_dim(), nkv = hp.n_head_kv, nt = in.n_tokens, np = in.n_past;
   const int64_t n_kv = np + nt;
+  if (in.k_cache.empty()) {
+    // The batch alone, causal from position 0: no cache to store into.
+    Tensor* kk = ggml::permute(ctx, k, 0, 2, 1, 3);  // [hd, nt, n_head_kv]
+    Tensor* qq = ggml::permute(ctx, q, 0, 2, 1, 3);  // [hd, nt, n_head]
+    Tensor* probs = ggml::soft_max(ctx, ggml::mul_mat(ctx, kk, qq), 1.0f / std::sqrt((float)hd), nullptr, 0);
+    Tensor* vv = ggml::cont(ctx, ggml::permute(ctx, ggml::reshape(ctx, v, {hd, nkv, nt}), 1, 2, 0, 3));  // [nt, hd, nkv]
+    Tensor* out = ggml::mul_mat(ctx, vv, probs);      // [hd, nt, n_head]
+    out = ggml::cont(ctx, ggml::permute(ctx, out, 0, 2, 1, 3));
+    return ggml::reshape(ctx, out, {hp.n_embd, nt});
+  }
   Tensor* K = in.k_cache[il];
   Tensor* V = in.v_cache[il];
   const size_t es = ggml::type_size(K->type);

@@ -6,6 +6,8 @@
 
 namespace llm {
 
+class Lora;
+
 // Everything one forward graph needs: the batch's position in the cache and
 // the per-layer cache tensors.
 struct GraphInputs {
@@ -21,9 +23,15 @@ struct GraphInputs {
   // follows, for a graph built once at the largest n_past and reused for
   // smaller ones; -1: n_past is fixed.
   int n_past_param = -1;
+  // Training: LoRA adapters beside the weights they name (null: none).
+  const Lora* lora = nullptr;
+  // With no cache (k_cache empty) attention runs over the batch alone, from
+  // position 0, its keys and values never stored: the graph autodiff sees.
 };
 
 ggml::Tensor* linear(ggml::Context& ctx, ggml::Tensor* x, ggml::Tensor* w, ggml::Tensor* b = nullptr);
+// The same, plus scale * B (A x) where in.lora adapts w.
+ggml::Tensor* linear(GraphInputs& in, ggml::Tensor* x, ggml::Tensor* w, ggml::Tensor* b = nullptr);
 ggml::Tensor* rms_norm(ggml::Context& ctx, ggml::Tensor* x, ggml::Tensor* w, float eps);
 
 // q: [head_dim, n_head, n_tokens], k: [head_dim, n_head_kv, n_tokens] (both

@@ -1,0 +1,26 @@
+#pragma once
+// The training graph of a model: a batch's forward pass from position 0
+// without a KV cache (LoRA adapters applied), the logits of every position
+// and their cross-entropy against targets. build_backward (ggml/autodiff.h)
+// then adds the gradients to the same graph.
+#include <cstdint>
+
+#include "ggml/ggml.h"
+#include "llm/model.h"
+
+namespace llm {
+
+class Lora;
+
+struct TrainGraph {
+  ggml::Tensor* tokens = nullptr;   // I32 [n]: fill before each compute
+  ggml::Tensor* targets = nullptr;  // I32 [n]: the next token of each position; -1 where it does not count
+  ggml::Tensor* count = nullptr;    // F32 [1]: the counted targets of the whole step (all micro-batches)
+  ggml::Tensor* logits = nullptr;   // F32 [n_vocab, n]
+  ggml::Tensor* loss = nullptr;     // F32 [1]: the sum of the counted positions' losses / count
+};
+
+// Builds the graph into ctx and g (positions 0..n-1 are set here; count to n).
+TrainGraph build_train_graph(const Model& model, const Lora* lora, ggml::Context& ctx, ggml::Graph& g, int64_t n_tokens);
+
+}  // namespace llm

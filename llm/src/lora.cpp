@@ -1,0 +1,219 @@
+#include "llm/lora.h"
+
+#include <cmath>
+#include <fstream>
+#include <random>
+
+#include <nlohmann/json.hpp>
+
+#include "ggml/autodiff.h"
+#include "llm/checkpoint.h"
+#include "llm/convert.h"
+#include "llm/error.h"
+
+namespace llm {
+
+using ggml::Tensor;
+
+namespace {
+struct Module {
+  const char* name;    // PEFT's
+  const char* parent;  // the submodule that holds it in transformers
+  Tensor* Layer::*field;
+};
+const std::vector<Module>& modules_of(Arch arch) {
+  static const std::vector<Module> llama = {
+      {"q_proj", "self_attn", &Layer::wq},      {"k_proj", "self_attn", &Layer::wk},  {"v_proj", "self_attn", &Layer::wv},
+      {"o_proj", "self_attn", &Layer::wo},      {"gate_proj", "mlp", &Layer::w_gate}, {"up_proj", "mlp", &Layer::w_up},
+      {"down_proj", "mlp", &Layer::w_down}};
+  static const std::vector<Module> neox = {{"query_key_value", "attention", &Layer::wqkv},
+                                           {"dense", "attention", &Layer::wo},
+                                           {"dense_h_to_4h", "mlp", &Layer::w_up},
+                                           {"dense_4h_to_h", "mlp", &Layer::w_down}};
+  static const std::vector<Module> gptj = {{"q_proj", "attn", &Layer::wq},   {"k_proj", "attn", &Layer::wk},
+                                           {"v_proj", "attn", &Layer::wv},   {"out_proj", "attn", &Layer::wo},
+                                           {"fc_in", "mlp", &Layer::w_up},   {"fc_out", "mlp", &Layer::w_down}};
+  return arch == Arch::LLAMA ? llama : arch == Arch::GPTNEOX ? neox : gptj;
+}
+const Module& module_of(Arch arch, const std::string& name) {
+  for (const Module& m : modules_of(arch))
+    if (name == m.name) return m;
+  std::string known;
+  for (const Module& m : modules_of(arch)) known += (known.empty() ? "" : ", ") + std::string(m.name);
+  throw Error("LoRA: '" + name + "' is not a projection of a " + arch_name(arch) + " model (" + known + ")");
+}
+const char* peft_prefix(Arch arch) {
+  return arch == Arch::LLAMA ? "base_model.model.model.layers." : arch == Arch::GPTNEOX ? "base_model.model.gpt_neox.layers."
+                                                                                       : "base_model.model.transformer.h.";
+}
+}  // namespace
+
+std::vector<std::string> Lora::module_names(Arch arch) {
+  std::vector<std::string> v;
+  for (const Module& m : modules_of(arch)) v.push_back(m.name);
+  return v;
+}
+
+LoraAdapter& Lora::add(int layer, const std::string& module) {
+  const Module& m = module_of(model_.hp.arch, module);
+  Tensor* w = model_.layers[size_t(layer)].*m.field;
+  if (!w) throw Error("LoRA: this model has no " + module + " weight in layer " + std::to_string(layer));
+  LoraAdapter a;
+  a.weight = w;
+  a.layer = layer;
+  a.module = m.name;
+  const std::string base = "blk." + std::to_string(layer) + "." + m.name;
+  a.a = ctx_.new_tensor(ggml::Type::F32, {w->ne[0], rank_}, base + ".lora_a");
+  a.b = ctx_.new_tensor(ggml::Type::F32, {rank_, w->ne[1]}, base + ".lora_b");
+  ggml::set_trainable(a.a);
+  ggml::set_trainable(a.b);
+  by_weight_[w] = adapters_.size();
+  adapters_.push_back(a);
+  return adapters_.back();
+}
+
+std::unique_ptr<Lora> Lora::create(Model& model, int rank, float alpha, const std::vector<std::string>& modules,
+                                   uint64_t seed) {
+  if (rank < 1 || rank > 4096) throw Error("LoRA: rank " + std::to_string(rank) + " out of range (1 to 4096)");
+  if (!(alpha > 0)) throw Error("LoRA: alpha must be positive");
+  if (modules.empty()) throw Error("LoRA: no modules to adapt");
+  std::unique_ptr<Lora> l(new Lora(model));
+  l->rank_ = rank;
+  l->alpha_ = alpha;
+  std::mt19937_64 rng(seed);
+  for (int il = 0; il < int(model.hp.n_layer); il++)
+    for (const std::string& m : modules) {
+      LoraAdapter& a = l->add(il, m);
+      a.scale = alpha / float(rank);
+      // torch's kaiming_uniform_(a=sqrt(5)) on [r, in]: bound = 1 / sqrt(in)
+      const float bound = 1.0f / std::sqrt(float(a.a->ne[0]));
+      std::uniform_real_distribution<float> u(-bound, bound);
+      for (int64_t i = 0; i < a.a->nelements(); i++) a.a->as<float>()[i] = u(rng);
+    }
+  return l;
+}
+
+const LoraAdapter* Lora::find(const Tensor* w) const {
+  auto it = by_weight_.find(w);
+  return it == by_weight_.end() ? nullptr : &adapters_[it->second];
+}
+
+std::vector<Tensor*> Lora::params() const {
+  std::vector<Tensor*> p;
+  for (const LoraAdapter& a : adapters_) p.push_back(a.a), p.push_back(a.b);
+  return p;
+}
+
+std::string Lora::peft_name(const LoraAdapter& a, bool b) const {
+  const Module& m = module_of(model_.hp.arch, a.module);
+  return std::string(peft_prefix(model_.hp.arch)) + std::to_string(a.layer) + "." + m.parent + "." + m.name +
+         (b ? ".lora_B.weight" : ".lora_A.weight");
+}
+
+namespace {
+// Which row reordering the converter gives W, so B gets the same.
+enum class Rows { Same, RopeQ, RopeK, NeoxQkv };
+Rows rows_of(const HParams& hp, const std::string& module) {
+  if (hp.arch == Arch::LLAMA && module == "q_proj") return Rows::RopeQ;
+  if (hp.arch == Arch::LLAMA && module == "k_proj") return Rows::RopeK;
+  if (hp.arch == Arch::GPTNEOX && module == "query_key_value") return Rows::NeoxQkv;
+  return Rows::Same;
+}
+}  // namespace
+
+void Lora::b_from_peft(const LoraAdapter& a, const float* src, Tensor* dst) const {
+  const HParams& hp = model_.hp;
+  const int64_t out = dst->ne[1], r = dst->ne[0];
+  float* d = dst->as<float>();
+  switch (rows_of(hp, a.module)) {
+    case Rows::Same: std::copy(src, src + out * r, d); break;
+    case Rows::RopeQ: permute_rope_rows(src, d, out, r, int(hp.n_head)); break;
+    case Rows::RopeK: permute_rope_rows(src, d, out, r, int(hp.n_head_kv)); break;
+    case Rows::NeoxQkv: neox_qkv_regroup(src, d, int(hp.n_head), hp.head_dim(), r); break;
+  }
+}
+
+std::vector<float> Lora::b_to_peft(const LoraAdapter& a, const Tensor* b_like) const {
+  // The reorderings are permutations of rows: find where each PEFT row went
+  // by sending row indices through the forward transform.
+  const int64_t out = b_like->ne[1], r = b_like->ne[0];
+  std::vector<float> idx(static_cast<size_t>(out));
+  for (int64_t i = 0; i < out; i++) idx[size_t(i)] = float(i);
+  ggml::Context tmp;
+  Tensor* t = tmp.new_tensor(ggml::Type::F32, {1, out});
+  b_from_peft(a, idx.data(), t);
+  std::vector<float> res(size_t(out * r));
+  for (int64_t g = 0; g < out; g++) {
+    const int64_t p = int64_t(t->as<float>()[g]);  // GGUF row g holds PEFT row p
+    for (int64_t j = 0; j < r; j++) res[size_t(p * r + j)] = b_like->as<float>()[g * r + j];
+  }
+  return res;
+}
+
+std::unique_ptr<Lora> Lora::load_peft(Model& model, const std::string& dir) {
+  using json = nlohmann::json;
+  const std::string cfg_path = dir + "/adapter_config.json";
+  std::ifstream in(cfg_path);
+  if (!in) throw Error("LoRA: cannot open " + cfg_path);
+  json c;
+  try {
+    c = json::parse(in);
+  } catch (const json::exception& e) {
+    throw Error("LoRA: " + cfg_path + " is not valid JSON (" + e.what() + ")");
+  }
+  auto num = [&](const char* k) -> double {
+    if (!c.contains(k) || !c[k].is_number()) throw Error("LoRA: " + cfg_path + " has no number '" + k + "'");
+    return c[k].get<double>();
+  };
+  if (c.value("peft_type", std::string("LORA")) != "LORA") throw Error("LoRA: " + cfg_path + " is not a LoRA adapter");
+  if (c.value("use_dora", false)) throw Error("LoRA: DoRA adapters are not supported");
+  if (c.value("fan_in_fan_out", false)) throw Error("LoRA: fan_in_fan_out adapters are not supported");
+  for (const char* k : {"rank_pattern", "alpha_pattern"})
+    if (c.contains(k) && c[k].is_object() && !c[k].empty())
+      throw Error(std::string("LoRA: per-module ranks or alphas (") + k + ") are not supported");
+  const double r = num("r"), alpha = num("lora_alpha");
+  if (r < 1 || r > 4096 || r != std::floor(r)) throw Error("LoRA: rank " + std::to_string(r) + " out of range");
+  const bool rs = c.value("use_rslora", false);
+
+  std::unique_ptr<Lora> l(new Lora(model));
+  l->rank_ = int(r);
+  l->alpha_ = float(alpha);
+  const float scale = float(rs ? alpha / std::sqrt(r) : alpha / r);
+  auto ck = Checkpoint::open_safetensors({dir + "/adapter_model.safetensors"});
+  const std::string prefix = peft_prefix(model.hp.arch);
+  for (const SourceTensor& t : ck->tensors()) {
+    // <prefix><layer>.<parent>.<module>.lora_A.weight
+    const std::string& n = t.name;
+    const bool is_a = n.size() > 14 && n.compare(n.size() - 14, 14, ".lora_A.weight") == 0;
+    const bool is_b = n.size() > 14 && n.compare(n.size() - 14, 14, ".lora_B.weight") == 0;
+    if (n.compare(0, prefix.size(), prefix) != 0 || (!is_a && !is_b))
+      throw Error("LoRA: unexpected tensor '" + n + "' in a " + arch_name(model.hp.arch) + " adapter");
+    const std::string rest = n.substr(prefix.size(), n.size() - prefix.size() - 14);
+    const size_t dot = rest.find('.');
+    const std::string module = rest.substr(rest.rfind('.') + 1);
+    int layer = -1;
+    try {
+      layer = std::stoi(rest.substr(0, dot));
+    } catch (...) {
+    }
+    if (layer < 0 || layer >= int(model.hp.n_layer)) throw Error("LoRA: tensor '" + n + "' names no layer of this model");
+    const Module& m = module_of(model.hp.arch, module);
+    Tensor* w = model.layers[size_t(layer)].*m.field;
+    const LoraAdapter* have = w ? l->find(w) : nullptr;
+    LoraAdapter& a = have ? l->adapters_[l->by_weight_[w]] : l->add(layer, module);
+    a.scale = scale;
+    Tensor* dst = is_a ? a.a : a.b;
+    // PyTorch [r, in] / [out, r] are ggml's [in, r] / [r, out]
+    if (t.shape.size() != 2 || t.shape[0] != dst->ne[1] || t.shape[1] != dst->ne[0])
+      throw Error("LoRA: tensor '" + n + "' has a shape that does not fit " + dst->shape_str());
+    const std::vector<float> v = t.to_f32();
+    if (is_a)
+      std::copy(v.begin(), v.end(), dst->as<float>());
+    else
+      l->b_from_peft(a, v.data(), dst);
+  }
+  if (l->adapters_.empty()) throw Error("LoRA: " + dir + " holds no LoRA tensors");
+  return l;
+}
+
+}  // namespace llm

@@ -1,0 +1,145 @@
+// Whole models against PyTorch + PEFT (scripts/gen_lora_fixtures.py): tiny
+// LLaMA, GPT-NeoX (parallel and sequential residual) and GPT-J checkpoints
+// with LoRA on every projection. The loss, the gradient of every LoRA
+// tensor and the losses of 10 AdamW steps must match in F32.
+#include <fstream>
+
+#include <nlohmann/json.hpp>
+
+#include "helpers.h"
+#include "llm/checkpoint.h"
+#include "llm/convert.h"
+#include "llm/lora.h"
+#include "llm/model.h"
+#include "llm/train.h"
+
+using namespace ggml;
+
+namespace {
+double rel_diff(const std::vector<float>& got, const std::vector<float>& want) {
+  double d = 0, n = 0;
+  for (size_t i = 0; i < got.size(); i++) d += std::pow(double(got[i]) - want[i], 2), n += double(want[i]) * want[i];
+  return std::sqrt(d) / std::max(std::sqrt(n), 1e-12);
+}
+
+struct Fixture {
+  nlohmann::json j;
+  std::unique_ptr<llm::Model> model;
+  std::string dir;
+};
+
+Fixture load(const std::string& name) {
+  Fixture f;
+  f.dir = th::data_path("lora/" + name);
+  std::ifstream in(f.dir + "/fixture.json");
+  REQUIRE(in.good());
+  f.j = nlohmann::json::parse(in);
+  llm::ConvertOptions o;
+  o.model_dir = th::data_path("hf/" + f.j["hf"].get<std::string>());
+  o.out_path = (th::temp_dir() / (name + "-f32.gguf")).string();
+  o.outtype = Type::F32;
+  llm::convert_hf_checkpoint(o);
+  f.model = llm::Model::load(o.out_path);
+  return f;
+}
+}  // namespace
+
+TEST_CASE("LoRA training matches PyTorch + PEFT: loss, every gradient, 10 AdamW steps") {
+  for (std::string name : {"llama", "gptneox_parallel", "gptneox_sequential", "gptj"}) {
+    CAPTURE(name);
+    Fixture f = load(name);
+    auto lora = llm::Lora::load_peft(*f.model, f.dir);
+    const auto tokens = f.j["tokens"].get<std::vector<int>>();
+    const auto targets = f.j["targets"].get<std::vector<int>>();
+    const int64_t n = int64_t(tokens.size());
+    Context ctx;
+    Graph g;
+    llm::TrainGraph t = llm::build_train_graph(*f.model, lora.get(), ctx, g, n);
+    int counted = 0;
+    for (int64_t i = 0; i < n; i++) {
+      t.tokens->as<int32_t>()[i] = tokens[size_t(i)];
+      t.targets->as<int32_t>()[i] = targets[size_t(i)] < 0 ? -1 : targets[size_t(i)];
+      counted += targets[size_t(i)] >= 0;
+    }
+    *t.count->as<float>() = float(counted);
+    Gradients grads = build_backward(ctx, g, t.loss);
+    auto be = cpu_backend(2);
+    const auto& aw = f.j["adamw"];
+    OptimizerConfig cfg;
+    cfg.lr = aw["lr"].get<double>();
+    cfg.weight_decay = aw["weight_decay"].get<double>();
+    cfg.beta1 = aw["beta1"].get<double>();
+    cfg.beta2 = aw["beta2"].get<double>();
+    cfg.eps = aw["eps"].get<double>();
+    Optimizer opt(lora->params(), cfg, *be);
+    opt.accumulate(ctx, g, grads);
+    GraphAllocator alloc(GraphAllocator::Mode::Reuse, be.get());
+    alloc.allocate(g);
+    be->compute(g);
+
+    const double want_loss = f.j["loss"].get<double>();
+    CHECK(std::fabs(*t.loss->as<float>() - want_loss) <= 1e-5 * want_loss);
+    auto ref = llm::Checkpoint::open_safetensors({f.dir + "/grads.safetensors"});
+    size_t checked = 0;
+    double worst = 0;
+    for (const llm::LoraAdapter& a : lora->adapters()) {
+      for (bool is_b : {false, true}) {
+        const llm::SourceTensor* r = ref->find(lora->peft_name(a, is_b));
+        REQUIRE(r != nullptr);
+        const Tensor* gr = grads.of(is_b ? a.b : a.a);
+        REQUIRE(gr != nullptr);
+        const std::vector<float> got =
+            is_b ? lora->b_to_peft(a, gr) : std::vector<float>(gr->as<float>(), gr->as<float>() + gr->nelements());
+        const double rel = rel_diff(got, r->to_f32());
+        worst = std::max(worst, rel);
+        CHECK_MESSAGE(rel <= 1e-4, lora->peft_name(a, is_b) << ": gradient off by " << rel);
+        checked++;
+      }
+    }
+    CHECK(checked == ref->tensors().size());
+    const auto losses = f.j["losses"].get<std::vector<double>>();
+    double worst_step = 0;
+    for (size_t s = 1; s < losses.size(); s++) {
+      opt.step();
+      be->compute(g);
+      const double rel = std::fabs(*t.loss->as<float>() - losses[s]) / losses[s];
+      worst_step = std::max(worst_step, rel);
+      CHECK_MESSAGE(rel <= 1e-4, "loss after AdamW step " << s << ": " << *t.loss->as<float>() << " vs " << losses[s]);
+    }
+    MESSAGE(name << ": loss " << *t.loss->as<float>() << ", worst gradient " << worst << ", worst step loss " << worst_step
+                 << " (relative), " << alloc.buffer_size() << " bytes planned");
+  }
+}
+
+TEST_CASE("LoRA: B's rows go to the GGUF layout and back") {
+  Fixture f = load("llama");
+  auto lora = llm::Lora::load_peft(*f.model, f.dir);
+  auto ck = llm::Checkpoint::open_safetensors({f.dir + "/adapter_model.safetensors"});
+  for (const llm::LoraAdapter& a : lora->adapters()) {
+    const auto want = ck->find(lora->peft_name(a, true))->to_f32();
+    CHECK(lora->b_to_peft(a, a.b) == want);
+  }
+}
+
+TEST_CASE("LoRA: new adapters leave the model's outputs as they were; bad adapters fail clearly") {
+  Fixture f = load("gptneox_sequential");
+  auto fresh = llm::Lora::create(*f.model, 8, 16, llm::Lora::module_names(f.model->hp.arch), 1);
+  std::vector<float> out[2];
+  for (int with = 0; with < 2; with++) {
+    Context ctx;
+    Graph g;
+    llm::TrainGraph t = llm::build_train_graph(*f.model, with ? fresh.get() : nullptr, ctx, g, 6);
+    for (int i = 0; i < 6; i++) t.tokens->as<int32_t>()[i] = 10 + i, t.targets->as<int32_t>()[i] = 20 + i;
+    GraphAllocator alloc;
+    alloc.allocate(g);
+    Executor(2).compute(g);
+    out[with].assign(t.logits->as<float>(), t.logits->as<float>() + t.logits->nelements());
+  }
+  CHECK(out[0] == out[1]);  // B starts at zero
+  CHECK_THROWS_WITH_AS(llm::Lora::create(*f.model, 4, 8, {"q_proj"}, 1), doctest::Contains("not a projection of a gptneox"),
+                       llm::Error);
+  CHECK_THROWS_WITH_AS(llm::Lora::load_peft(*f.model, th::data_path("lora/llama")), doctest::Contains("unexpected tensor"),
+                       llm::Error);
+  CHECK_THROWS_WITH_AS(llm::Lora::load_peft(*f.model, th::temp_dir().string()), doctest::Contains("cannot open"),
+                       llm::Error);
+}

@@ -2,6 +2,9 @@
 #include "ggml/autodiff.h"
 
 #include <algorithm>
+#include <functional>
+#include <unordered_map>
+#include <unordered_set>
 
 #include "backward.h"
 #include "ggml/ops.h"
@@ -16,7 +19,86 @@ void BackwardContext::add(Tensor* t, Tensor* g) {
   slot = slot ? ggml::add(ctx, slot, g) : g;
 }
 
-Gradients build_backward(Context& ctx, Graph& g, Tensor* loss) {
+namespace {
+// Rewires the backward nodes (reachable from roots, outside forward) to read
+// clones of the forward results they need, recomputed from keep.
+void recompute_from(Context& ctx, const std::vector<Tensor*>& forward, const std::unordered_set<const Tensor*>& keep,
+                    const std::vector<Tensor*>& roots) {
+  const std::unordered_set<const Tensor*> fwd(forward.begin(), forward.end());
+  std::unordered_map<const Tensor*, Tensor*> clones;
+  std::function<Tensor*(Tensor*)> map = [&](Tensor* t) -> Tensor* {
+    if (!t || t->op == Op::NONE || !fwd.count(t) || keep.count(t) || (t->flags & FLAG_OUTPUT)) return t;
+    auto it = clones.find(t);
+    if (it != clones.end()) return it->second;
+    Tensor* c = ctx.new_result(t->type, t->ne);
+    *c = *t;
+    c->data = nullptr;
+    c->flags = FLAG_RECOMPUTE;
+    c->name = t->name.empty() ? std::string(op_name(t->op)) + " (recomputed)" : t->name + " (recomputed)";
+    for (Tensor*& s : c->src) s = map(s);
+    if (t->view_src) c->view_src = map(t->view_src);
+    clones[t] = c;
+    return c;
+  };
+  // Backward nodes: everything the roots reach outside the forward graph.
+  std::vector<Tensor*> todo(roots.begin(), roots.end()), back;
+  std::unordered_set<const Tensor*> seen;
+  while (!todo.empty()) {
+    Tensor* t = todo.back();
+    todo.pop_back();
+    if (!t || t->op == Op::NONE || fwd.count(t) || !seen.insert(t).second) continue;
+    back.push_back(t);
+    for (Tensor* s : t->src) todo.push_back(s);
+  }
+  for (Tensor* b : back) {
+    bool moved = false;
+    for (Tensor*& s : b->src) {
+      Tensor* m = map(s);
+      moved |= m != s;
+      s = m;
+    }
+    // A view made by a rule of a forward result now views the clone's memory.
+    if (moved && b->view_src && op_is_view(b->op)) b->view_src = b->src[0]->view_src ? b->src[0]->view_src : b->src[0];
+  }
+}
+// Backward nodes that no gradient flows into (a weight transposed for its
+// product with a gradient, say) are ordered late, like recomputed ones: the
+// graph's depth-first order would otherwise make them where they are first
+// reached, before the backward pass of every later layer, and keep them
+// alive all that time.
+void mark_late(const std::vector<Tensor*>& forward, const std::vector<Tensor*>& roots, const Tensor* seed) {
+  const std::unordered_set<const Tensor*> fwd(forward.begin(), forward.end());
+  std::unordered_map<const Tensor*, bool> dep;  // depends on the seed
+  struct Frame { Tensor* t; int next; };
+  for (Tensor* r : roots) {
+    std::vector<Frame> st{{r, 0}};
+    while (!st.empty()) {
+      Frame& f = st.back();
+      if (f.t == seed || f.t->op == Op::NONE || fwd.count(f.t)) {
+        dep[f.t] = f.t == seed;
+        st.pop_back();
+        continue;
+      }
+      if (dep.count(f.t) && f.next == 0) {
+        st.pop_back();
+        continue;
+      }
+      if (f.next < MAX_SRC) {
+        Tensor* s = f.t->src[f.next++];
+        if (s && !dep.count(s)) st.push_back({s, 0});
+        continue;
+      }
+      bool d = false;
+      for (const Tensor* s : f.t->src) d |= s && dep[s];
+      dep[f.t] = d;
+      if (!d) f.t->flags |= FLAG_RECOMPUTE;
+      st.pop_back();
+    }
+  }
+}
+}  // namespace
+
+Gradients build_backward(Context& ctx, Graph& g, Tensor* loss, const BackwardOptions& opt) {
   GGML_CHECK(loss && loss->op != Op::NONE && loss->type == Type::F32 && loss->nelements() == 1, loss,
              "autodiff: the loss must be an F32 scalar computed by the graph");
   const std::vector<Tensor*> nodes = g.nodes();  // the forward part; expanding below appends
@@ -55,9 +137,27 @@ Gradients build_backward(Context& ctx, Graph& g, Tensor* loss) {
     if (!gr) continue;
     if (gr->op == Op::NONE || op_is_view(gr->op)) gr = cont(ctx, gr);  // its own memory, kept as an output
     gr->name = p->name + " (grad)";
-    g.expand(gr);
     out.grads.push_back({p, gr});
   }
+  std::vector<Tensor*> roots;
+  for (const auto& pg : out.grads) roots.push_back(pg.second);
+  if (!opt.checkpoints.empty()) {
+    const std::unordered_set<const Tensor*> keep(opt.checkpoints.begin(), opt.checkpoints.end());
+    recompute_from(ctx, nodes, keep, roots);
+  }
+  mark_late(nodes, roots, out.seed);
+  // Expanded in the order their gradients complete (the parameter read last
+  // by the forward pass first): each weight's gradient is then made as soon
+  // as its layer's backward pass has run, and what it reads is freed, not
+  // kept to the end for a parameter expanded later.
+  std::unordered_map<const Tensor*, size_t> last_read;
+  for (size_t i = 0; i < nodes.size(); i++)
+    for (const Tensor* s : nodes[i]->src)
+      if (s && (s->flags & FLAG_PARAM)) last_read[s] = i;
+  std::vector<std::pair<Tensor*, Tensor*>> order = out.grads;
+  std::stable_sort(order.begin(), order.end(),
+                   [&](const auto& a, const auto& b) { return last_read[a.first] > last_read[b.first]; });
+  for (const auto& pg : order) g.expand(pg.second);
   return out;
 }
 

@@ -6,15 +6,18 @@
 namespace ggml {
 
 void Graph::visit(Tensor* t) {
-  // Iterative post-order DFS: deep graphs (many layers) must not overflow the stack.
+  // Iterative post-order DFS: deep graphs (many layers) must not overflow the
+  // stack. Sources are visited in order, those marked FLAG_RECOMPUTE last.
   struct Frame { Tensor* t; int next; };
   std::vector<Frame> stack{{t, 0}};
   if (!seen_.insert(t).second) return;
   while (!stack.empty()) {
     Frame& f = stack.back();
-    if (f.next < MAX_SRC) {
-      Tensor* s = f.t->src[f.next++];
-      if (s && seen_.insert(s).second) stack.push_back({s, 0});
+    if (f.next < 2 * MAX_SRC) {
+      const int i = f.next++;
+      Tensor* s = f.t->src[i % MAX_SRC];
+      const bool late = s && (s->flags & FLAG_RECOMPUTE);
+      if (s && late == (i >= MAX_SRC) && seen_.insert(s).second) stack.push_back({s, 0});
       continue;
     }
     Tensor* done = f.t;

@@ -15,6 +15,7 @@ Tensor* build_gptj(GraphInputs& in) {
   Tensor* x = ggml::get_rows(ctx, m.tok_embd, in.tokens);
   for (int il = 0; il < (int)hp.n_layer; il++) {
     const Layer& l = m.layers[il];
+    if (in.layer_inputs) in.layer_inputs->push_back(x);
     Tensor* h = ggml::layer_norm(ctx, x, l.attn_norm, l.attn_norm_b, hp.norm_eps);
     Tensor* q = ggml::reshape(ctx, linear(in, h, l.wq), {hd, hp.n_head, nt});
     Tensor* k = ggml::reshape(ctx, linear(in, h, l.wk), {hd, hp.n_head, nt});
@@ -25,6 +26,7 @@ Tensor* build_gptj(GraphInputs& in) {
     Tensor* mlp = linear(in, ggml::gelu(ctx, linear(in, h, l.w_up, l.b_up)), l.w_down, l.b_down);
     x = ggml::add(ctx, ggml::add(ctx, x, attn), mlp);
   }
+  if (in.layer_inputs) in.layer_inputs->push_back(x);
   return ggml::layer_norm(ctx, x, m.output_norm, m.output_norm_b, hp.norm_eps);
 }
 

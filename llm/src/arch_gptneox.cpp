@@ -15,6 +15,7 @@ Tensor* build_gptneox(GraphInputs& in) {
   Tensor* x = ggml::get_rows(ctx, m.tok_embd, in.tokens);
   for (int il = 0; il < (int)hp.n_layer; il++) {
     const Layer& l = m.layers[il];
+    if (in.layer_inputs) in.layer_inputs->push_back(x);
     Tensor* h = ggml::layer_norm(ctx, x, l.attn_norm, l.attn_norm_b, hp.norm_eps);
     Tensor* qkv = linear(in, h, l.wqkv, l.bqkv);  // [3E, nt]
     const size_t es = sizeof(float);
@@ -36,6 +37,7 @@ Tensor* build_gptneox(GraphInputs& in) {
       x = ggml::add(ctx, x, mlp(ggml::layer_norm(ctx, x, l.ffn_norm, l.ffn_norm_b, hp.norm_eps)));
     }
   }
+  if (in.layer_inputs) in.layer_inputs->push_back(x);
   return ggml::layer_norm(ctx, x, m.output_norm, m.output_norm_b, hp.norm_eps);
 }
 

@@ -20,6 +20,7 @@ Tensor* build_llama(GraphInputs& in) {
   // one token's norms, SwiGLU, residual adds, q/k/v and the q/k ropes).
   for (int il = 0; il < (int)hp.n_layer; il++) {
     const Layer& l = m.layers[il];
+    if (in.layer_inputs) in.layer_inputs->push_back(x);
     Tensor* h = rms_norm(ctx, x, l.attn_norm, hp.norm_eps);
     Tensor* q = rope(ggml::reshape(ctx, linear(in, h, l.wq, l.bq), {hd, hp.n_head, nt}));
     Tensor* k = rope(ggml::reshape(ctx, linear(in, h, l.wk, l.bk), {hd, hp.n_head_kv, nt}));
@@ -30,6 +31,7 @@ Tensor* build_llama(GraphInputs& in) {
     Tensor* g = ggml::silu_mul(ctx, linear(in, h, l.w_gate), linear(in, h, l.w_up));
     x = ggml::add(ctx, x, linear(in, g, l.w_down));
   }
+  if (in.layer_inputs) in.layer_inputs->push_back(x);
   return rms_norm(ctx, x, m.output_norm, hp.norm_eps);
 }
 

@@ -25,6 +25,9 @@ struct GraphInputs {
   int n_past_param = -1;
   // Training: LoRA adapters beside the weights they name (null: none).
   const Lora* lora = nullptr;
+  // Where the architecture records each layer's input and the last layer's
+  // output (the checkpoints of gradient checkpointing); null: not recorded.
+  std::vector<ggml::Tensor*>* layer_inputs = nullptr;
   // With no cache (k_cache empty) attention runs over the batch alone, from
   // position 0, its keys and values never stored: the graph autodiff sees.
 };

@@ -17,6 +17,7 @@ TrainGraph build_train_graph(const Model& model, const Lora* lora, ggml::Context
   GraphInputs in{ctx, g, model, 0, n, nullptr, nullptr, no_cache, no_cache, -1};
   in.lora = lora;
   TrainGraph t;
+  in.layer_inputs = &t.layer_inputs;
   in.tokens = t.tokens = ctx.new_tensor(ggml::Type::I32, {n}, "tokens");
   in.positions = ctx.new_tensor(ggml::Type::I32, {n}, "positions");
   for (int64_t i = 0; i < n; i++) in.positions->as<int32_t>()[i] = int32_t(i);

@@ -31,6 +31,14 @@ struct Gradients {
 // by several nodes sums their contributions. Call it before the backend's
 // optimize pass (its fused nodes have no rules). Throws for an op without a
 // rule, or a trainable leaf that is not F32.
-Gradients build_backward(Context& ctx, Graph& g, Tensor* loss);
+struct BackwardOptions {
+  // Gradient checkpointing: the forward tensors kept for the backward pass
+  // (each layer's input, say). Every other forward result a gradient needs is
+  // computed again from them, just before it is needed, by clones of its
+  // nodes (FLAG_RECOMPUTE): memory for one segment's activations instead of
+  // all of them, for a second forward pass. The gradients are the same floats.
+  std::vector<Tensor*> checkpoints;
+};
+Gradients build_backward(Context& ctx, Graph& g, Tensor* loss, const BackwardOptions& opt = {});
 
 }  // namespace ggml

@@ -63,6 +63,10 @@ enum TensorFlags : uint32_t {
   FLAG_INPUT = 1,   // data filled by the caller before each compute
   FLAG_OUTPUT = 2,  // result kept after compute; never reused by the planner
   FLAG_PARAM = 4,   // trainable: autodiff makes a gradient for it
+  // A forward node computed again for the backward pass (checkpointing): the
+  // graph orders it after its readers' other inputs, so it is made just
+  // before it is needed, not kept from the start of the backward pass.
+  FLAG_RECOMPUTE = 8,
 };
 
 // A tensor of up to 4 dimensions. ne[] are element counts, nb[] byte strides

@@ -4,6 +4,7 @@
 // and their cross-entropy against targets. build_backward (ggml/autodiff.h)
 // then adds the gradients to the same graph.
 #include <cstdint>
+#include <vector>
 
 #include "ggml/ggml.h"
 #include "llm/model.h"
@@ -18,6 +19,9 @@ struct TrainGraph {
   ggml::Tensor* count = nullptr;    // F32 [1]: the counted targets of the whole step (all micro-batches)
   ggml::Tensor* logits = nullptr;   // F32 [n_vocab, n]
   ggml::Tensor* loss = nullptr;     // F32 [1]: the sum of the counted positions' losses / count
+  // Each layer's input and the last layer's output: the checkpoints for
+  // build_backward's gradient checkpointing (BackwardOptions).
+  std::vector<ggml::Tensor*> layer_inputs;
 };
 
 // Builds the graph into ctx and g (positions 0..n-1 are set here; count to n).

@@ -313,3 +313,27 @@ TEST_CASE("Q8_0R, Q4_0R and Q4_1R kernels give their stored types' results bit f
       }
     }
 }
+
+TEST_CASE("every kernel set's dequantization equals the reference's, bit for bit") {
+  // The transposed products of training convert tiles of weight rows with
+  // the kernel set's to_float; the result must not depend on which one.
+  th::Rng rng(41);
+  const Type formats[] = {Type::F16,  Type::BF16, Type::Q8_0, Type::Q4_0, Type::Q4_1,  Type::Q5_0,  Type::Q5_1,
+                          Type::Q4_K, Type::Q5_K, Type::Q6_K, cpu::Q8_0R, cpu::Q4_0R, cpu::Q4_1R};
+  for (Type t : formats) {
+    const TypeTraits& tr = *(cpu::own_format(t) ? cpu::format_traits(t) : &traits(t));
+    for (int64_t n : {256, 2048}) {
+      std::vector<float> x = rng.normals(size_t(n));
+      std::vector<unsigned char> q(row_size(t, n));
+      tr.from_float(x.data(), q.data(), n);
+      std::vector<float> want(static_cast<size_t>(n)), got(static_cast<size_t>(n));
+      tr.to_float(q.data(), want.data(), n);
+      for (const cpu::KernelSet* k : cpu::available()) {
+        CAPTURE(k->name);
+        CAPTURE(type_name(t));
+        k->to_float[cpu::slot(t)](q.data(), got.data(), n);
+        CHECK(std::memcmp(got.data(), want.data(), got.size() * 4) == 0);
+      }
+    }
+  }
+}

@@ -22,6 +22,7 @@
 #include "common.h"
 
 #include "bandwidth.h"
+#include "bench_train.h"
 #include "ggml/ggml.h"
 
 using namespace ggml;
@@ -92,6 +93,11 @@ static int run(int argc, char** argv) {
       ("kernels", "kernel set: scalar, avx2, avx512, neon (default: best for this CPU)",
        cxxopts::value<std::string>()->default_value(""))
       ("cached", "use one weight copy that stays in cache (measures compute, not memory)")
+      ("train", "instead: forward and forward+backward tokens/s and planned memory of one TinyLlama-shaped "
+                "layer with LoRA on every projection, with and without checkpointing (--types defaults to "
+                "f32,f16,q8_0,q4_0)")
+      ("tokens", "tokens per training step (--train)", cxxopts::value<int64_t>()->default_value("256"))
+      ("rank", "LoRA rank (--train)", cxxopts::value<int>()->default_value("8"))
       ("o,output", "output format: md or json", cxxopts::value<std::string>()->default_value("md"));
   tool::add_standard_options(opts);
   {
@@ -120,6 +126,21 @@ static int run(int argc, char** argv) {
         if (K % block_size(t) == 0) types.push_back(t);  // K-quants need rows of whole 256-blocks
         pos = e + 1;
       }
+    }
+    if (args.count("train")) {
+      TrainBenchOptions o;
+      o.types = args.count("types") ? types : std::vector<Type>{Type::F32, Type::F16, Type::Q8_0, Type::Q4_0};
+      o.threads = threads;
+      o.tokens = args["tokens"].as<int64_t>();
+      o.rank = args["rank"].as<int>();
+      o.reps = reps;
+      o.json = fmt == "json";
+      if (o.tokens < 1 || o.tokens > 65536) throw Error("--tokens must be from 1 to 65536");
+      if (o.rank < 1 || o.rank > 1024) throw Error("--rank must be from 1 to 1024");
+      for (Type t : o.types)
+        if (cpu::own_format(t)) throw Error("--train takes stored types (the loader rearranges them itself)");
+      bench_train(o);
+      return 0;
     }
     std::vector<int> mm_rows;
     {

@@ -3,6 +3,7 @@
 // thread in an order fixed by the shapes.
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <cstring>
 
 #include "compute.h"
@@ -81,94 +82,63 @@ void compute_acc(const ComputeParams& p, Tensor* dst) {
 }
 
 namespace {
-constexpr int64_t MT_ROWS = 32;  // weight rows dequantized per tile
-constexpr int64_t MT_TOK = 4;    // output rows (tokens) updated together per weight row
-
-// y[q] += sum over the tile's rows i of d[q][i0 + i] * w[i] for up to
-// MT_TOK output rows q; each element's sum runs over i in order.
-void tile_update(const float* w, int64_t rows, int64_t K, size_t ldw, const float* const* d, int64_t i0, float* const* y,
-                 int nq) {
-  for (int64_t i = 0; i < rows; i++) {
-    const float* wr = w + size_t(i) * ldw;
-    if (nq == MT_TOK) {
-      const float c0 = d[0][i0 + i], c1 = d[1][i0 + i], c2 = d[2][i0 + i], c3 = d[3][i0 + i];
-      float *y0 = y[0], *y1 = y[1], *y2 = y[2], *y3 = y[3];
-      for (int64_t k = 0; k < K; k++) {
-        const float v = wr[k];
-        y0[k] += c0 * v;
-        y1[k] += c1 * v;
-        y2[k] += c2 * v;
-        y3[k] += c3 * v;
-      }
-    } else {
-      for (int q = 0; q < nq; q++) {
-        const float c = d[q][i0 + i];
-        float* yq = y[q];
-        for (int64_t k = 0; k < K; k++) yq[k] += c * wr[k];
-      }
-    }
-  }
-}
+constexpr int64_t MT_ROWS = 64;  // weight rows per tile (converted to F32 once per thread and tile)
+constexpr int64_t MT_TOK = 4;    // output rows (tokens) updated together
 }  // namespace
 
-size_t mul_mat_t_work_size(const Tensor* dst, int, const cpu::KernelSet&) {
+size_t mul_mat_t_work_size(const Tensor* dst, int nth, const cpu::KernelSet&) {
   const Tensor* a = dst->src[0];
-  return a->type == Type::F32 ? 0 : size_t(MT_ROWS) * size_t(a->ne[0]) * sizeof(float);
+  return a->type == Type::F32 ? 0 : size_t(nth) * (size_t(MT_ROWS) * size_t(a->ne[0]) * sizeof(float) + 64) + 64;
 }
 
 void compute_mul_mat_t(const ComputeParams& p, Tensor* dst) {
+  // Each thread owns a run of (batch, block of MT_TOK tokens) items and
+  // sweeps the weight rows tile by tile, every tile (in cache) serving all its
+  // tokens: the sums run over the rows in the same order for any thread
+  // count, with no barrier. A non-F32 tile is converted by each thread that
+  // uses it (a 64th of its multiply-adds at 256 tokens).
   const Tensor* a = dst->src[0];
   const Tensor* d = dst->src[1];
   const int64_t K = a->ne[0], M = a->ne[1], N = d->ne[1];
   const int64_t r2 = d->ne[2] / a->ne[2], r3 = d->ne[3] / a->ne[3];
-  const int64_t n_batch = d->ne[2] * d->ne[3];
   const int64_t n_blocks = (N + MT_TOK - 1) / MT_TOK;
-  auto block_rows = [&](int64_t i2, int64_t i3, int64_t jb, const float** dr, float** yr) {
-    const int64_t j0 = jb * MT_TOK, nq = std::min(MT_TOK, N - j0);
-    for (int q = 0; q < nq; q++) {
-      dr[q] = reinterpret_cast<const float*>(d->row_ptr(j0 + q, i2, i3));
-      yr[q] = reinterpret_cast<float*>(dst->row_ptr(j0 + q, i2, i3));
-    }
-    return int(nq);
-  };
-  if (a->type == Type::F32) {
-    // Rows read in place: every (batch, block of tokens) is independent.
-    int64_t w0, w1;
-    split_range(n_batch * n_blocks, p.ith, p.nth, &w0, &w1);
-    for (int64_t w = w0; w < w1; w++) {
-      const int64_t b = w / n_blocks, jb = w % n_blocks, i2 = b % d->ne[2], i3 = b / d->ne[2];
-      const float* dr[MT_TOK];
-      float* yr[MT_TOK];
-      const int nq = block_rows(i2, i3, jb, dr, yr);
-      for (int q = 0; q < nq; q++) std::fill(yr[q], yr[q] + K, 0.0f);
-      const float* w_rows = reinterpret_cast<const float*>(a->row_ptr(0, i2 / r2, i3 / r3));
-      tile_update(w_rows, M, K, a->nb[1] / sizeof(float), dr, 0, yr, nq);
-    }
-    return;
+  const bool direct = a->type == Type::F32;
+  // 64-byte aligned: a vector load that straddles two cache lines costs two
+  float* tile = nullptr;
+  if (!direct) {
+    const uintptr_t at = reinterpret_cast<uintptr_t>(p.wdata) + size_t(p.ith) * (size_t(MT_ROWS) * size_t(K) * sizeof(float) + 64);
+    tile = reinterpret_cast<float*>((at + 63) / 64 * 64);
   }
-  // A tile of MT_ROWS weight rows is converted once (rows shared out among
-  // the threads) and then used for every token of the batch.
-  float* tile = static_cast<float*>(p.wdata);
-  for (int64_t b = 0; b < n_batch; b++) {
+  int64_t w0, w1;
+  split_range(d->ne[2] * d->ne[3] * n_blocks, p.ith, p.nth, &w0, &w1);
+  while (w0 < w1) {
+    const int64_t b = w0 / n_blocks, jb0 = w0 % n_blocks, jb1 = std::min(n_blocks, jb0 + (w1 - w0));
     const int64_t i2 = b % d->ne[2], i3 = b / d->ne[2];
     for (int64_t i0 = 0; i0 < M; i0 += MT_ROWS) {
       const int64_t rows = std::min(MT_ROWS, M - i0);
-      int64_t t0, t1;
-      split_range(rows, p.ith, p.nth, &t0, &t1);
-      for (int64_t i = t0; i < t1; i++) load_row_f32(*p.k, a, i0 + i, i2 / r2, i3 / r3, tile + size_t(i) * size_t(K));
-      p.barrier();
-      int64_t j0, j1;
-      split_range(n_blocks, p.ith, p.nth, &j0, &j1);
-      for (int64_t jb = j0; jb < j1; jb++) {
+      const float* w;
+      size_t ldw;
+      if (direct) {
+        w = reinterpret_cast<const float*>(a->row_ptr(i0, i2 / r2, i3 / r3));
+        ldw = a->nb[1] / sizeof(float);
+      } else {
+        for (int64_t i = 0; i < rows; i++) load_row_f32(*p.k, a, i0 + i, i2 / r2, i3 / r3, tile + size_t(i) * size_t(K));
+        w = tile;
+        ldw = size_t(K);
+      }
+      for (int64_t jb = jb0; jb < jb1; jb++) {
+        const int64_t j0 = jb * MT_TOK, nq = std::min(MT_TOK, N - j0);
         const float* dr[MT_TOK];
         float* yr[MT_TOK];
-        const int nq = block_rows(i2, i3, jb, dr, yr);
-        if (i0 == 0)
-          for (int q = 0; q < nq; q++) std::fill(yr[q], yr[q] + K, 0.0f);
-        tile_update(tile, rows, K, size_t(K), dr, i0, yr, nq);
+        for (int q = 0; q < nq; q++) {
+          dr[q] = reinterpret_cast<const float*>(d->row_ptr(j0 + q, i2, i3));
+          yr[q] = reinterpret_cast<float*>(dst->row_ptr(j0 + q, i2, i3));
+          if (i0 == 0) std::fill(yr[q], yr[q] + K, 0.0f);
+        }
+        p.k->mmt(w, rows, K, ldw, dr, i0, yr, int(nq));
       }
-      p.barrier();
     }
+    w0 += jb1 - jb0;
   }
 }
 

@@ -210,6 +210,11 @@ void profile_add(const Tensor* n, double sec) {
     if (f & MM_GLU) k += " +swiglu";
     if (f & MM_ADD) k += " +add";
   }
+  if (n->op == Op::MUL_MAT_T) {
+    const Tensor* a = n->src[0];
+    k += std::string(" ") + type_name(cpu::format_of(a->type, a->layout)) + " " + std::to_string(a->ne[0]) + "x" +
+         std::to_string(a->ne[1]) + "x" + std::to_string(a->ne[2]) + " n=" + std::to_string(n->src[1]->ne[1]);
+  }
   profile_add_named(k, sec);
 }
 

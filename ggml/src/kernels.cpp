@@ -21,6 +21,18 @@ double exp_sum_scalar(float* y, int64_t n, float sub) {
   return sum;
 }
 
+void mmt_scalar(const float* w, int64_t rows, int64_t K, size_t ldw, const float* const* d, int64_t i0, float* const* y,
+                int nq) {
+  for (int64_t i = 0; i < rows; i++) {
+    const float* wr = w + size_t(i) * ldw;
+    for (int q = 0; q < nq; q++) {
+      const float c = d[q][i0 + i];
+      float* yq = y[q];
+      for (int64_t k = 0; k < K; k++) yq[k] += c * wr[k];
+    }
+  }
+}
+
 KernelSet make_scalar() {
   using namespace ref;
   KernelSet k;
@@ -56,6 +68,7 @@ KernelSet make_scalar() {
   k.to_float[slot(cpu::Q4_1R)] = dequantize_q4_1r;
   k.silu = silu_scalar;
   k.exp_sum = exp_sum_scalar;
+  k.mmt = mmt_scalar;
   return k;
 }
 }  // namespace
@@ -79,6 +92,7 @@ void inherit(KernelSet& k, const KernelSet& base) {
   if (!k.gemm_bf16.kernel) k.gemm_bf16 = base.gemm_bf16;
   if (!k.silu) k.silu = base.silu;
   if (!k.exp_sum) k.exp_sum = base.exp_sum;
+  if (!k.mmt) k.mmt = base.mmt;
 }
 
 #if !defined(GGML_HAVE_X86_KERNELS)

@@ -134,6 +134,11 @@ struct KernelSet {
   // y = x / (1 + exp(-x)); and y = exp(y - sub) in place, returning the sum.
   void (*silu)(const float* x, float* y, int64_t n) = nullptr;
   double (*exp_sum)(float* y, int64_t n, float sub) = nullptr;
+  // The transposed product's update (mul_mat_t, dX = W^T dY): for q < nq,
+  // y[q][k] += sum over i < rows of d[q][i0 + i] * w[i * ldw + k], k < K. The
+  // order of the sums depends only on the shapes.
+  void (*mmt)(const float* w, int64_t rows, int64_t K, size_t ldw, const float* const* d, int64_t i0, float* const* y,
+              int nq) = nullptr;
 };
 
 const KernelSet& scalar();

@@ -1,0 +1,17 @@
+#pragma once
+// bench-ops --train: forward + backward speed and planned memory of one
+// TinyLlama-shaped layer with LoRA on every projection.
+#include <string>
+#include <vector>
+
+#include "ggml/ggml.h"
+
+struct TrainBenchOptions {
+  std::vector<ggml::Type> types;  // the frozen base's
+  int threads = 2;
+  int64_t tokens = 256;
+  int rank = 8;
+  int reps = 3;
+  bool json = false;
+};
+void bench_train(const TrainBenchOptions& o);

@@ -98,6 +98,7 @@ static int run(int argc, char** argv) {
                 "f32,f16,q8_0,q4_0)")
       ("tokens", "tokens per training step (--train)", cxxopts::value<int64_t>()->default_value("256"))
       ("rank", "LoRA rank (--train)", cxxopts::value<int>()->default_value("8"))
+      ("layers", "layers (--train; checkpointing keeps each one's input)", cxxopts::value<int>()->default_value("1"))
       ("o,output", "output format: md or json", cxxopts::value<std::string>()->default_value("md"));
   tool::add_standard_options(opts);
   {
@@ -133,6 +134,8 @@ static int run(int argc, char** argv) {
       o.threads = threads;
       o.tokens = args["tokens"].as<int64_t>();
       o.rank = args["rank"].as<int>();
+      o.layers = args["layers"].as<int>();
+      if (o.layers < 1 || o.layers > 64) throw Error("--layers must be from 1 to 64");
       o.reps = reps;
       o.json = fmt == "json";
       if (o.tokens < 1 || o.tokens > 65536) throw Error("--tokens must be from 1 to 65536");

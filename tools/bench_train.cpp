@@ -47,9 +47,10 @@ void bench_train(const TrainBenchOptions& o) {
   const int64_t T = o.tokens;
   auto be = cpu_backend(o.threads);
   if (!o.json) {
-    std::printf("bench-ops --train: one TinyLlama-shaped layer (%lld wide, %lld heads, %lld KV heads, FFN %lld), "
+    std::printf("bench-ops --train: %d TinyLlama-shaped layer%s (%lld wide, %lld heads, %lld KV heads, FFN %lld), "
                 "LoRA rank %d on all 7 projections, %lld tokens, %d threads\n\n",
-                (long long)D, (long long)NH, (long long)NKV, (long long)FF, o.rank, (long long)T, o.threads);
+                o.layers, o.layers == 1 ? "" : "s", (long long)D, (long long)NH, (long long)NKV, (long long)FF, o.rank,
+                (long long)T, o.threads);
     std::printf("| base | checkpointing | forward t/s | forward+backward t/s | backward / forward | planned MiB |\n");
     std::printf("|---|---|---|---|---|---|\n");
   }
@@ -60,19 +61,25 @@ void bench_train(const TrainBenchOptions& o) {
       Tensor* x = L.filled(Type::F32, D, T, 1.0f);
       Tensor* pos = ctx.new_tensor(Type::I32, {T});
       for (int64_t i = 0; i < T; i++) pos->as<int32_t>()[i] = int32_t(i);
-      Tensor* h = rms_norm(ctx, x, 1e-5f, L.filled(Type::F32, D, 1, 0.1f));
-      Tensor* q = rope(ctx, reshape(ctx, L.linear(base, h, D, o.rank), {HD, NH, T}), pos, int(HD), RopeMode::Interleaved);
-      Tensor* k = rope(ctx, reshape(ctx, L.linear(base, h, NKV * HD, o.rank), {HD, NKV, T}), pos, int(HD),
-                       RopeMode::Interleaved);
-      Tensor* v = L.linear(base, h, NKV * HD, o.rank);
-      Tensor* kq = soft_max(ctx, mul_mat(ctx, permute(ctx, k, 0, 2, 1, 3), permute(ctx, q, 0, 2, 1, 3)),
-                            1.0f / std::sqrt(float(HD)), nullptr, 0);
-      Tensor* vv = cont(ctx, permute(ctx, reshape(ctx, v, {HD, NKV, T}), 1, 2, 0, 3));
-      Tensor* att = reshape(ctx, cont(ctx, permute(ctx, mul_mat(ctx, vv, kq), 0, 2, 1, 3)), {D, T});
-      Tensor* x2 = add(ctx, x, L.linear(base, att, D, o.rank));
-      Tensor* h2 = rms_norm(ctx, x2, 1e-5f, L.filled(Type::F32, D, 1, 0.1f));
-      Tensor* g = silu_mul(ctx, L.linear(base, h2, FF, o.rank), L.linear(base, h2, FF, o.rank));
-      Tensor* y = add(ctx, x2, L.linear(base, g, D, o.rank));
+      std::vector<Tensor*> inputs;
+      Tensor* y = x;
+      for (int l = 0; l < o.layers; l++) {
+        inputs.push_back(y);
+        Tensor* h = rms_norm(ctx, y, 1e-5f, L.filled(Type::F32, D, 1, 0.1f));
+        Tensor* q = rope(ctx, reshape(ctx, L.linear(base, h, D, o.rank), {HD, NH, T}), pos, int(HD), RopeMode::Interleaved);
+        Tensor* k = rope(ctx, reshape(ctx, L.linear(base, h, NKV * HD, o.rank), {HD, NKV, T}), pos, int(HD),
+                         RopeMode::Interleaved);
+        Tensor* v = L.linear(base, h, NKV * HD, o.rank);
+        Tensor* kq = soft_max(ctx, mul_mat(ctx, permute(ctx, k, 0, 2, 1, 3), permute(ctx, q, 0, 2, 1, 3)),
+                              1.0f / std::sqrt(float(HD)), nullptr, 0);
+        Tensor* vv = cont(ctx, permute(ctx, reshape(ctx, v, {HD, NKV, T}), 1, 2, 0, 3));
+        Tensor* att = reshape(ctx, cont(ctx, permute(ctx, mul_mat(ctx, vv, kq), 0, 2, 1, 3)), {D, T});
+        Tensor* x2 = add(ctx, y, L.linear(base, att, D, o.rank));
+        Tensor* h2 = rms_norm(ctx, x2, 1e-5f, L.filled(Type::F32, D, 1, 0.1f));
+        Tensor* g = silu_mul(ctx, L.linear(base, h2, FF, o.rank), L.linear(base, h2, FF, o.rank));
+        y = add(ctx, x2, L.linear(base, g, D, o.rank));
+      }
+      inputs.push_back(y);
       // a loss over the layer's output (its 2048 values as logits)
       Tensor* tg = ctx.new_tensor(Type::I32, {T});
       for (int64_t i = 0; i < T; i++) tg->as<int32_t>()[i] = int32_t((i * 7919) % D);
@@ -97,7 +104,7 @@ void bench_train(const TrainBenchOptions& o) {
       Graph g2;
       g2.expand(loss);
       BackwardOptions bo;
-      if (ck) bo.checkpoints = {x, y};
+      if (ck) bo.checkpoints = inputs;
       build_backward(ctx, g2, loss, bo);
       GraphAllocator ba(GraphAllocator::Mode::Reuse, be.get());
       ba.allocate(g2);
@@ -109,9 +116,9 @@ void bench_train(const TrainBenchOptions& o) {
       }
       const double mib = double(ba.buffer_size()) / (1 << 20);
       if (o.json)
-        std::printf("{\"base\": \"%s\", \"checkpointing\": %s, \"tokens\": %lld, \"forward_tps\": %.1f, "
+        std::printf("{\"base\": \"%s\", \"checkpointing\": %s, \"layers\": %d, \"tokens\": %lld, \"forward_tps\": %.1f, "
                     "\"train_tps\": %.1f, \"planned_bytes\": %zu}\n",
-                    type_name(base), ck ? "true" : "false", (long long)T, T / tf, T / tb, ba.buffer_size());
+                    type_name(base), ck ? "true" : "false", o.layers, (long long)T, T / tf, T / tb, ba.buffer_size());
       else
         std::printf("| %s | %s | %.1f | %.1f | %.2f | %.1f |\n", type_name(base), ck ? "yes" : "no", T / tf, T / tb,
                     (tb - tf) / tf, mib);

@@ -10,6 +10,7 @@ struct TrainBenchOptions {
   std::vector<ggml::Type> types;  // the frozen base's
   int threads = 2;
   int64_t tokens = 256;
+  int layers = 1;
   int rank = 8;
   int reps = 3;
   bool json = false;

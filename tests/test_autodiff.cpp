@@ -658,3 +658,37 @@ TEST_CASE("checkpointing: the same gradients from less planned memory") {
                                          << recomputed << " nodes recomputed)");
   CHECK(planned[1] < planned[0]);
 }
+
+TEST_CASE("mul_mat_t in mixed precision: within bf16 rounding of the exact product, any thread count") {
+  for (Type t : {Type::Q4_0, Type::Q8_0, Type::Q4_K, Type::F16, Type::F32, cpu::Q4_0R}) {
+    CAPTURE(type_name(t));
+    th::Rng rng(25);
+    Context ctx;
+    const int64_t K = 512, M = 301, N = 37;  // an odd row count: a pair padded with zero
+    Tensor* w = th::weight(ctx, t, {K, M});
+    th::fill(w, rng);
+    Tensor* d = ctx.new_tensor(Type::F32, {M, N});
+    th::fill(d, rng);
+    std::vector<std::vector<float>> outs;
+    for (int threads : {1, 3}) {
+      auto r = th::run(mul_mat_t(ctx, w, d, true), threads);
+      const Tensor* o = r->g.nodes().back();
+      outs.emplace_back(o->as<float>(), o->as<float>() + o->nelements());
+    }
+    CHECK(outs[0] == outs[1]);
+    std::vector<std::vector<double>> rows;
+    for (int64_t i = 0; i < M; i++) rows.push_back(th::row_f64(w, i));
+    double diff = 0, norm = 0;
+    for (int64_t j = 0; j < N; j++)
+      for (int64_t k = 0; k < K; k++) {
+        double s = 0;
+        for (int64_t i = 0; i < M; i++) s += rows[size_t(i)][size_t(k)] * double(d->as<float>()[j * M + i]);
+        diff += std::pow(s - outs[0][size_t(j * K + k)], 2);
+        norm += s * s;
+      }
+    const double rel = std::sqrt(diff / norm);
+    // bf16 keeps 8 bits: about 2^-9 relative per operand; the sums average it down
+    CHECK(rel < 4e-3);
+    if (cpu::best().gemm_bf16.kernel) CHECK(rel > 1e-6);  // the bf16 path did run (it rounds)
+  }
+}

@@ -99,6 +99,7 @@ static int run(int argc, char** argv) {
       ("tokens", "tokens per training step (--train)", cxxopts::value<int64_t>()->default_value("256"))
       ("rank", "LoRA rank (--train)", cxxopts::value<int>()->default_value("8"))
       ("layers", "layers (--train; checkpointing keeps each one's input)", cxxopts::value<int>()->default_value("1"))
+      ("bf16", "mixed precision (--train): the backward products through the frozen base in bf16")
       ("o,output", "output format: md or json", cxxopts::value<std::string>()->default_value("md"));
   tool::add_standard_options(opts);
   {
@@ -135,6 +136,7 @@ static int run(int argc, char** argv) {
       o.tokens = args["tokens"].as<int64_t>();
       o.rank = args["rank"].as<int>();
       o.layers = args["layers"].as<int>();
+      o.bf16 = args.count("bf16") > 0;
       if (o.layers < 1 || o.layers > 64) throw Error("--layers must be from 1 to 64");
       o.reps = reps;
       o.json = fmt == "json";

@@ -57,7 +57,8 @@ void backward_mul_mat(BackwardContext& c, Tensor* n) {
              "autodiff: a fused matrix product (build the backward pass before the backend's optimize pass)");
   Tensor *a = n->src[0], *b = n->src[1];
   Tensor* g = dense_rows(c.ctx, c.grad(n));
-  if (c.wants(b)) c.add(b, mul_mat_t(c.ctx, a, g));
+  // (in mixed precision only through frozen weights: a trained one's products are small)
+  if (c.wants(b)) c.add(b, mul_mat_t(c.ctx, a, g, c.bf16 && !c.wants(a)));
   if (!c.wants(a)) return;
   Tensor* da = mul_mat(c.ctx, cont(c.ctx, transpose(c.ctx, b)), cont(c.ctx, transpose(c.ctx, g)));  // [K, M, C2, C3]
   if (!same_shape(da, a)) {

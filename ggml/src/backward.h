@@ -11,6 +11,7 @@ struct BackwardContext {
   Context& ctx;
   std::unordered_map<const Tensor*, Tensor*> grads;
   std::unordered_set<const Tensor*> needs;  // a trainable leaf flows into these
+  bool bf16 = false;                        // BackwardOptions::bf16_products
 
   bool wants(const Tensor* t) const { return t && needs.count(t) != 0; }
   Tensor* grad(const Tensor* t) const {

@@ -114,6 +114,10 @@ void compute_sum_to(const ComputeParams& p, Tensor* dst);
 void compute_acc(const ComputeParams& p, Tensor* dst);
 void compute_mul_mat_t(const ComputeParams& p, Tensor* dst);
 size_t mul_mat_t_work_size(const Tensor* dst, int nth, const cpu::KernelSet& k);
+// Its mixed-precision path on the BF16 GEMM microkernel (compute_mmt_bf16.cpp).
+bool mmt_bf16_applies(const Tensor* dst, const cpu::KernelSet& k);
+size_t mmt_bf16_work_size(const Tensor* dst, int nth, const cpu::KernelSet& k);
+void compute_mmt_bf16(const ComputeParams& p, Tensor* dst);
 void compute_get_rows_back(const ComputeParams& p, Tensor* dst);
 void compute_rms_norm_back(const ComputeParams& p, Tensor* dst);
 void compute_norm_back(const ComputeParams& p, Tensor* dst);

@@ -38,6 +38,11 @@ struct BackwardOptions {
   // nodes (FLAG_RECOMPUTE): memory for one segment's activations instead of
   // all of them, for a second forward pass. The gradients are the same floats.
   std::vector<Tensor*> checkpoints;
+  // Mixed precision: the products through frozen weights (dX = W^T dY, the
+  // bulk of the backward pass) on the backend's BF16 product where it has
+  // one: weights and gradients rounded to bf16, sums in float. Trainable
+  // tensors, their gradients and the optimizer stay F32.
+  bool bf16_products = false;
 };
 Gradients build_backward(Context& ctx, Graph& g, Tensor* loss, const BackwardOptions& opt = {});
 

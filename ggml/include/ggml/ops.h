@@ -102,7 +102,9 @@ Tensor* acc(Context& ctx, Tensor* b, Tensor* base, const int64_t* ne, size_t nb1
 // a [K, M, B2, B3] of any type mul_mat takes, d F32 [M, N, C2, C3] (batches
 // broadcast as in mul_mat). Result [K, N, C2, C3]: dX = W^T dY through a
 // frozen weight, dequantized a block of rows at a time, never whole.
-Tensor* mul_mat_t(Context& ctx, Tensor* a, Tensor* d);
+// bf16: in mixed precision where the backend has a BF16 product (the CPU's
+// AVX512-BF16 or AMX microkernel): both operands rounded to bf16, float sums.
+Tensor* mul_mat_t(Context& ctx, Tensor* a, Tensor* d, bool bf16 = false);
 // Rows of g [ne0, n] added into a zero [ne0, n_rows] at ids (I32 [n]): the
 // reverse of get_rows.
 Tensor* get_rows_back(Context& ctx, Tensor* g, Tensor* ids, int64_t n_rows);

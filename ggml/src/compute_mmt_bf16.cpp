@@ -1,0 +1,155 @@
+// mul_mat_t (dX = W^T dY) in mixed precision: on the kernel set's BF16 GEMM
+// microkernel (AVX512-BF16 or AMX), both operands rounded to bf16, sums in
+// float. Asked for per node (op_params[0] bit 0, BackwardOptions::bf16);
+// sets without the microkernel run the F32 path.
+//
+// Phase 1 packs dY's rows into panels of nr rows of bf16 pairs along the
+// inner index i (zero-padded), once per product. Phase 2 cuts dX into items of
+// (batch, 256 columns k, a run of panels); for each block of KU pairs of i an
+// item converts the W rows of the block (their 256-column segment) to F32,
+// gathers each column k into pairs along i (W^T's rows), and runs the
+// microkernel on every (group of mr columns, panel), keeping running totals in
+// a per-thread tile written to dst at the end. Items and blocks depend only on
+// the shapes: the same floats for any thread count.
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#include "compute.h"
+#include "ggml/fp16.h"
+
+namespace ggml {
+
+namespace {
+constexpr int64_t KB = 256;   // columns of W (rows of dX) per item: whole blocks of every type
+constexpr int64_t KU = 128;   // pairs of W rows per block of the inner index
+constexpr int64_t ACT = 512;  // dY rows per item (whole panels): each converted tile serves them all
+
+size_t al64(size_t n) { return (n + 63) / 64 * 64; }
+
+struct MS {
+  int64_t K, M, N, mr, nr, units, panels, batches, ppi, groups;
+  MS(const Tensor* dst, const cpu::KernelSet& k) {
+    const Tensor* a = dst->src[0];
+    const Tensor* d = dst->src[1];
+    K = a->ne[0], M = a->ne[1], N = d->ne[1];
+    mr = k.gemm_bf16.mr, nr = k.gemm_bf16.nr;
+    const int64_t ka = k.gemm_bf16.kalign;
+    units = ((M + 1) / 2 + ka - 1) / ka * ka;
+    panels = (N + nr - 1) / nr;
+    batches = d->ne[2] * d->ne[3];
+    ppi = std::max<int64_t>(1, ACT / nr);
+    groups = (KB + mr - 1) / mr;
+  }
+  size_t panel_bytes() const { return size_t(units * nr) * 4; }
+  size_t packed_bytes() const { return al64(size_t(batches * panels) * panel_bytes()); }
+  size_t ftile_bytes() const { return al64(size_t(2 * KU * KB) * 4); }
+  size_t agroup_bytes() const { return al64(size_t(groups * mr * KU) * 4); }
+  size_t cbuf_bytes() const { return al64(size_t(ppi * groups * mr * nr) * 4); }
+  size_t scratch_bytes() const { return al64(size_t(std::max<int64_t>(2 * KU, M) + 64) * 4) + al64(size_t(units) * 4); }
+  size_t thread_bytes() const { return ftile_bytes() + agroup_bytes() + cbuf_bytes() + scratch_bytes(); }
+};
+}  // namespace
+
+bool mmt_bf16_applies(const Tensor* dst, const cpu::KernelSet& k) {
+  return (dst->op_params[0] & 1) != 0 && k.gemm_bf16.kernel != nullptr && dst->src[1]->ne[1] >= k.gemm_bf16.nr / 2;
+}
+
+size_t mmt_bf16_work_size(const Tensor* dst, int nth, const cpu::KernelSet& k) {
+  const MS s(dst, k);
+  return s.packed_bytes() + size_t(nth) * s.thread_bytes() + 64;
+}
+
+void compute_mmt_bf16(const ComputeParams& p, Tensor* dst) {
+  const Tensor* a = dst->src[0];
+  const Tensor* d = dst->src[1];
+  const cpu::KernelSet& k = *p.k;
+  const MS s(dst, k);
+  const int64_t K = s.K, M = s.M, N = s.N, MR = s.mr, NR = s.nr;
+  const int64_t r2 = d->ne[2] / a->ne[2], r3 = d->ne[3] / a->ne[3];
+  char* base = reinterpret_cast<char*>((reinterpret_cast<uintptr_t>(p.wdata) + 63) / 64 * 64);
+  uint32_t* packed = reinterpret_cast<uint32_t*>(base);
+  char* tb = base + s.packed_bytes() + size_t(p.ith) * s.thread_bytes();
+  float* ftile = reinterpret_cast<float*>(tb);
+  uint32_t* agroups = reinterpret_cast<uint32_t*>(tb + s.ftile_bytes());
+  float* cbuf = reinterpret_cast<float*>(tb + s.ftile_bytes() + s.agroup_bytes());
+  float* col = reinterpret_cast<float*>(tb + s.ftile_bytes() + s.agroup_bytes() + s.cbuf_bytes());
+  uint32_t* pairs = reinterpret_cast<uint32_t*>(reinterpret_cast<char*>(col) + al64(size_t(std::max<int64_t>(2 * KU, M) + 64) * 4));
+
+  // Phase 1: dY's rows as bf16 pairs along i, panel[p][jj].
+  {
+    int64_t u0, u1;
+    split_range(s.batches * s.panels, p.ith, p.nth, &u0, &u1);
+    for (int64_t u = u0; u < u1; u++) {
+      const int64_t b = u / s.panels, pn = u % s.panels, i2 = b % d->ne[2], i3 = b / d->ne[2];
+      uint32_t* out = packed + size_t(u) * size_t(s.units * NR);
+      for (int64_t jj = 0; jj < NR; jj++) {
+        const int64_t j = pn * NR + jj;
+        if (j >= N) {
+          for (int64_t q = 0; q < s.units; q++) out[q * NR + jj] = 0;
+          continue;
+        }
+        k.gemm_bf16.pack(Type::F32, d->row_ptr(j, i2, i3), M, pairs);
+        const int64_t real = (M + 1) / 2;
+        for (int64_t q = 0; q < real; q++) out[q * NR + jj] = pairs[q];
+        for (int64_t q = real; q < s.units; q++) out[q * NR + jj] = 0;
+      }
+    }
+  }
+  p.barrier();
+
+  // Phase 2: items of (batch, KB columns, ppi panels).
+  const int64_t k_blocks = (K + KB - 1) / KB, n_chunks = (s.panels + s.ppi - 1) / s.ppi;
+  int64_t w0, w1;
+  split_range(s.batches * k_blocks * n_chunks, p.ith, p.nth, &w0, &w1);
+  for (int64_t w = w0; w < w1; w++) {
+    const int64_t nc = w % n_chunks, kblk = (w / n_chunks) % k_blocks, b = w / (n_chunks * k_blocks);
+    const int64_t i2 = b % d->ne[2], i3 = b / d->ne[2];
+    const int64_t k0 = kblk * KB, kb = std::min(KB, K - k0);
+    const int64_t groups = (kb + MR - 1) / MR;
+    const int64_t p0 = nc * s.ppi, p1 = std::min(s.panels, p0 + s.ppi);
+    const size_t seg = row_size(fmt(a), k0);
+    for (int64_t ib = 0; ib < s.units; ib += KU) {
+      const int64_t np = std::min(KU, s.units - ib);  // pairs in this block (a multiple of kalign)
+      const int64_t r0 = 2 * ib, rows = std::max<int64_t>(0, std::min(2 * np, M - r0));
+      for (int64_t r = 0; r < rows; r++)
+        k.to_float[cpu::slot(fmt(a))](a->row_ptr(r0 + r, i2 / r2, i3 / r3) + seg, ftile + size_t(r * kb), kb);
+      // W^T's rows: column c of the block's rows, paired along i, 16 columns
+      // by 16 pairs at a time through a small transposed tile.
+      for (int64_t c0 = 0; c0 < groups * MR; c0 += 16)
+        for (int64_t q0 = 0; q0 < np; q0 += 16) {
+          uint32_t t[16][16];
+          for (int q = 0; q < 16; q++) {
+            const int64_t r = 2 * (q0 + q);
+            const float* x0 = r < rows ? ftile + size_t(r * kb) : nullptr;
+            const float* x1 = r + 1 < rows ? ftile + size_t((r + 1) * kb) : nullptr;
+            for (int c = 0; c < 16; c++) {
+              const bool in = c0 + c < kb;
+              const float v0 = x0 && in ? x0[c0 + c] : 0.0f, v1 = x1 && in ? x1[c0 + c] : 0.0f;
+              t[c][q] = uint32_t(fp32_to_bf16(v0)) | uint32_t(fp32_to_bf16(v1)) << 16;
+            }
+          }
+          const int64_t nq = std::min<int64_t>(16, np - q0);
+          for (int c = 0; c < 16 && c0 + c < groups * MR; c++)
+            std::memcpy(agroups + size_t(c0 + c) * size_t(KU) + size_t(q0), t[c], size_t(nq) * 4);
+        }
+      for (int64_t pn = p0; pn < p1; pn++) {
+        const uint32_t* panel = packed + size_t(b * s.panels + pn) * size_t(s.units * NR) + size_t(ib * NR);
+        for (int64_t g = 0; g < groups; g++)
+          k.gemm_bf16.kernel(np, agroups + size_t(g * MR) * size_t(KU), size_t(KU), panel,
+                             cbuf + size_t(((pn - p0) * s.groups + g) * MR * NR), ib > 0);
+      }
+    }
+    for (int64_t pn = p0; pn < p1; pn++)
+      for (int64_t jj = 0; jj < NR && pn * NR + jj < N; jj++) {
+        float* o = reinterpret_cast<float*>(dst->row_ptr(pn * NR + jj, i2, i3)) + k0;
+        for (int64_t c = 0; c < kb; c++) {
+          const int64_t g = c / MR, r = c % MR;
+          o[c] = cbuf[size_t(((pn - p0) * s.groups + g) * MR * NR + r * NR + jj)];
+        }
+      }
+  }
+}
+
+}  // namespace ggml

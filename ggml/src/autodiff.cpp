@@ -120,6 +120,9 @@ Gradients build_backward(Context& ctx, Graph& g, Tensor* loss, const BackwardOpt
         break;
       }
   GGML_CHECK(c.wants(loss), loss, "autodiff: no trainable tensor flows into the loss");
+  if (opt.bf16_products)
+    for (Tensor* n : nodes)  // the forward's products with frozen F32 weights, as the backward's
+      if (n->op == Op::MUL_MAT && !c.wants(n->src[0]) && n->src[0]->type == Type::F32) n->op_params[MM_BF16_PARAM] = 1;
 
   Gradients out;
   out.seed = ctx.new_tensor(Type::F32, {1}, "dloss");

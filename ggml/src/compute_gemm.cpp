@@ -41,9 +41,11 @@ bool quantized_path(Type t) {
          t == cpu::Q4_1R;
 }
 
-Path path_for(Type t, const cpu::KernelSet& k) {
+bool bf16_ok(const Tensor* dst, Type t) { return t == Type::F16 || t == Type::BF16 || (t == Type::F32 && dst->op_params[MM_BF16_PARAM] == 1); }
+
+Path path_for(const Tensor* dst, Type t, const cpu::KernelSet& k) {
   if (quantized_path(t)) return Path::Q8;
-  if ((t == Type::F16 || t == Type::BF16) && k.gemm_bf16.kernel) return Path::BF16;
+  if (bf16_ok(dst, t) && k.gemm_bf16.kernel) return Path::BF16;
   return Path::F32;
 }
 
@@ -59,7 +61,7 @@ struct Shape {
   Shape(const Tensor* dst, const cpu::KernelSet& k) {
     const Tensor* a = dst->src[0];
     const Tensor* b = dst->src[1];
-    path = path_for(fmt(a), k);
+    path = path_for(dst, fmt(a), k);
     const bool q = path == Path::Q8;
     K = a->ne[0], M = a->ne[1], N = b->ne[1], C2 = b->ne[2], C3 = b->ne[3];
     mr = q ? k.gemm_q.mr : path == Path::BF16 ? k.gemm_bf16.mr : k.gemm.mr;
@@ -94,7 +96,7 @@ bool gemm_applies(const Tensor* dst, const cpu::KernelSet& k) {
   const Type t = fmt(dst->src[0]);
   int nr = 0;
   if (k.gemm.kernel && (t == Type::F32 || t == Type::F16 || t == Type::BF16)) nr = k.gemm.nr;
-  if (k.gemm_bf16.kernel && (t == Type::F16 || t == Type::BF16)) nr = k.gemm_bf16.nr;
+  if (k.gemm_bf16.kernel && bf16_ok(dst, t)) nr = k.gemm_bf16.nr;
   if (k.gemm_q.kernel && quantized_path(t)) nr = k.gemm_q.nr;
   // Below half a panel the zero padding wastes more than the tiles lose.
   return nr > 0 && dst->src[1]->ne[1] >= nr / 2;

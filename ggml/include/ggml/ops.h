@@ -51,6 +51,9 @@ struct MatMulFusion {
 Tensor* mul_mat_fused(Context& ctx, Tensor* a, Tensor* b, const MatMulFusion& f);
 // The fusion flags of a MUL_MAT node (op_params[0]); 0 for a plain product.
 enum : int32_t { MM_NORM = 1, MM_GLU = 2, MM_ADD = 4 };
+// op_params[2] of a MUL_MAT node: 1 where an F32 weight's prompt products may
+// round both operands to bf16 (mixed precision, BackwardOptions::bf16_products).
+constexpr int MM_BF16_PARAM = 2;
 
 // x / sqrt(mean(x^2) + eps) per row; with w (F32 [ne0]), times w as well, in
 // one node: the same floats as mul(rms_norm(a, eps), w).

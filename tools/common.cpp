@@ -1,3 +1,5 @@
+#include <cstdlib>
+#include <cmath>
 #include "common.h"
 
 #include <cerrno>
@@ -98,6 +100,33 @@ void add_model_options(cxxopts::Options& opts) {
 
 llm::LoadOptions load_options(const cxxopts::ParseResult& r) {
   return llm::LoadOptions::for_flags(r.count("mmap") > 0, r.count("no-repack") > 0);
+}
+
+void add_lora_options(cxxopts::Options& opts) {
+  opts.add_options("LoRA")
+      ("lora", "apply a LoRA adapter (a GGUF adapter as llama.cpp's, or a PEFT directory), never merged; repeatable",
+       cxxopts::value<std::vector<std::string>>())
+      ("lora-scale", "the scale of the matching --lora's update (the n-th for the n-th; default 1); repeatable",
+       cxxopts::value<std::vector<std::string>>());
+}
+
+Loras load_loras(const cxxopts::ParseResult& r, const llm::Model& model) {
+  Loras l;
+  const std::vector<std::string> files = all_values(r, "lora"), scales = all_values(r, "lora-scale");
+  if (scales.size() > files.size()) throw llm::Error("--lora-scale given " + std::to_string(scales.size()) +
+                                                     " times for " + std::to_string(files.size()) + " --lora");
+  for (size_t i = 0; i < files.size(); i++) {
+    float s = 1.0f;
+    if (i < scales.size()) {
+      char* end = nullptr;
+      s = std::strtof(scales[i].c_str(), &end);
+      if (end == scales[i].c_str() || *end || !std::isfinite(s))
+        throw llm::Error("--lora-scale must be a number, not '" + scales[i] + "'");
+    }
+    l.held.push_back(llm::Lora::load(model, files[i]));
+    l.applied.push_back({l.held.back().get(), s});
+  }
+  return l;
 }
 
 int threads(const cxxopts::ParseResult& r) {

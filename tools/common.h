@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "llm/lora.h"
 #include "llm/model.h"
 
 namespace tool {
@@ -48,6 +49,15 @@ void add_model_options(cxxopts::Options& opts);
 // Their values: how to load the model, and the thread count (0: every core).
 llm::LoadOptions load_options(const cxxopts::ParseResult& r);
 int threads(const cxxopts::ParseResult& r);
+
+// --lora FILE (repeatable: a GGUF adapter or a PEFT directory) and
+// --lora-scale S (repeatable, the n-th for the n-th --lora; 1 by default).
+void add_lora_options(cxxopts::Options& opts);
+struct Loras {
+  std::vector<std::unique_ptr<llm::Lora>> held;
+  std::vector<std::pair<const llm::Lora*, float>> applied;  // what SessionParams::loras takes
+};
+Loras load_loras(const cxxopts::ParseResult& r, const llm::Model& model);
 
 // Runs a tool's body, turning every exception into "NAME: message" on stderr
 // and exit status 1.

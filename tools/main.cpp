@@ -198,6 +198,7 @@ int run(int argc, char** argv) {
       ("ignore-eos", "never end at EOS or the end of a turn (only -n, --stop, the context or Ctrl-C end)")
       ("no-display-prompt", "do not echo the prompt");
   tool::add_model_options(opts);
+  tool::add_lora_options(opts);
   tool::add_standard_options(opts);
   auto r = opts.parse(argc, argv);
   if (tool::answer_standard_options(r, opts, "main",
@@ -256,6 +257,8 @@ int run(int argc, char** argv) {
   Stats st;
   st.load_s = since(t_load);
   const llm::Tokenizer& tok = *model->tokenizer;
+  const tool::Loras loras = tool::load_loras(r, *model);
+  sp.loras = loras.applied;
   llm::Session session(*model, sp);
   llm::Sampler sampler(smp, model->hp.n_vocab);
 

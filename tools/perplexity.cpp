@@ -22,6 +22,7 @@ static int run(int argc, char** argv) {
       ("kl", "compare against a base file: mean KL-divergence, top-1 agreement, perplexity ratio", cxxopts::value<std::string>())
       ("top-k", "entries per position in a --kl-base file", cxxopts::value<int>()->default_value("32"));
   tool::add_model_options(opts);
+  tool::add_lora_options(opts);
   tool::add_standard_options(opts);
   {
     auto r = opts.parse(argc, argv);
@@ -45,7 +46,9 @@ static int run(int argc, char** argv) {
     std::vector<int32_t> tokens = model->tokenizer->encode(text, false, false);
     std::fprintf(stderr, "perplexity: %s: %zu token%s (tokenized in %.1f s)\n", r["file"].as<std::string>().c_str(),
                  tokens.size(), tokens.size() == 1 ? "" : "s", std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    const tool::Loras loras = tool::load_loras(r, *model);
     llm::PerplexityOptions o;
+    o.loras = loras.applied;
     o.n_ctx = n_ctx;
     o.n_batch = n_batch;
     o.n_threads = n_threads;

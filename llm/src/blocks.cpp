@@ -15,11 +15,14 @@ Tensor* linear(ggml::Context& ctx, Tensor* x, Tensor* w, Tensor* b) {
 
 Tensor* linear(GraphInputs& in, Tensor* x, Tensor* w, Tensor* b) {
   Tensor* y = linear(in.ctx, x, w, b);
-  const LoraAdapter* a = in.lora ? in.lora->find(w) : nullptr;
-  if (!a) return y;
-  // PEFT's order: the base (with its bias), then the scaled update added.
-  Tensor* d = ggml::mul_mat(in.ctx, a->b, ggml::mul_mat(in.ctx, a->a, x));
-  return ggml::add(in.ctx, y, ggml::scale(in.ctx, d, a->scale));
+  for (const auto& [lora, s] : in.loras) {
+    const LoraAdapter* a = lora->find(w);
+    if (!a) continue;
+    // PEFT's order: the base (with its bias), then the scaled update added.
+    Tensor* d = ggml::mul_mat(in.ctx, a->b, ggml::mul_mat(in.ctx, a->a, x));
+    y = ggml::add(in.ctx, y, ggml::scale(in.ctx, d, a->scale * s));
+  }
+  return y;
 }
 
 Tensor* rms_norm(ggml::Context& ctx, Tensor* x, Tensor* w, float eps) {

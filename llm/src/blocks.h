@@ -23,8 +23,8 @@ struct GraphInputs {
   // follows, for a graph built once at the largest n_past and reused for
   // smaller ones; -1: n_past is fixed.
   int n_past_param = -1;
-  // Training: LoRA adapters beside the weights they name (null: none).
-  const Lora* lora = nullptr;
+  // LoRA adapters beside the weights they name, each with a scale on its update.
+  std::vector<std::pair<const Lora*, float>> loras;
   // Where the architecture records each layer's input and the last layer's
   // output (the checkpoints of gradient checkpointing); null: not recorded.
   std::vector<ggml::Tensor*>* layer_inputs = nullptr;

@@ -34,7 +34,9 @@ void write_npy_f32(const std::string& path, const float* data, const std::vector
   out.commit();
 }
 
-NpyF32 read_npy_f32(const std::string& path) {
+namespace {
+template <class R>
+R read_npy(const std::string& path, const char* descr, const char* what) {
   std::ifstream in(path, std::ios::binary);
   if (!in) throw Error(path + ": cannot open");
   char magic[10];
@@ -50,11 +52,11 @@ NpyF32 read_npy_f32(const std::string& path) {
   if (hl > 65536) throw Error(path + ": header too long");
   std::string h(hl, '\0');
   if (!in.read(h.data(), (std::streamsize)hl)) throw Error(path + ": truncated header");
-  if (h.find("'<f4'") == std::string::npos || h.find("'fortran_order': False") == std::string::npos)
-    throw Error(path + ": only C-order little-endian float32 arrays are supported");
+  if (h.find(descr) == std::string::npos || h.find("'fortran_order': False") == std::string::npos)
+    throw Error(path + ": only C-order little-endian " + what + " arrays are supported");
   size_t a = h.find("'shape': ("), b = h.find(')', a);
   if (a == std::string::npos || b == std::string::npos) throw Error(path + ": no shape");
-  NpyF32 r;
+  R r;
   int64_t n = 1;
   for (size_t p = a + 10; p < b;) {
     while (p < b && (h[p] == ' ' || h[p] == ',')) p++;
@@ -71,5 +73,9 @@ NpyF32 read_npy_f32(const std::string& path) {
   if (!in.read(reinterpret_cast<char*>(r.data.data()), (std::streamsize)(n * 4))) throw Error(path + ": truncated data");
   return r;
 }
+}  // namespace
+
+NpyF32 read_npy_f32(const std::string& path) { return read_npy<NpyF32>(path, "'<f4'", "float32"); }
+NpyI32 read_npy_i32(const std::string& path) { return read_npy<NpyI32>(path, "'<i4'", "int32"); }
 
 }  // namespace llm

@@ -98,6 +98,7 @@ PerplexityResult perplexity(const Model& m, const std::vector<int32_t>& text, co
   sp.n_ctx = n_ctx;
   sp.n_batch = opt.n_batch;
   sp.n_threads = opt.n_threads;
+  sp.loras = opt.loras;
   Session s(m, sp);
   PerplexityResult r;
   double nll_sum = 0, nll_sq = 0, kl_sum = 0, kl_sq = 0, base_nll = 0;

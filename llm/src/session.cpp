@@ -50,9 +50,11 @@ struct Built {
   Tensor *tokens, *positions, *out;
 };
 Built build_forward(const Model& model, ggml::Context& ctx, ggml::Graph& g, int64_t n_past, int64_t nt, int64_t n_out,
-                    const std::vector<Tensor*>& k, const std::vector<Tensor*>& v, int n_past_param) {
+                    const std::vector<Tensor*>& k, const std::vector<Tensor*>& v, int n_past_param,
+                    const std::vector<std::pair<const Lora*, float>>& loras) {
   const HParams& hp = model.hp;
   GraphInputs in{ctx, g, model, n_past, nt, nullptr, nullptr, k, v, n_past_param};
+  in.loras = loras;
   in.tokens = ctx.new_tensor(ggml::Type::I32, {nt}, "tokens");
   in.positions = ctx.new_tensor(ggml::Type::I32, {nt}, "positions");
   Tensor* h = nullptr;
@@ -97,6 +99,7 @@ Session::Session(const Model& model, const SessionParams& p) : model_(model) {
   int threads = p.n_threads > 0 ? p.n_threads : ggml::physical_cores();
   impl_ = std::make_unique<Impl>(threads);
   n_batch_ = p.n_batch;
+  loras_ = p.loras;
   if (p.token_graph_span < 0) throw Error("the token graph span must be 0 or positive");
   token_graph_span_ = p.token_graph_span;
   for (int il = 0; il < (int)hp.n_layer; il++) {
@@ -122,6 +125,11 @@ Session::Session(const Model& model, const SessionParams& p) : model_(model) {
 }
 
 Session::~Session() = default;
+
+void Session::set_loras(const std::vector<std::pair<const Lora*, float>>& loras) {
+  loras_ = loras;
+  impl_->token.cap = 0;  // the kept token graph has the old adapters in it
+}
 
 int64_t Session::n_vocab() const { return model_.hp.n_vocab; }
 size_t Session::kv_bytes() const { return impl_->kv_bytes; }
@@ -170,7 +178,7 @@ void Session::eval(const int32_t* tokens, size_t n, bool all_logits) {
         auto ctx = std::make_unique<ggml::Context>(size_t(1) << 20);
         auto graph = std::make_unique<ggml::Graph>();
         const int n_past = graph->new_param("n_past");
-        const Built tb = build_forward(model_, *ctx, *graph, cap - 1, 1, 1, impl_->k, impl_->v, n_past);
+        const Built tb = build_forward(model_, *ctx, *graph, cap - 1, 1, 1, impl_->k, impl_->v, n_past, loras_);
         impl_->sched.plan(*graph, *ctx);
         tg.alloc.allocate(*graph);
         tg.ctx = std::move(ctx);
@@ -189,7 +197,7 @@ void Session::eval(const int32_t* tokens, size_t n, bool all_logits) {
       own_ctx = std::make_unique<ggml::Context>(size_t(1) << 20);
       own_g = std::make_unique<ggml::Graph>();
       g = own_g.get();
-      b = build_forward(model_, *own_ctx, *g, n_past_, nt, n_out, impl_->k, impl_->v, -1);
+      b = build_forward(model_, *own_ctx, *g, n_past_, nt, n_out, impl_->k, impl_->v, -1, loras_);
       impl_->sched.plan(*g, *own_ctx);
       t_alloc = std::chrono::steady_clock::now();
       impl_->alloc.allocate(*g);

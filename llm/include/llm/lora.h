@@ -29,12 +29,29 @@ class Lora {
  public:
   // The PEFT module names an architecture's projections go by, in layer order.
   static std::vector<std::string> module_names(Arch arch);
+  // A module from its PEFT name or its short name: q, k, v, o, gate, up,
+  // down for LLaMA; qkv, o, up, down for GPT-NeoX (query_key_value, dense,
+  // dense_h_to_4h, dense_4h_to_h); q, k, v, o, up, down for GPT-J (out_proj,
+  // fc_in, fc_out). Throws naming the ones this architecture has.
+  static std::string module_name(Arch arch, const std::string& name);
   // Adapters of rank r on the named modules of every layer, initialised as
   // PEFT does (A Kaiming-uniform, B zero: the model is unchanged at first).
-  static std::unique_ptr<Lora> create(Model& model, int rank, float alpha, const std::vector<std::string>& modules,
-                                      uint64_t seed);
+  static std::unique_ptr<Lora> create(const Model& model, int rank, float alpha, const std::vector<std::string>& modules,
+                                      uint64_t seed, bool rslora = false);
   // A PEFT adapter directory (adapter_config.json, adapter_model.safetensors).
-  static std::unique_ptr<Lora> load_peft(Model& model, const std::string& dir);
+  static std::unique_ptr<Lora> load_peft(const Model& model, const std::string& dir);
+  // llama.cpp's LoRA GGUF (general.type adapter, adapter.type lora,
+  // adapter.lora.alpha; "<base tensor>.lora_a" F32 [in, r] and ".lora_b"
+  // [r, out], B in the GGUF row order), as convert_lora_to_gguf.py writes it.
+  static std::unique_ptr<Lora> load_gguf(const Model& model, const std::string& path);
+  // A PEFT directory or a GGUF file, whichever path is.
+  static std::unique_ptr<Lora> load(const Model& model, const std::string& path);
+  void save_gguf(const std::string& path) const;  // atomically
+  // adapter_config.json + adapter_model.safetensors that PEFT loads (F32), atomically.
+  void save_peft(const std::string& dir) const;
+  // The GGUF name of the weight an adapter adapts ("blk.0.attn_q.weight").
+  std::string weight_name(const LoraAdapter& a) const;
+  bool rslora() const { return rslora_; }
 
   const LoraAdapter* find(const ggml::Tensor* weight) const;
   const std::vector<LoraAdapter>& adapters() const { return adapters_; }
@@ -49,11 +66,12 @@ class Lora {
   void b_from_peft(const LoraAdapter& a, const float* src, ggml::Tensor* dst) const;
 
  private:
-  explicit Lora(Model& m) : model_(m) {}
+  explicit Lora(const Model& m) : model_(m) {}
   LoraAdapter& add(int layer, const std::string& module);
-  Model& model_;
+  const Model& model_;
   int rank_ = 0;
   float alpha_ = 0;
+  bool rslora_ = false;
   ggml::Context ctx_{size_t(1) << 20};
   std::vector<LoraAdapter> adapters_;
   std::unordered_map<const ggml::Tensor*, size_t> by_weight_;

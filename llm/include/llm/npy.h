@@ -15,5 +15,11 @@ struct NpyF32 {
 };
 // Throws llm::Error for anything but a C-order '<f4' array.
 NpyF32 read_npy_f32(const std::string& path);
+// The same for '<i4' (pre-tokenized training batches).
+struct NpyI32 {
+  std::vector<int64_t> shape;
+  std::vector<int32_t> data;
+};
+NpyI32 read_npy_i32(const std::string& path);
 
 }  // namespace llm

@@ -28,6 +28,8 @@ struct PerplexityOptions {
   int64_t n_ctx = 512;
   int64_t n_chunks = -1;  // -1: every whole window of the text
   int64_t n_batch = 512;
+  // LoRA adapters (and their scales) applied while scoring.
+  std::vector<std::pair<const class Lora*, float>> loras;
   int n_threads = 0;
   int top_k = 32;               // entries kept per position in a KL base file
   std::string kl_base_out;      // write the base file here

@@ -13,6 +13,8 @@
 
 namespace llm {
 
+class Lora;
+
 // "1 token", "3 tokens": counts in messages.
 std::string tokens_str(int64_t n);
 
@@ -27,6 +29,9 @@ struct SessionParams {
   // Allow a KV cache larger than the machine's physical memory (refused by
   // default, with the size it would take).
   bool ignore_memory_limit = false;
+  // LoRA adapters applied beside the weights they adapt (never merged), each
+  // with a scale on its update; they must outlive the session.
+  std::vector<std::pair<const Lora*, float>> loras;
 };
 
 class Session {
@@ -46,6 +51,8 @@ class Session {
   int64_t n_vocab() const;
 
   int64_t n_past() const { return n_past_; }
+  // Adapters and their scales from now on (the next eval builds its graphs anew).
+  void set_loras(const std::vector<std::pair<const Lora*, float>>& loras);
   void rewind(int64_t n_past);  // forget positions >= n_past
   int64_t n_ctx() const { return n_ctx_; }
   size_t kv_bytes() const;
@@ -57,6 +64,7 @@ class Session {
   std::unique_ptr<Impl> impl_;
   const Model& model_;
   int64_t n_ctx_ = 0, n_past_ = 0, n_batch_ = 512;
+  std::vector<std::pair<const Lora*, float>> loras_;
   int64_t token_graph_span_ = 512;
   std::vector<float> logits_;
   size_t logits_rows_ = 0;

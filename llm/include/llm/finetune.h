@@ -1,0 +1,80 @@
+#pragma once
+// LoRA fine-tuning: training data sets, the training loop and evaluation,
+// on the training graph (train.h), autodiff and the optimizer (ggml).
+#include <cmath>
+#include <cstdint>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "ggml/ggml.h"
+#include "llm/lora.h"
+#include "llm/model.h"
+
+namespace llm {
+
+// One sequence: its tokens and, at each position, the id that should come
+// next (-1 where nothing counts: past the end, a masked turn).
+struct TrainSequence {
+  std::vector<int32_t> tokens, targets;
+};
+
+struct TrainData {
+  std::vector<TrainSequence> seqs;
+  int64_t file_batch = 0;  // .npy: sequences per optimizer step, as the file groups them
+  int64_t max_len = 0;     // the longest sequence
+  int64_t counted() const;
+};
+
+// .txt: the text tokenized and cut into windows of ctx tokens (the
+// tokenizer's BOS first where it adds one), each position's target the next
+// token of its window. .jsonl: one object a line, {"text": ...} cut the same
+// way, or {"messages": [{"role", "content"}...]} rendered with the model's
+// chat template, targets on the assistant turns only. .npy: int32
+// [n_batches, batch, seq], used in order, labels the inputs shifted by one
+// (as transformers does). Throws a one-line error naming the file and what is
+// wrong (an empty set, a line that is not JSON, a chat longer than ctx, ids
+// outside the vocabulary, ...).
+TrainData load_train_data(const std::string& path, const Model& model, int64_t ctx);
+
+struct FinetuneOptions {
+  int64_t ctx = 512;         // tokens per sequence (the graph's length)
+  int64_t batch = 8;         // sequences per optimizer step (.npy: the file's)
+  int64_t micro_batch = 1;   // sequences per forward/backward (computed one after another)
+  int64_t epochs = 1, steps = 0;  // steps 0: as many as epochs take
+  bool shuffle = true;
+  uint64_t seed = 1;
+  ggml::OptimizerConfig optim;
+  bool checkpointing = false;
+  bool bf16 = false;         // mixed precision (ggml::BackwardOptions::bf16_products)
+  int threads = 0;           // 0: one per physical core
+};
+
+struct StepLog {
+  int64_t step = 0;
+  double loss = 0;  // the batch's loss before its update
+  double lr = 0, grad_norm = 0;
+  int64_t tokens = 0;  // counted targets in the batch
+  double seconds = 0;
+};
+
+class Finetuner {
+ public:
+  // lora: the adapter trained in place (its tensors are updated each step).
+  Finetuner(const Model& model, Lora& lora, const TrainData& train, const FinetuneOptions& o);
+  ~Finetuner();
+  int64_t total_steps() const { return total_; }
+  int64_t steps_done() const;
+  bool done() const { return steps_done() >= total_; }
+  StepLog step();                          // the next batch: forward, backward, update
+  double evaluate(const TrainData& data);  // mean loss over data's counted targets (no update)
+  size_t planned_bytes() const;            // the training graph's buffer
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+  int64_t total_ = 0;
+};
+
+}  // namespace llm

@@ -1,0 +1,268 @@
+#include "llm/finetune.h"
+
+#include <algorithm>
+#include <chrono>
+#include <fstream>
+
+#include <nlohmann/json.hpp>
+
+#include "llm/chat.h"
+#include "llm/error.h"
+#include "llm/npy.h"
+#include "llm/train.h"
+
+namespace llm {
+
+using ggml::Tensor;
+
+int64_t TrainData::counted() const {
+  int64_t n = 0;
+  for (const TrainSequence& s : seqs)
+    for (int32_t t : s.targets) n += t >= 0;
+  return n;
+}
+
+namespace {
+bool ends_with(const std::string& s, const char* suf) {
+  const size_t n = std::strlen(suf);
+  return s.size() >= n && s.compare(s.size() - n, n, suf) == 0;
+}
+
+// Windows of at most ctx tokens over ids, BOS first where the model adds one.
+void add_windows(TrainData& d, const std::vector<int32_t>& ids, const Vocab& v, int64_t ctx) {
+  const bool bos = v.add_bos && v.bos >= 0;
+  const int64_t body = ctx - (bos ? 1 : 0);
+  for (size_t at = 0; at < ids.size(); at += size_t(body)) {
+    TrainSequence s;
+    if (bos) s.tokens.push_back(v.bos);
+    const size_t end = std::min(ids.size(), at + size_t(body));
+    s.tokens.insert(s.tokens.end(), ids.begin() + long(at), ids.begin() + long(end));
+    if (s.tokens.size() < 2) continue;  // nothing to predict
+    s.targets.assign(s.tokens.begin() + 1, s.tokens.end());
+    s.targets.push_back(-1);
+    d.seqs.push_back(std::move(s));
+  }
+}
+
+void check_ids(const TrainData& d, const Model& m, const std::string& path) {
+  for (const TrainSequence& s : d.seqs)
+    for (int32_t t : s.tokens)
+      if (t < 0 || t >= m.hp.n_vocab)
+        throw Error(path + ": token id " + std::to_string(t) + " is outside the model's vocabulary of " +
+                    std::to_string(m.hp.n_vocab));
+}
+}  // namespace
+
+TrainData load_train_data(const std::string& path, const Model& model, int64_t ctx) {
+  if (ctx < 2) throw Error("the context must be at least 2 tokens");
+  TrainData d;
+  const Tokenizer* tok = model.tokenizer.get();
+  if (ends_with(path, ".npy")) {
+    const NpyI32 a = read_npy_i32(path);
+    if (a.shape.size() != 3 || a.shape[0] < 1 || a.shape[1] < 1 || a.shape[2] < 2)
+      throw Error(path + ": expected int32 [n_batches, batch, seq] with seq >= 2");
+    if (a.shape[2] > ctx)
+      throw Error(path + ": sequences of " + std::to_string(a.shape[2]) + " tokens are longer than the context (" +
+                  std::to_string(ctx) + "; raise --ctx)");
+    d.file_batch = a.shape[1];
+    const int64_t seq = a.shape[2];
+    for (int64_t b = 0; b < a.shape[0] * a.shape[1]; b++) {
+      TrainSequence s;
+      s.tokens.assign(a.data.begin() + long(b * seq), a.data.begin() + long((b + 1) * seq));
+      s.targets.assign(s.tokens.begin() + 1, s.tokens.end());
+      s.targets.push_back(-1);
+      d.seqs.push_back(std::move(s));
+    }
+  } else if (ends_with(path, ".jsonl")) {
+    if (!tok) throw Error(path + ": the model has no tokenizer to read text with");
+    std::ifstream in(path);
+    if (!in) throw Error(path + ": cannot open");
+    std::string line;
+    int64_t n = 0;
+    const ChatFormat fmt(tok->vocab());
+    while (std::getline(in, line)) {
+      n++;
+      if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+      nlohmann::json j;
+      try {
+        j = nlohmann::json::parse(line);
+      } catch (const nlohmann::json::exception&) {
+        throw Error(path + ":" + std::to_string(n) + ": not JSON");
+      }
+      if (j.is_object() && j.contains("text") && j["text"].is_string()) {
+        add_windows(d, tok->encode(j["text"].get<std::string>(), false, false), tok->vocab(), ctx);
+      } else if (j.is_object() && j.contains("messages") && j["messages"].is_array()) {
+        // Each turn tokenized as the template renders it after the turns
+        // before; the assistant's tokens are the targets.
+        std::vector<ChatMessage> msgs;
+        for (const auto& m : j["messages"]) {
+          if (!m.is_object() || !m.contains("role") || !m.contains("content") || !m["role"].is_string() ||
+              !m["content"].is_string())
+            throw Error(path + ":" + std::to_string(n) + ": a message needs a \"role\" and a \"content\" string");
+          msgs.push_back({m["role"].get<std::string>(), m["content"].get<std::string>()});
+        }
+        bool any = false;
+        for (const ChatMessage& m : msgs) any |= m.role == "assistant";
+        if (!any) throw Error(path + ":" + std::to_string(n) + ": a chat without an assistant turn has nothing to learn");
+        TrainSequence s;
+        std::vector<int32_t> mask;
+        std::vector<ChatMessage> so_far = fmt.with_system({});
+        if (!msgs.empty() && msgs[0].role == "system") so_far.clear();
+        size_t prev = 0;
+        std::vector<int32_t> all = fmt.tokenize(*tok, so_far, false);
+        mask.assign(all.size(), 0);
+        prev = all.size();
+        for (const ChatMessage& m : msgs) {
+          so_far.push_back(m);
+          all = fmt.tokenize(*tok, so_far, false);
+          if (all.size() < prev) throw Error(path + ":" + std::to_string(n) + ": the chat template re-tokenizes earlier turns");
+          mask.resize(all.size(), m.role == "assistant" ? 1 : 0);
+          prev = all.size();
+        }
+        if (int64_t(all.size()) > ctx)
+          throw Error(path + ":" + std::to_string(n) + ": a chat of " + std::to_string(all.size()) +
+                      " tokens is longer than the context (" + std::to_string(ctx) + "; raise --ctx)");
+        s.tokens = all;
+        s.targets.assign(all.size(), -1);
+        for (size_t i = 0; i + 1 < all.size(); i++)
+          if (mask[i + 1]) s.targets[i] = all[i + 1];
+        d.seqs.push_back(std::move(s));
+      } else {
+        throw Error(path + ":" + std::to_string(n) + ": expected {\"text\": ...} or {\"messages\": [...]}");
+      }
+    }
+  } else {
+    if (!tok) throw Error(path + ": the model has no tokenizer to read text with");
+    std::ifstream in(path, std::ios::binary);
+    if (!in) throw Error(path + ": cannot open");
+    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    add_windows(d, tok->encode(text, false, false), tok->vocab(), ctx);
+  }
+  if (d.seqs.empty() || d.counted() == 0) throw Error(path + ": the data set is empty (nothing to predict)");
+  check_ids(d, model, path);
+  for (const TrainSequence& s : d.seqs) d.max_len = std::max<int64_t>(d.max_len, int64_t(s.tokens.size()));
+  return d;
+}
+
+struct Finetuner::Impl {
+  const Model& model;
+  Lora& lora;
+  const TrainData& train;
+  FinetuneOptions o;
+  std::shared_ptr<ggml::Backend> be;
+  ggml::Context ctx{size_t(1) << 20};
+  ggml::Graph g;
+  TrainGraph t;
+  std::unique_ptr<ggml::Optimizer> opt;
+  ggml::GraphAllocator alloc;
+  // evaluation: the forward graph alone
+  ggml::Context ectx{size_t(1) << 20};
+  ggml::Graph eg;
+  TrainGraph et;
+  ggml::GraphAllocator ealloc;
+  int64_t batch = 1;
+  std::vector<size_t> order;  // this epoch's sequence order
+  int64_t epoch = -1;
+  size_t next = 0;            // position in order
+
+  Impl(const Model& m, Lora& l, const TrainData& d, const FinetuneOptions& op) : model(m), lora(l), train(d), o(op) {}
+
+  void load(TrainGraph& tg, const TrainSequence& s) {
+    const int64_t n = tg.tokens->ne[0];
+    for (int64_t i = 0; i < n; i++) {
+      const bool in = i < int64_t(s.tokens.size());
+      tg.tokens->as<int32_t>()[i] = in ? s.tokens[size_t(i)] : 0;
+      tg.targets->as<int32_t>()[i] = in ? s.targets[size_t(i)] : -1;
+    }
+  }
+  void new_epoch() {
+    epoch++;
+    order.resize(train.seqs.size());
+    for (size_t i = 0; i < order.size(); i++) order[i] = i;
+    if (o.shuffle && train.file_batch == 0) {
+      std::mt19937_64 rng(o.seed * 1000003ULL + uint64_t(epoch));
+      std::shuffle(order.begin(), order.end(), rng);
+    }
+    next = 0;
+  }
+};
+
+Finetuner::Finetuner(const Model& model, Lora& lora, const TrainData& train, const FinetuneOptions& o)
+    : impl_(std::make_unique<Impl>(model, lora, train, o)) {
+  Impl& m = *impl_;
+  if (o.micro_batch < 1 || o.batch < 1) throw Error("--batch and --micro-batch must be at least 1");
+  m.batch = train.file_batch > 0 ? train.file_batch : o.batch;
+  if (m.batch % o.micro_batch != 0)
+    throw Error("--batch " + std::to_string(m.batch) + " is not a multiple of --micro-batch " + std::to_string(o.micro_batch));
+  if (train.max_len > o.ctx)
+    throw Error("a training sequence of " + std::to_string(train.max_len) + " tokens is longer than --ctx " +
+                std::to_string(o.ctx));
+  const int64_t per_epoch = std::max<int64_t>(1, int64_t(train.seqs.size()) / m.batch);
+  total_ = o.steps > 0 ? o.steps : per_epoch * std::max<int64_t>(1, o.epochs);
+  const int64_t n = train.file_batch > 0 ? train.max_len : o.ctx;
+  m.be = ggml::cpu_backend(o.threads > 0 ? o.threads : ggml::physical_cores());
+  m.t = build_train_graph(model, &lora, m.ctx, m.g, n);
+  ggml::BackwardOptions bo;
+  if (o.checkpointing) bo.checkpoints = m.t.layer_inputs;
+  bo.bf16_products = o.bf16;
+  ggml::Gradients grads = ggml::build_backward(m.ctx, m.g, m.t.loss, bo);
+  ggml::OptimizerConfig oc = o.optim;
+  if (oc.total == 0) oc.total = total_;
+  m.opt = std::make_unique<ggml::Optimizer>(lora.params(), oc, *m.be);
+  m.opt->accumulate(m.ctx, m.g, grads);
+  m.alloc.set_backend(m.be.get());
+  m.alloc.allocate(m.g);
+  m.et = build_train_graph(model, &lora, m.ectx, m.eg, n);
+  m.ealloc.set_backend(m.be.get());
+  m.ealloc.allocate(m.eg);
+  m.new_epoch();
+}
+
+Finetuner::~Finetuner() = default;
+
+int64_t Finetuner::steps_done() const { return impl_->opt->steps(); }
+size_t Finetuner::planned_bytes() const { return impl_->alloc.buffer_size(); }
+
+StepLog Finetuner::step() {
+  Impl& m = *impl_;
+  const auto t0 = std::chrono::steady_clock::now();
+  if (m.next + size_t(m.batch) > m.order.size()) m.new_epoch();
+  std::vector<const TrainSequence*> batch;
+  for (int64_t i = 0; i < m.batch; i++) batch.push_back(&m.train.seqs[m.order[m.next + size_t(i)]]);
+  m.next += size_t(m.batch);
+  int64_t counted = 0;
+  for (const TrainSequence* s : batch)
+    for (int32_t t : s->targets) counted += t >= 0;
+  StepLog log;
+  log.tokens = counted;
+  *m.t.count->as<float>() = float(std::max<int64_t>(counted, 1));
+  // One sequence per compute: each micro-batch's gradients sum into the step's.
+  for (const TrainSequence* s : batch) {
+    m.load(m.t, *s);
+    m.be->compute(m.g);
+    log.loss += double(*m.t.loss->as<float>());
+  }
+  const ggml::StepStats st = m.opt->step();
+  log.step = st.step;
+  log.lr = st.lr;
+  log.grad_norm = st.grad_norm;
+  log.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return log;
+}
+
+double Finetuner::evaluate(const TrainData& data) {
+  Impl& m = *impl_;
+  const int64_t counted = data.counted();
+  *m.et.count->as<float>() = float(std::max<int64_t>(counted, 1));
+  double sum = 0;
+  for (const TrainSequence& s : data.seqs) {
+    if (int64_t(s.tokens.size()) > m.et.tokens->ne[0])
+      throw Error("a validation sequence of " + std::to_string(s.tokens.size()) + " tokens is longer than the context");
+    m.load(m.et, s);
+    m.be->compute(m.eg);
+    sum += double(*m.et.loss->as<float>());
+  }
+  return sum;
+}
+
+}  // namespace llm

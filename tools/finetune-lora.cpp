@@ -1,0 +1,202 @@
+// finetune-lora: LoRA fine-tuning of a GGUF model (any base type, kept
+// frozen in its own type) on a text, JSONL or pre-tokenized data set; writes
+// the adapter as llama.cpp's LoRA GGUF and, if asked, as a PEFT directory.
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cxxopts.hpp>
+#include <string>
+
+#include "common.h"
+#include "llm/files.h"
+#include "llm/finetune.h"
+
+namespace {
+
+std::vector<std::string> split_commas(const std::string& s) {
+  std::vector<std::string> v;
+  size_t at = 0;
+  while (at <= s.size()) {
+    const size_t e = std::min(s.find(',', at), s.size());
+    if (e > at) v.push_back(s.substr(at, e - at));
+    at = e + 1;
+  }
+  return v;
+}
+
+std::string eta(double s) {
+  char b[32];
+  if (s >= 3600) std::snprintf(b, sizeof b, "%dh%02dm", int(s / 3600), int(s / 60) % 60);
+  else std::snprintf(b, sizeof b, "%dm%02ds", int(s / 60), int(s) % 60);
+  return b;
+}
+
+int run(int argc, char** argv) {
+  cxxopts::Options opts("finetune-lora", "LoRA fine-tuning on the CPU: the base model stays frozen in its own type "
+                                         "(F32, F16, BF16, Q8_0, Q4_x, Q5_x, K-quants); the adapter is trained in F32.");
+  opts.add_options()
+      ("m,model", "base model (GGUF)", cxxopts::value<std::string>())
+      ("train", "training data: .txt, .jsonl ({\"text\"} or chat {\"messages\"}) or .npy int32 [n_batches, batch, seq]",
+       cxxopts::value<std::string>())
+      ("valid", "validation data (the same formats)", cxxopts::value<std::string>())
+      ("o,output", "the adapter, as llama.cpp's LoRA GGUF", cxxopts::value<std::string>())
+      ("peft-out", "also write the adapter as a PEFT directory", cxxopts::value<std::string>())
+      ("log", "one JSON object per optimizer step to this file", cxxopts::value<std::string>())
+      ("ctx", "tokens per sequence", cxxopts::value<int64_t>()->default_value("512"))
+      ("batch", "sequences per optimizer step (.npy: the file's)", cxxopts::value<int64_t>()->default_value("8"))
+      ("micro-batch", "sequences per forward/backward (gradients accumulate over batch / micro-batch)",
+       cxxopts::value<int64_t>()->default_value("1"))
+      ("epochs", "passes over the training data", cxxopts::value<int64_t>()->default_value("1"))
+      ("steps", "optimizer steps (instead of --epochs)", cxxopts::value<int64_t>()->default_value("0"))
+      ("shuffle", "shuffle the sequences every epoch (the default; .npy batches are always in order)")
+      ("no-shuffle", "keep the data's order")
+      ("seed", "seed of the adapter's initialisation and the shuffle", cxxopts::value<uint64_t>()->default_value("1"))
+      ("eval-every", "validation loss every N steps (0: before and after training)",
+       cxxopts::value<int64_t>()->default_value("0"))
+      ("log-every", "a progress line every N steps when stderr is not a terminal",
+       cxxopts::value<int64_t>()->default_value("10"));
+  opts.add_options("LoRA")
+      ("lora-r", "rank", cxxopts::value<int>()->default_value("8"))
+      ("lora-alpha", "alpha (the update is scaled by alpha / r)", cxxopts::value<float>()->default_value("16"))
+      ("lora-dropout", "dropout on the adapter's input (only 0 is supported yet)",
+       cxxopts::value<float>()->default_value("0"))
+      ("rslora", "rank-stabilised scaling: alpha / sqrt(r)")
+      ("lora-targets", "comma list of projections: q,k,v,o,gate,up,down (LLaMA); qkv,o,up,down (GPT-NeoX); "
+                       "q,k,v,o,up,down (GPT-J); PEFT's module names work too (default: all)",
+       cxxopts::value<std::string>()->default_value(""))
+      ("adapter-in", "start from this adapter (a PEFT directory or a GGUF adapter)", cxxopts::value<std::string>());
+  opts.add_options("optimizer")
+      ("optim", "adamw or sgd", cxxopts::value<std::string>()->default_value("adamw"))
+      ("lr", "learning rate", cxxopts::value<double>()->default_value("1e-4"))
+      ("lr-schedule", "const, linear or cosine (after --warmup steps rising from 0)",
+       cxxopts::value<std::string>()->default_value("const"))
+      ("warmup", "warm-up steps", cxxopts::value<int64_t>()->default_value("0"))
+      ("weight-decay", "decoupled weight decay (AdamW) or L2 (SGD)", cxxopts::value<double>()->default_value("0"))
+      ("adam-beta1", "", cxxopts::value<double>()->default_value("0.9"))
+      ("adam-beta2", "", cxxopts::value<double>()->default_value("0.999"))
+      ("adam-eps", "", cxxopts::value<double>()->default_value("1e-8"))
+      ("momentum", "SGD momentum", cxxopts::value<double>()->default_value("0"))
+      ("grad-clip", "clip the gradients' global norm to this (0: off)", cxxopts::value<double>()->default_value("0"))
+      ("checkpointing", "recompute each layer in the backward pass instead of keeping its activations")
+      ("bf16", "mixed precision: products with the frozen base in bf16 (AVX512-BF16/AMX CPUs)");
+  opts.add_options("model loading")("t,threads", "threads (0: one per physical core)",
+                                    cxxopts::value<int>()->default_value("0"));
+  tool::add_standard_options(opts);
+  auto r = opts.parse(argc, argv);
+  if (tool::answer_standard_options(
+          r, opts, "finetune-lora",
+          "\nExample: finetune-lora -m SmolLM2-135M-Instruct.Q8_0.gguf --train data.txt --valid valid.txt --ctx 128 "
+          "--batch 8 --epochs 2 --lr 2e-4 -o adapter.gguf --log train.jsonl\n"
+          "         main -m SmolLM2-135M-Instruct.Q8_0.gguf --lora adapter.gguf -p \"...\"\n"
+          "The adapter appears only when complete (written to a temporary beside it and renamed).\n"))
+    return 0;
+  for (const char* k : {"model", "train", "output"})
+    if (!r.count(k)) throw llm::Error("-m MODEL, --train DATA and -o ADAPTER.gguf are required (see --help)");
+  if (r.count("shuffle") && r.count("no-shuffle")) throw llm::Error("give --shuffle or --no-shuffle, not both");
+  if (r["lora-dropout"].as<float>() != 0.0f) throw llm::Error("--lora-dropout: only 0 is supported yet");
+
+  llm::FinetuneOptions o;
+  o.ctx = tool::in_range<int64_t>(r, "ctx", 2, int64_t(1) << 20, "at least 2");
+  o.batch = tool::in_range<int64_t>(r, "batch", 1, int64_t(1) << 20, "at least 1");
+  o.micro_batch = tool::in_range<int64_t>(r, "micro-batch", 1, int64_t(1) << 20, "at least 1");
+  o.epochs = tool::in_range<int64_t>(r, "epochs", 1, int64_t(1) << 30, "at least 1");
+  o.steps = tool::in_range<int64_t>(r, "steps", 0, int64_t(1) << 40, "0 (from --epochs) or a count");
+  o.shuffle = !r.count("no-shuffle");
+  o.seed = r["seed"].as<uint64_t>();
+  o.checkpointing = r.count("checkpointing") > 0;
+  o.bf16 = r.count("bf16") > 0;
+  o.threads = tool::in_range(r, "threads", 0, 1024, "0 (one per physical core) or a count up to 1024");
+  const std::string optim = r["optim"].as<std::string>();
+  if (optim != "adamw" && optim != "sgd") throw llm::Error("--optim must be adamw or sgd, not '" + optim + "'");
+  o.optim.kind = optim == "sgd" ? ggml::OptimizerConfig::Kind::SGD : ggml::OptimizerConfig::Kind::AdamW;
+  o.optim.lr = r["lr"].as<double>();
+  std::string sched = r["lr-schedule"].as<std::string>();
+  if (sched == "const") sched = "constant";
+  o.optim.schedule = ggml::parse_schedule(sched);
+  o.optim.warmup = tool::in_range<int64_t>(r, "warmup", 0, int64_t(1) << 40, "0 or more");
+  o.optim.weight_decay = r["weight-decay"].as<double>();
+  o.optim.beta1 = r["adam-beta1"].as<double>();
+  o.optim.beta2 = r["adam-beta2"].as<double>();
+  o.optim.eps = r["adam-eps"].as<double>();
+  o.optim.momentum = r["momentum"].as<double>();
+  o.optim.clip_norm = r["grad-clip"].as<double>();
+  const int64_t eval_every = tool::in_range<int64_t>(r, "eval-every", 0, int64_t(1) << 40, "0 or more");
+  const int64_t log_every = tool::in_range<int64_t>(r, "log-every", 1, int64_t(1) << 40, "at least 1");
+  const std::string out = r["output"].as<std::string>();
+  std::unique_ptr<llm::OutputFile> log;
+  if (r.count("log")) log = std::make_unique<llm::OutputFile>(r["log"].as<std::string>());
+
+  auto model = llm::Model::load(r["model"].as<std::string>());
+  const llm::TrainData train = llm::load_train_data(r["train"].as<std::string>(), *model, o.ctx);
+  llm::TrainData valid;
+  const bool have_valid = r.count("valid") > 0;
+  if (have_valid) valid = llm::load_train_data(r["valid"].as<std::string>(), *model, o.ctx);
+  std::unique_ptr<llm::Lora> lora;
+  if (r.count("adapter-in")) {
+    lora = llm::Lora::load(*model, r["adapter-in"].as<std::string>());
+  } else {
+    std::vector<std::string> targets = split_commas(r["lora-targets"].as<std::string>());
+    if (targets.empty()) targets = llm::Lora::module_names(model->hp.arch);
+    for (std::string& t : targets) t = llm::Lora::module_name(model->hp.arch, t);
+    const int rank = tool::in_range(r, "lora-r", 1, 4096, "from 1 to 4096");
+    const float alpha = r["lora-alpha"].as<float>();
+    if (!(alpha > 0)) throw llm::Error("--lora-alpha must be positive");
+    lora = llm::Lora::create(*model, rank, alpha, targets, o.seed, r.count("rslora") > 0);
+  }
+  llm::Finetuner ft(*model, *lora, train, o);
+  size_t n_params = 0;
+  for (const ggml::Tensor* p : lora->params()) n_params += size_t(p->nelements());
+  std::fprintf(stderr,
+               "finetune-lora: %s, %zu training sequences (%lld counted tokens)%s; LoRA r %d on %zu weights "
+               "(%zu parameters); %lld steps; graph %.1f MiB\n",
+               model->name().c_str(), train.seqs.size(), (long long)train.counted(),
+               have_valid ? (", " + std::to_string(valid.seqs.size()) + " validation").c_str() : "", lora->rank(),
+               lora->adapters().size(), n_params, (long long)ft.total_steps(), double(ft.planned_bytes()) / (1 << 20));
+  double v0 = NAN;
+  if (have_valid) {
+    v0 = ft.evaluate(valid);
+    std::fprintf(stderr, "validation loss before: %.4f\n", v0);
+  }
+  const bool tty = isatty(STDERR_FILENO);
+  const auto t_start = std::chrono::steady_clock::now();
+  double last_valid = v0;
+  while (!ft.done()) {
+    const llm::StepLog s = ft.step();
+    const double el = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
+    const double tps = double(s.tokens) / s.seconds;
+    double vl = NAN;
+    if (have_valid && ((eval_every > 0 && s.step % eval_every == 0) || ft.done())) last_valid = vl = ft.evaluate(valid);
+    if (log) {
+      std::fprintf(log->stream(),
+                   "{\"step\": %lld, \"loss\": %.6f, \"lr\": %.8g, \"grad_norm\": %.6f, \"tokens\": %lld, "
+                   "\"tokens_per_s\": %.1f",
+                   (long long)s.step, s.loss, s.lr, s.grad_norm, (long long)s.tokens, tps);
+      if (!std::isnan(vl)) std::fprintf(log->stream(), ", \"valid_loss\": %.6f", vl);
+      std::fprintf(log->stream(), "}\n");
+    }
+    const double left = el / double(s.step) * double(ft.total_steps() - s.step);
+    if (tty) {
+      std::fprintf(stderr, "\rstep %lld/%lld  loss %.4f  %.0f tokens/s  ETA %s   ", (long long)s.step,
+                   (long long)ft.total_steps(), s.loss, tps, eta(left).c_str());
+      if (ft.done()) std::fprintf(stderr, "\n");
+    } else if (s.step % log_every == 0 || ft.done() || s.step == 1) {
+      std::fprintf(stderr, "step %lld/%lld  loss %.4f  lr %.3g  grad norm %.3f  %.0f tokens/s  ETA %s\n",
+                   (long long)s.step, (long long)ft.total_steps(), s.loss, s.lr, s.grad_norm, tps, eta(left).c_str());
+    }
+  }
+  if (have_valid) std::fprintf(stderr, "validation loss after: %.4f (before: %.4f)\n", last_valid, v0);
+  lora->save_gguf(out);
+  std::fprintf(stderr, "wrote %s\n", out.c_str());
+  if (r.count("peft-out")) {
+    lora->save_peft(r["peft-out"].as<std::string>());
+    std::fprintf(stderr, "wrote %s\n", r["peft-out"].as<std::string>().c_str());
+  }
+  if (log) log->commit();
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) { return tool::guarded_main("finetune-lora", run, argc, argv); }

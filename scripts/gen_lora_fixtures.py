@@ -11,7 +11,12 @@ masked:
   grads.safetensors  d(loss)/d(every LoRA tensor), under the adapter's names;
   fixture.json     the tokens, targets (-100: not counted), the loss, and the
                    losses of 10 AdamW steps (the loss before each step, then
-                   the one after the last) with the optimizer's settings.
+                   the one after the last) with the optimizer's settings;
+                   npy_losses: from the same adapter, 10 AdamW steps over
+                   batches.npy (int32 [10, 2, 12], one batch a step,
+                   transformers' shifted labels), each batch's loss before
+                   its update;
+  final_adapter.safetensors  the adapter after those 10 steps.
 The loss is the mean cross-entropy over counted positions of logits
 computed by transformers in F32.
 
@@ -21,6 +26,7 @@ import json
 import os
 import shutil
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 import transformers as T
@@ -75,6 +81,7 @@ def main():
             return F.cross_entropy(logits, tgt, ignore_index=-100)
 
         lora = {pn: p for pn, p in model.named_parameters() if "lora_" in pn}
+        init = {pn: p.detach().clone() for pn, p in lora.items()}
         loss = loss_fn()
         loss.backward()
         grads = {pn.replace(".default", ""): p.grad.detach().clone().contiguous() for pn, p in lora.items()}
@@ -92,12 +99,33 @@ def main():
         with torch.no_grad():
             losses.append(loss_fn().item())
 
+        # finetune-lora's parity: from the same initial adapter, 10 AdamW steps
+        # over a fixed .npy batch sequence [10, 2, 12], transformers' labels
+        # (the inputs, shifted inside the loss), the loss of each step's
+        # batch before its update, then the final adapter.
+        with torch.no_grad():
+            for pn, p in lora.items():
+                p.copy_(init[pn])
+        gb = torch.Generator().manual_seed(500 + i)
+        batches = torch.randint(4, min(vocab, 1000), (STEPS, 2, 12), generator=gb, dtype=torch.int32)
+        np.save(os.path.join(d, "batches.npy"), batches.numpy())
+        opt = torch.optim.AdamW(list(lora.values()), lr=LR, weight_decay=WD, betas=(0.9, 0.999), eps=1e-8)
+        npy_losses = []
+        for b in batches:
+            opt.zero_grad()
+            l = model(input_ids=b.long(), labels=b.long()).loss
+            l.backward()
+            npy_losses.append(l.item())
+            opt.step()
+        save_file({pn.replace(".default", ""): p.detach().clone().contiguous() for pn, p in lora.items()},
+                  os.path.join(d, "final_adapter.safetensors"))
+
         with open(os.path.join(d, "fixture.json"), "w") as f:
             json.dump({"hf": fixture, "rank": RANK, "alpha": ALPHA, "tokens": ids.tolist(),
                        "targets": [int(t) for t in tgt.tolist()], "loss": loss.item(),
                        "adamw": {"lr": LR, "weight_decay": WD, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8,
                                  "steps": STEPS},
-                       "losses": losses, "torch": torch.__version__, "peft": __import__("peft").__version__},
+                       "losses": losses, "npy_losses": npy_losses, "torch": torch.__version__, "peft": __import__("peft").__version__},
                       f, indent=1)
         size = sum(os.path.getsize(os.path.join(d, x)) for x in os.listdir(d))
         print(f"{name}: loss {loss.item():.6f}, {len(grads)} LoRA tensors, {size / 1024:.0f} KiB")

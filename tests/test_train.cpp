@@ -9,6 +9,8 @@
 #include "helpers.h"
 #include "llm/checkpoint.h"
 #include "llm/convert.h"
+#include "llm/finetune.h"
+#include "llm/gguf.h"
 #include "llm/lora.h"
 #include "llm/model.h"
 #include "llm/train.h"
@@ -208,5 +210,112 @@ TEST_CASE("LoRA: new adapters leave the model's outputs as they were; bad adapte
   CHECK_THROWS_WITH_AS(llm::Lora::load_peft(*f.model, th::data_path("lora/llama")), doctest::Contains("unexpected tensor"),
                        llm::Error);
   CHECK_THROWS_WITH_AS(llm::Lora::load_peft(*f.model, th::temp_dir().string()), doctest::Contains("cannot open"),
+                       llm::Error);
+}
+
+TEST_CASE("finetune: 10 AdamW steps over .npy batches match PEFT's per-step losses and final adapter") {
+  for (std::string name : {"llama", "gptneox_parallel", "gptneox_sequential", "gptj"}) {
+    CAPTURE(name);
+    Fixture f = load(name);
+    auto lora = llm::Lora::load_peft(*f.model, f.dir);
+    const llm::TrainData d = llm::load_train_data(f.dir + "/batches.npy", *f.model, 64);
+    CHECK(d.file_batch == 2);
+    llm::FinetuneOptions o;
+    o.ctx = 64;
+    o.threads = 2;
+    o.optim.lr = f.j["adamw"]["lr"].get<double>();
+    o.optim.weight_decay = f.j["adamw"]["weight_decay"].get<double>();
+    llm::Finetuner ft(*f.model, *lora, d, o);
+    const auto want = f.j["npy_losses"].get<std::vector<double>>();
+    REQUIRE(ft.total_steps() == int64_t(want.size()));
+    double worst = 0;
+    for (size_t s = 0; s < want.size(); s++) {
+      const llm::StepLog log = ft.step();
+      CHECK(log.step == int64_t(s + 1));
+      CHECK(log.tokens == 2 * 11);
+      worst = std::max(worst, std::fabs(log.loss - want[s]) / want[s]);
+    }
+    CHECK(worst <= 1e-4);
+    auto fin = llm::Checkpoint::open_safetensors({f.dir + "/final_adapter.safetensors"});
+    double worst_w = 0;
+    for (const llm::LoraAdapter& a : lora->adapters())
+      for (bool is_b : {false, true}) {
+        const std::vector<float> got =
+            is_b ? lora->b_to_peft(a, a.b) : std::vector<float>(a.a->as<float>(), a.a->as<float>() + a.a->nelements());
+        worst_w = std::max(worst_w, rel_diff(got, fin->find(lora->peft_name(a, is_b))->to_f32()));
+      }
+    CHECK(worst_w <= 1e-4);
+    MESSAGE(name << ": 10 steps, worst step loss " << worst << ", final adapter within " << worst_w << " (relative)");
+  }
+}
+
+TEST_CASE("adapters round-trip through llama.cpp's GGUF and PEFT's directory") {
+  Fixture f = load("gptneox_parallel");
+  auto lora = llm::Lora::load_peft(*f.model, f.dir);
+  const std::string g = (th::temp_dir() / "rt.gguf").string(), p = (th::temp_dir() / "rt-peft").string();
+  lora->save_gguf(g);
+  lora->save_peft(p);
+  for (const auto& back : {llm::Lora::load(*f.model, g), llm::Lora::load(*f.model, p)}) {
+    REQUIRE(back->adapters().size() == lora->adapters().size());
+    CHECK(back->rank() == lora->rank());
+    for (size_t i = 0; i < lora->adapters().size(); i++) {
+      const llm::LoraAdapter &x = lora->adapters()[i], &y = *back->find(x.weight);
+      CHECK(y.scale == x.scale);
+      CHECK(std::memcmp(x.a->data, y.a->data, x.a->nbytes()) == 0);
+      CHECK(std::memcmp(x.b->data, y.b->data, x.b->nbytes()) == 0);
+    }
+  }
+  // the GGUF has llama.cpp's keys and names
+  auto file = llm::gguf::File::open(g);
+  CHECK(file->get_string("general.type") == "adapter");
+  CHECK(file->get_string("adapter.type") == "lora");
+  CHECK(file->get_float("adapter.lora.alpha") == doctest::Approx(8.0));
+  CHECK(file->find_tensor("blk.0.attn_qkv.weight.lora_a") != nullptr);
+  CHECK(file->find_tensor("blk.1.ffn_down.weight.lora_b") != nullptr);
+  // an adapter for another architecture is refused
+  Fixture other = load("gptj");
+  CHECK_THROWS_WITH_AS(llm::Lora::load(*other.model, g), doctest::Contains("adapter for a gptneox model"), llm::Error);
+}
+
+TEST_CASE("training data: windows, chat turns, batches, and clear errors") {
+  Fixture f = load("llama");
+  const auto dir = th::temp_dir();
+  auto write = [&](const std::string& name, const std::string& body) {
+    std::ofstream o(dir / name, std::ios::binary);
+    o << body;
+    return (dir / name).string();
+  };
+  const llm::TrainData txt = llm::load_train_data(write("t.txt", std::string(3000, 'a') + " hello world"), *f.model, 16);
+  CHECK(txt.seqs.size() > 1);
+  for (const auto& s : txt.seqs) {
+    CHECK(int64_t(s.tokens.size()) <= 16);
+    CHECK(s.tokens[0] == f.model->tokenizer->vocab().bos);  // the LLaMA fixture's tokenizer adds BOS
+    for (size_t i = 0; i + 1 < s.tokens.size(); i++) CHECK(s.targets[i] == s.tokens[i + 1]);
+    CHECK(s.targets.back() == -1);
+  }
+  const llm::TrainData chat = llm::load_train_data(
+      write("c.jsonl", "{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}, {\"role\": \"assistant\", \"content\": "
+                       "\"hello there\"}]}\n\n{\"text\": \"plain text line\"}\n"),
+      *f.model, 256);
+  REQUIRE(chat.seqs.size() == 2);
+  // only the assistant's turn counts, and it does count
+  const auto& c = chat.seqs[0];
+  const auto assistant = f.model->tokenizer->encode("hello there", false, false);
+  int64_t counted = 0;
+  for (int32_t t : c.targets) counted += t >= 0;
+  // the content and the template's end of turn, not the header or the user's turn
+  CHECK(counted >= int64_t(assistant.size()));
+  const auto end = f.model->tokenizer->encode("<|im_end|>\n", false, true);  // plain text in this fixture's vocabulary
+  CHECK(counted <= int64_t(assistant.size() + end.size()) + 2);
+  MESSAGE("chat: " << c.tokens.size() << " tokens, " << counted << " counted; the reply alone is " << assistant.size());
+  CHECK_THROWS_WITH_AS(llm::load_train_data(write("e.txt", ""), *f.model, 16), doctest::Contains("empty"), llm::Error);
+  CHECK_THROWS_WITH_AS(llm::load_train_data(write("b.jsonl", "{\"text\": 1}\n{oops\n"), *f.model, 16),
+                       doctest::Contains("b.jsonl:1: expected"), llm::Error);
+  CHECK_THROWS_WITH_AS(llm::load_train_data(write("b2.jsonl", "{oops\n"), *f.model, 16), doctest::Contains("b2.jsonl:1: not JSON"),
+                       llm::Error);
+  CHECK_THROWS_WITH_AS(
+      llm::load_train_data(write("u.jsonl", "{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}]}\n"), *f.model, 64),
+      doctest::Contains("without an assistant turn"), llm::Error);
+  CHECK_THROWS_WITH_AS(llm::load_train_data(f.dir + "/batches.npy", *f.model, 8), doctest::Contains("longer than the context"),
                        llm::Error);
 }

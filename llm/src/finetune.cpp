@@ -113,9 +113,15 @@ TrainData load_train_data(const std::string& path, const Model& model, int64_t c
         mask.assign(all.size(), 0);
         prev = all.size();
         for (const ChatMessage& m : msgs) {
+          // an assistant turn counts from after its header (what the
+          // template adds to prompt for it) to its end marker
+          size_t header = prev;
+          if (m.role == "assistant") header = fmt.tokenize(*tok, so_far, true).size();
           so_far.push_back(m);
           all = fmt.tokenize(*tok, so_far, false);
-          if (all.size() < prev) throw Error(path + ":" + std::to_string(n) + ": the chat template re-tokenizes earlier turns");
+          if (all.size() < header || header < prev)
+            throw Error(path + ":" + std::to_string(n) + ": the chat template re-tokenizes earlier turns");
+          mask.resize(header, 0);
           mask.resize(all.size(), m.role == "assistant" ? 1 : 0);
           prev = all.size();
         }

@@ -303,8 +303,36 @@ else
 fi
 out=$(printf 'Hello world' | "$BIN/tokenize" -m "$TMP/llama.gguf" -f -)
 [[ "$out" == "$("$BIN/tokenize" -m "$TMP/llama.gguf" -p "Hello world")" ]] && pass "tokenize -f -" || fail "tokenize -f -: '$out'"
+# finetune-lora on the converted fixture model: a short run, its log, the
+# adapter applied by main; and bad input, each one line.
+if "$BIN/finetune-lora" --help >"$TMP/help" 2>&1 && grep -q "Usage" "$TMP/help" && grep -q -- "--lora-targets" "$TMP/help"; then
+  pass "finetune-lora --help"; else fail "finetune-lora --help"; fi
+head -c 6000 "$DATA/../../LICENSE" 2>/dev/null >"$TMP/train.txt" || true
+[[ -s "$TMP/train.txt" ]] || yes "the quick brown fox jumps over the lazy dog" | head -200 >"$TMP/train.txt"
+if "$BIN/finetune-lora" -m "$TMP/llama.gguf" --train "$TMP/train.txt" --valid "$TMP/train.txt" --ctx 32 --batch 2 --steps 3 \
+     --lr 1e-3 -o "$TMP/adapter.gguf" --peft-out "$TMP/peft" --log "$TMP/train.jsonl" -t 2 2>"$TMP/ft.err" &&
+   [[ $(grep -c '"loss"' "$TMP/train.jsonl") -eq 3 ]] && grep -q '"valid_loss"' "$TMP/train.jsonl" &&
+   grep -q "validation loss after" "$TMP/ft.err" && [[ -s "$TMP/adapter.gguf" && -s "$TMP/peft/adapter_model.safetensors" ]]; then
+  pass "finetune-lora: 3 steps, log, GGUF and PEFT adapters"
+else
+  fail "finetune-lora run: $(tail -3 "$TMP/ft.err")"
+fi
+if "$BIN/main" -m "$TMP/llama.gguf" --lora "$TMP/adapter.gguf" -p "Hello" -n 4 --temp 0 >"$TMP/out" 2>/dev/null &&
+   "$BIN/main" -m "$TMP/llama.gguf" --lora "$TMP/peft" --lora-scale 0.5 -p "Hello" -n 4 --temp 0 >/dev/null 2>&1; then
+  pass "main --lora (GGUF and PEFT)"; else fail "main --lora"; fi
+: >"$TMP/empty.txt"
+printf '{"text": "fine"}\n{not json\n' >"$TMP/bad.jsonl"
+expect_error "finetune-lora: no arguments" "are required" "$BIN/finetune-lora"
+expect_error "finetune-lora: empty data" "empty" "$BIN/finetune-lora" -m "$TMP/llama.gguf" --train "$TMP/empty.txt" -o "$TMP/x.gguf"
+expect_error "finetune-lora: a JSONL line that is not JSON" "bad.jsonl:2: not JSON" "$BIN/finetune-lora" -m "$TMP/llama.gguf" --train "$TMP/bad.jsonl" -o "$TMP/x.gguf"
+expect_error "finetune-lora: a target the architecture lacks" "not a projection of a llama model" "$BIN/finetune-lora" -m "$TMP/llama.gguf" --train "$TMP/train.txt" --lora-targets q,fc_in -o "$TMP/x.gguf"
+expect_error "finetune-lora: unknown optimizer" "--optim must be adamw or sgd" "$BIN/finetune-lora" -m "$TMP/llama.gguf" --train "$TMP/train.txt" --optim lion -o "$TMP/x.gguf"
+expect_error "finetune-lora: unknown schedule" "unknown learning-rate schedule" "$BIN/finetune-lora" -m "$TMP/llama.gguf" --train "$TMP/train.txt" --lr-schedule exp -o "$TMP/x.gguf"
+expect_error "main: a missing adapter" "cannot open" "$BIN/main" -m "$TMP/llama.gguf" --lora "$TMP/nope.gguf" -p hi -n 1
+[[ ! -e "$TMP/x.gguf" ]] && pass "finetune-lora: no adapter left by a failed run" || fail "finetune-lora left an adapter"
+
 # --version on every tool: one line naming the tool and a version.
-for tool in main tokenize convert quantize perplexity bench bench-ops; do
+for tool in main tokenize convert quantize perplexity bench bench-ops finetune-lora; do
   v=$("$BIN/$tool" --version 2>&1)
   [[ $? -eq 0 && $(wc -l <<<"$v") -eq 1 && "$v" =~ ^$tool\ \(llmengine\)\ [0-9]+\.[0-9]+\.[0-9]+,\ commit ]] &&
     pass "$tool --version" || fail "$tool --version: '$v'"

@@ -3,7 +3,10 @@
 // the adapter as llama.cpp's LoRA GGUF and, if asked, as a PEFT directory.
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
+#include <filesystem>
+#include <fstream>
 #include <cmath>
 #include <cstdio>
 #include <cxxopts.hpp>
@@ -56,7 +59,12 @@ int run(int argc, char** argv) {
       ("eval-every", "validation loss every N steps (0: before and after training)",
        cxxopts::value<int64_t>()->default_value("0"))
       ("log-every", "a progress line every N steps when stderr is not a terminal",
-       cxxopts::value<int64_t>()->default_value("10"));
+       cxxopts::value<int64_t>()->default_value("10"))
+      ("save-every", "write a checkpoint every N steps (and at the end) to --checkpoint-dir",
+       cxxopts::value<int64_t>()->default_value("0"))
+      ("checkpoint-dir", "where checkpoints go (the newest two are kept)", cxxopts::value<std::string>())
+      ("resume", "continue from the newest complete checkpoint in --checkpoint-dir (the result is the same as a run "
+                 "never interrupted)");
   opts.add_options("LoRA")
       ("lora-r", "rank", cxxopts::value<int>()->default_value("8"))
       ("lora-alpha", "alpha (the update is scaled by alpha / r)", cxxopts::value<float>()->default_value("16"))
@@ -125,8 +133,17 @@ int run(int argc, char** argv) {
   const int64_t eval_every = tool::in_range<int64_t>(r, "eval-every", 0, int64_t(1) << 40, "0 or more");
   const int64_t log_every = tool::in_range<int64_t>(r, "log-every", 1, int64_t(1) << 40, "at least 1");
   const std::string out = r["output"].as<std::string>();
-  std::unique_ptr<llm::OutputFile> log;
-  if (r.count("log")) log = std::make_unique<llm::OutputFile>(r["log"].as<std::string>());
+  const int64_t save_every = tool::in_range<int64_t>(r, "save-every", 0, int64_t(1) << 40, "0 (off) or a count");
+  const bool resume = r.count("resume") > 0;
+  std::string ck_dir;
+  if (save_every > 0 || resume) {
+    if (!r.count("checkpoint-dir")) throw llm::Error("--save-every and --resume need --checkpoint-dir DIR");
+    ck_dir = r["checkpoint-dir"].as<std::string>();
+    std::error_code ec;
+    std::filesystem::create_directories(ck_dir, ec);
+    if (const std::string why = llm::not_a_directory_reason(ck_dir); !why.empty())
+      throw llm::Error("--checkpoint-dir " + ck_dir + ": " + why);
+  }
 
   auto model = llm::Model::load(r["model"].as<std::string>());
   const llm::TrainData train = llm::load_train_data(r["train"].as<std::string>(), *model, o.ctx);
@@ -146,6 +163,58 @@ int run(int argc, char** argv) {
     lora = llm::Lora::create(*model, rank, alpha, targets, o.seed, r.count("rslora") > 0);
   }
   llm::Finetuner ft(*model, *lora, train, o);
+  // Checkpoints are checkpoint-<step>.gguf, each renamed into place whole: a
+  // name with that pattern is a complete one.
+  auto checkpoints = [&]() {
+    std::vector<std::pair<int64_t, std::string>> v;
+    for (const auto& e : std::filesystem::directory_iterator(ck_dir)) {
+      const std::string n = e.path().filename().string();
+      if (n.size() == 24 && n.compare(0, 11, "checkpoint-") == 0 && n.compare(19, 5, ".gguf") == 0 &&
+          n.find_first_not_of("0123456789", 11) == 19)
+        v.push_back({std::stoll(n.substr(11, 8)), e.path().string()});
+    }
+    std::sort(v.begin(), v.end());
+    return v;
+  };
+  if (!ck_dir.empty())  // a checkpoint a kill interrupted leaves only its temporary
+    for (const auto& e : std::filesystem::directory_iterator(ck_dir)) {
+      const std::string n = e.path().filename().string();
+      if (n.compare(0, 11, "checkpoint-") == 0 && n.size() > 4 && n.compare(n.size() - 4, 4, ".tmp") == 0)
+        std::filesystem::remove(e.path());
+    }
+  if (resume) {
+    const auto v = checkpoints();
+    if (v.empty()) throw llm::Error("--resume: no complete checkpoint in " + ck_dir);
+    ft.resume(v.back().second);
+    std::fprintf(stderr, "resumed from %s (step %lld of %lld)\n", v.back().second.c_str(), (long long)ft.steps_done(),
+                 (long long)ft.total_steps());
+  }
+  // The log is written as the run goes (a killed run keeps what it did);
+  // resuming keeps the lines of the steps done and goes on after them.
+  std::FILE* log = nullptr;
+  if (r.count("log")) {
+    const std::string lp = r["log"].as<std::string>();
+    std::string kept;
+    if (resume) {
+      std::ifstream in(lp);
+      std::string line;
+      while (std::getline(in, line)) {
+        const size_t at = line.find("\"step\": ");
+        if (at != std::string::npos && std::atoll(line.c_str() + at + 8) <= ft.steps_done()) kept += line + "\n";
+      }
+    }
+    llm::OutputFile rewrite(lp);
+    if (std::fwrite(kept.data(), 1, kept.size(), rewrite.stream()) != kept.size()) throw llm::Error("cannot write " + lp);
+    rewrite.commit();
+    log = std::fopen(lp.c_str(), "a");
+    if (!log) throw llm::Error("cannot open " + lp + " for appending");
+  }
+  struct Closer {
+    std::FILE* f;
+    ~Closer() {
+      if (f) std::fclose(f);
+    }
+  } closer{log};
   size_t n_params = 0;
   for (const ggml::Tensor* p : lora->params()) n_params += size_t(p->nelements());
   std::fprintf(stderr,
@@ -169,12 +238,20 @@ int run(int argc, char** argv) {
     double vl = NAN;
     if (have_valid && ((eval_every > 0 && s.step % eval_every == 0) || ft.done())) last_valid = vl = ft.evaluate(valid);
     if (log) {
-      std::fprintf(log->stream(),
+      std::fprintf(log,
                    "{\"step\": %lld, \"loss\": %.6f, \"lr\": %.8g, \"grad_norm\": %.6f, \"tokens\": %lld, "
                    "\"tokens_per_s\": %.1f",
                    (long long)s.step, s.loss, s.lr, s.grad_norm, (long long)s.tokens, tps);
-      if (!std::isnan(vl)) std::fprintf(log->stream(), ", \"valid_loss\": %.6f", vl);
-      std::fprintf(log->stream(), "}\n");
+      if (!std::isnan(vl)) std::fprintf(log, ", \"valid_loss\": %.6f", vl);
+      std::fprintf(log, "}\n");
+      std::fflush(log);
+    }
+    if (save_every > 0 && (s.step % save_every == 0 || ft.done())) {
+      char name[32];
+      std::snprintf(name, sizeof name, "checkpoint-%08lld.gguf", (long long)s.step);
+      ft.save_checkpoint(ck_dir + "/" + name);
+      const auto v = checkpoints();
+      for (size_t i = 0; i + 2 < v.size(); i++) std::filesystem::remove(v[i].second);
     }
     const double left = el / double(s.step) * double(ft.total_steps() - s.step);
     if (tty) {
@@ -193,7 +270,6 @@ int run(int argc, char** argv) {
     lora->save_peft(r["peft-out"].as<std::string>());
     std::fprintf(stderr, "wrote %s\n", r["peft-out"].as<std::string>().c_str());
   }
-  if (log) log->commit();
   return 0;
 }
 

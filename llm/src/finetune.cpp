@@ -2,12 +2,14 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstring>
 #include <fstream>
 
 #include <nlohmann/json.hpp>
 
 #include "llm/chat.h"
 #include "llm/error.h"
+#include "llm/gguf.h"
 #include "llm/npy.h"
 #include "llm/train.h"
 
@@ -269,6 +271,55 @@ double Finetuner::evaluate(const TrainData& data) {
     sum += double(*m.et.loss->as<float>());
   }
   return sum;
+}
+
+namespace {
+constexpr const char* kKeys[] = {"finetune.seed", "finetune.batch", "finetune.sequences", "finetune.counted",
+                                 "finetune.total_steps", "finetune.rank"};
+}
+
+void Finetuner::save_checkpoint(const std::string& path) const {
+  const Impl& m = *impl_;
+  gguf::Writer w;
+  auto u64 = [&](const char* k, uint64_t v) { w.set(k, gguf::Value::make_uint(gguf::ValueType::U64, v)); };
+  w.set("general.type", gguf::Value::make_string("finetune-checkpoint"));
+  w.set("general.architecture", gguf::Value::make_string(arch_name(m.model.hp.arch)));
+  const uint64_t vals[] = {m.o.seed, uint64_t(m.batch), m.train.seqs.size(), uint64_t(m.train.counted()), uint64_t(total_),
+                           uint64_t(m.lora.rank())};
+  for (size_t i = 0; i < sizeof(kKeys) / sizeof(kKeys[0]); i++) u64(kKeys[i], vals[i]);
+  u64("finetune.step", uint64_t(m.opt->steps()));
+  u64("finetune.epoch", uint64_t(m.epoch));
+  u64("finetune.next", m.next);
+  std::vector<Tensor*> ts = m.lora.params();
+  for (Tensor* s : m.opt->state()) ts.push_back(s);
+  for (const Tensor* t : ts) w.add_tensor(t->name, ggml::Type::F32, t->ne, 2, t->data);
+  w.write(path);
+}
+
+void Finetuner::resume(const std::string& path) {
+  Impl& m = *impl_;
+  auto f = gguf::File::open(path);
+  const gguf::Value* type = f->find("general.type");
+  if (!type || type->type != gguf::ValueType::STRING || type->s != "finetune-checkpoint")
+    throw Error(path + ": not a finetune-lora checkpoint");
+  const uint64_t vals[] = {m.o.seed, uint64_t(m.batch), m.train.seqs.size(), uint64_t(m.train.counted()), uint64_t(total_),
+                           uint64_t(m.lora.rank())};
+  for (size_t i = 0; i < sizeof(kKeys) / sizeof(kKeys[0]); i++)
+    if (f->get_uint(kKeys[i]) != vals[i])
+      throw Error(path + ": written by a run with other settings or data (" + std::string(kKeys[i]) + " " +
+                  std::to_string(f->get_uint(kKeys[i])) + ", this run " + std::to_string(vals[i]) + ")");
+  std::vector<Tensor*> ts = m.lora.params();
+  for (Tensor* s : m.opt->state()) ts.push_back(s);
+  for (Tensor* t : ts) {
+    const gguf::TensorInfo* ti = f->find_tensor(t->name);
+    if (!ti || ti->type != ggml::Type::F32 || ti->ne[0] != t->ne[0] || ti->ne[1] != t->ne[1])
+      throw Error(path + ": no tensor '" + t->name + "' of shape " + t->shape_str() + " (another adapter's checkpoint)");
+    std::memcpy(t->data, ti->data, t->nbytes());
+  }
+  m.opt->set_steps(int64_t(f->get_uint("finetune.step")));
+  m.epoch = int64_t(f->get_uint("finetune.epoch")) - 1;
+  m.new_epoch();  // the epoch's order again
+  m.next = size_t(f->get_uint("finetune.next"));
 }
 
 }  // namespace llm

@@ -330,6 +330,26 @@ expect_error "finetune-lora: unknown optimizer" "--optim must be adamw or sgd" "
 expect_error "finetune-lora: unknown schedule" "unknown learning-rate schedule" "$BIN/finetune-lora" -m "$TMP/llama.gguf" --train "$TMP/train.txt" --lr-schedule exp -o "$TMP/x.gguf"
 expect_error "main: a missing adapter" "cannot open" "$BIN/main" -m "$TMP/llama.gguf" --lora "$TMP/nope.gguf" -p hi -n 1
 [[ ! -e "$TMP/x.gguf" ]] && pass "finetune-lora: no adapter left by a failed run" || fail "finetune-lora left an adapter"
+# Resume after SIGKILL at a random moment: the adapter and the log equal an
+# uninterrupted run's, byte for byte.
+yes "the quick brown fox jumps over the lazy dog" | head -300 >"$TMP/fox.txt"
+FT=("$BIN/finetune-lora" -m "$TMP/llama.gguf" --train "$TMP/fox.txt" --ctx 32 --batch 2 --steps 1200 --lr 1e-3 -t 2)
+"${FT[@]}" -o "$TMP/A.gguf" --log "$TMP/A.jsonl" 2>/dev/null
+"${FT[@]}" -o "$TMP/B.gguf" --log "$TMP/B.jsonl" --save-every 7 --checkpoint-dir "$TMP/ck" 2>/dev/null &
+pid=$!
+sleep "0.$((RANDOM % 9 + 1))"
+kill -9 $pid 2>/dev/null
+wait $pid 2>/dev/null
+killed_at=$(wc -l <"$TMP/B.jsonl")
+"${FT[@]}" -o "$TMP/B.gguf" --log "$TMP/B.jsonl" --save-every 7 --checkpoint-dir "$TMP/ck" --resume 2>"$TMP/resume.err"
+if cmp -s "$TMP/A.gguf" "$TMP/B.gguf" && diff <(sed 's/, "tokens_per_s.*//' "$TMP/A.jsonl") <(sed 's/, "tokens_per_s.*//' "$TMP/B.jsonl") >/dev/null &&
+   grep -q "resumed from" "$TMP/resume.err"; then
+  pass "finetune-lora --resume after SIGKILL (at step $killed_at): identical adapter and log"
+else
+  fail "finetune-lora --resume after SIGKILL at step $killed_at: $(tail -2 "$TMP/resume.err")"
+fi
+expect_error "finetune-lora: resume with other settings" "other settings or data" "${FT[@]}" --lr 1e-3 --batch 4 -o "$TMP/C.gguf" --checkpoint-dir "$TMP/ck" --resume
+expect_error "finetune-lora: resume without checkpoints" "no complete checkpoint" "${FT[@]}" -o "$TMP/C.gguf" --checkpoint-dir "$TMP/empty-ck" --resume
 
 # --version on every tool: one line naming the tool and a version.
 for tool in main tokenize convert quantize perplexity bench bench-ops finetune-lora; do

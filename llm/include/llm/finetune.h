@@ -70,6 +70,12 @@ class Finetuner {
   StepLog step();                          // the next batch: forward, backward, update
   double evaluate(const TrainData& data);  // mean loss over data's counted targets (no update)
   size_t planned_bytes() const;            // the training graph's buffer
+  // A checkpoint: the adapter, the optimizer's state and step, the position
+  // in the data (the shuffle follows the seed and the epoch), as one GGUF
+  // written atomically. resume() refuses one from other settings or data;
+  // the run then goes on exactly as if it had not stopped.
+  void save_checkpoint(const std::string& path) const;
+  void resume(const std::string& path);
 
  private:
   struct Impl;

@@ -8,7 +8,7 @@
 #   scripts/install-deps.sh --eval   the King James Bible (perplexity text)
 set -euo pipefail
 
-pkgs=(g++ cmake make pkg-config libopenblas-dev libomp-dev doctest-dev libcxxopts-dev libpcre2-dev nlohmann-json3-dev)
+pkgs=(g++ cmake make pkg-config libopenblas-dev libomp-dev doctest-dev libcxxopts-dev libpcre2-dev nlohmann-json3-dev libcairo2-dev)
 case "${1:-}" in
   --cross) pkgs+=(g++-aarch64-linux-gnu qemu-user libpcre2-dev:arm64) ;;
   --fuzz) pkgs+=(clang libclang-rt-dev) ;;

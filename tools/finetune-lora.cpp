@@ -13,6 +13,7 @@
 #include <string>
 
 #include "common.h"
+#include "plot.h"
 #include "llm/files.h"
 #include "llm/finetune.h"
 
@@ -47,6 +48,7 @@ int run(int argc, char** argv) {
       ("o,output", "the adapter, as llama.cpp's LoRA GGUF", cxxopts::value<std::string>())
       ("peft-out", "also write the adapter as a PEFT directory", cxxopts::value<std::string>())
       ("log", "one JSON object per optimizer step to this file", cxxopts::value<std::string>())
+      ("plot", "the training and validation loss curves as a PNG", cxxopts::value<std::string>())
       ("ctx", "tokens per sequence", cxxopts::value<int64_t>()->default_value("512"))
       ("batch", "sequences per optimizer step (.npy: the file's)", cxxopts::value<int64_t>()->default_value("8"))
       ("micro-batch", "sequences per forward/backward (gradients accumulate over batch / micro-batch)",
@@ -229,6 +231,9 @@ int run(int argc, char** argv) {
     std::fprintf(stderr, "validation loss before: %.4f\n", v0);
   }
   const bool tty = isatty(STDERR_FILENO);
+  if (r.count("plot") && !plot_available()) plot_losses(r["plot"].as<std::string>(), "", {}, {});  // says why, before the run
+  std::vector<std::pair<double, double>> train_pts, valid_pts;
+  if (have_valid) valid_pts.push_back({double(ft.steps_done()), v0});
   const auto t_start = std::chrono::steady_clock::now();
   double last_valid = v0;
   while (!ft.done()) {
@@ -237,6 +242,8 @@ int run(int argc, char** argv) {
     const double tps = double(s.tokens) / s.seconds;
     double vl = NAN;
     if (have_valid && ((eval_every > 0 && s.step % eval_every == 0) || ft.done())) last_valid = vl = ft.evaluate(valid);
+    train_pts.push_back({double(s.step), s.loss});
+    if (!std::isnan(vl)) valid_pts.push_back({double(s.step), vl});
     if (log) {
       std::fprintf(log,
                    "{\"step\": %lld, \"loss\": %.6f, \"lr\": %.8g, \"grad_norm\": %.6f, \"tokens\": %lld, "
@@ -264,6 +271,26 @@ int run(int argc, char** argv) {
     }
   }
   if (have_valid) std::fprintf(stderr, "validation loss after: %.4f (before: %.4f)\n", last_valid, v0);
+  if (r.count("plot")) {
+    // a resumed run draws the steps before it from the log
+    if (log && resume && r.count("log")) {
+      std::ifstream in(r["log"].as<std::string>());
+      std::string line;
+      std::vector<std::pair<double, double>> all, vall;
+      while (std::getline(in, line)) {
+        const size_t a = line.find("\"step\": "), b = line.find("\"loss\": "), v = line.find("\"valid_loss\": ");
+        if (a == std::string::npos || b == std::string::npos) continue;
+        const double st = std::atof(line.c_str() + a + 8);
+        all.push_back({st, std::atof(line.c_str() + b + 8)});
+        if (v != std::string::npos) vall.push_back({st, std::atof(line.c_str() + v + 14)});
+      }
+      train_pts = all;
+      if (!vall.empty()) valid_pts = vall;
+    }
+    plot_losses(r["plot"].as<std::string>(), model->name() + ": LoRA r " + std::to_string(lora->rank()), train_pts,
+                valid_pts);
+    std::fprintf(stderr, "wrote %s\n", r["plot"].as<std::string>().c_str());
+  }
   lora->save_gguf(out);
   std::fprintf(stderr, "wrote %s\n", out.c_str());
   if (r.count("peft-out")) {

@@ -314,6 +314,9 @@ if "$BIN/finetune-lora" -m "$TMP/llama.gguf" --train "$TMP/train.txt" --valid "$
    [[ $(grep -c '"loss"' "$TMP/train.jsonl") -eq 3 ]] && grep -q '"valid_loss"' "$TMP/train.jsonl" &&
    grep -q "validation loss after" "$TMP/ft.err" && [[ -s "$TMP/adapter.gguf" && -s "$TMP/peft/adapter_model.safetensors" ]]; then
   pass "finetune-lora: 3 steps, log, GGUF and PEFT adapters"
+  if "$BIN/finetune-lora" -m "$TMP/llama.gguf" --train "$TMP/train.txt" --valid "$TMP/train.txt" --ctx 32 --batch 2 --steps 2 \
+       -o "$TMP/adapter2.gguf" --plot "$TMP/loss.png" -t 2 2>/dev/null && [[ "$(head -c 8 "$TMP/loss.png" | od -An -c | tr -d ' ')" == *PNG* ]]; then
+    pass "finetune-lora --plot writes a PNG"; else fail "finetune-lora --plot"; fi
 else
   fail "finetune-lora run: $(tail -3 "$TMP/ft.err")"
 fi

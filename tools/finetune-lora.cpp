@@ -1,6 +1,7 @@
 // finetune-lora: LoRA fine-tuning of a GGUF model (any base type, kept
 // frozen in its own type) on a text, JSONL or pre-tokenized data set; writes
 // the adapter as llama.cpp's LoRA GGUF and, if asked, as a PEFT directory.
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -236,8 +237,10 @@ int run(int argc, char** argv) {
   if (have_valid) valid_pts.push_back({double(ft.steps_done()), v0});
   const auto t_start = std::chrono::steady_clock::now();
   double last_valid = v0;
+  int64_t trained_tokens = 0;
   while (!ft.done()) {
     const llm::StepLog s = ft.step();
+    trained_tokens += s.tokens;
     const double el = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
     const double tps = double(s.tokens) / s.seconds;
     double vl = NAN;
@@ -292,6 +295,11 @@ int run(int argc, char** argv) {
     std::fprintf(stderr, "wrote %s\n", r["plot"].as<std::string>().c_str());
   }
   lora->save_gguf(out);
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  const double el = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
+  std::fprintf(stderr, "trained %lld steps in %.1f s (%.0f tokens/s) | peak memory %.1f MiB\n",
+               (long long)ft.steps_done(), el, double(trained_tokens) / std::max(el, 1e-9), ru.ru_maxrss / 1024.0);
   std::fprintf(stderr, "wrote %s\n", out.c_str());
   if (r.count("peft-out")) {
     lora->save_peft(r["peft-out"].as<std::string>());

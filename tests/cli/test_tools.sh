@@ -340,10 +340,12 @@ FT=("$BIN/finetune-lora" -m "$TMP/llama.gguf" --train "$TMP/fox.txt" --ctx 32 --
 "${FT[@]}" -o "$TMP/A.gguf" --log "$TMP/A.jsonl" 2>/dev/null
 "${FT[@]}" -o "$TMP/B.gguf" --log "$TMP/B.jsonl" --save-every 7 --checkpoint-dir "$TMP/ck" 2>/dev/null &
 pid=$!
-sleep "0.$((RANDOM % 9 + 1))"
+# after the first checkpoint (a loaded machine may take a while to reach it), at a random moment
+for _ in $(seq 300); do compgen -G "$TMP/ck/checkpoint-*.gguf" >/dev/null && break; sleep 0.1; done
+sleep "0.$((RANDOM % 9))$((RANDOM % 10))"
 kill -9 $pid 2>/dev/null
 wait $pid 2>/dev/null
-killed_at=$(wc -l <"$TMP/B.jsonl")
+killed_at=$(wc -l <"$TMP/B.jsonl" 2>/dev/null)
 "${FT[@]}" -o "$TMP/B.gguf" --log "$TMP/B.jsonl" --save-every 7 --checkpoint-dir "$TMP/ck" --resume 2>"$TMP/resume.err"
 if cmp -s "$TMP/A.gguf" "$TMP/B.gguf" && diff <(sed 's/, "tokens_per_s.*//' "$TMP/A.jsonl") <(sed 's/, "tokens_per_s.*//' "$TMP/B.jsonl") >/dev/null &&
    grep -q "resumed from" "$TMP/resume.err"; then

@@ -15,14 +15,15 @@ bash scripts/fetch-eval-text.sh
 mkdir -p "$OUT"
 # Genesis to train (its first 160 KB), the text after it to validate.
 head -c 160000 models/kjv.txt >"$OUT/train.txt"
-tail -c +160001 models/kjv.txt | head -c 16000 >"$OUT/valid.txt"
+(tail -c +160001 models/kjv.txt | head -c 16000 >"$OUT/valid.txt") || true  # head closes the pipe early
 q41=models/SmolLM2-135M-Instruct.Q4_1.gguf
 for t in f32 q8_0; do
   [[ -s $OUT/smollm2-$t.gguf ]] || ./quantize -q --allow-requantize --pure "$q41" "$OUT/smollm2-$t.gguf" "$t"
 done
 prompt="And the LORD said unto Moses,"
 echo "prompt: $prompt"
-echo "base: $(./main -m "$q41" -p "$prompt" -n 24 --temp 0 2>/dev/null | head -c 300 | tr '\n' ' ')"
+answer() { local a; a=$(./main "$@" -p "$prompt" -n 24 --temp 0 2>/dev/null); a=${a//$'\n'/ }; echo "${a:0:300}"; }
+echo "base: $(answer -m "$q41")"
 for t in f32 q8_0 q4_1; do
   m=$OUT/smollm2-$t.gguf
   [[ $t == q4_1 ]] && m=$q41
@@ -30,5 +31,5 @@ for t in f32 q8_0 q4_1; do
     --lr 5e-4 --lr-schedule cosine --warmup 5 --eval-every 20 --seed 1 \
     -o "$OUT/kjv-$t.gguf" --log "$OUT/kjv-$t.jsonl" --plot "$OUT/kjv-$t.png" 2>"$OUT/kjv-$t.err"
   grep -E "^validation loss after|^trained" "$OUT/kjv-$t.err" | sed "s/^/$t: /"
-  echo "$t + adapter: $(./main -m "$m" --lora "$OUT/kjv-$t.gguf" -p "$prompt" -n 24 --temp 0 2>/dev/null | head -c 300 | tr '\n' ' ')"
+  echo "$t + adapter: $(answer -m "$m" --lora "$OUT/kjv-$t.gguf")"
 done

@@ -355,6 +355,11 @@ else
 fi
 expect_error "finetune-lora: resume with other settings" "other settings or data" "${FT[@]}" --lr 1e-3 --batch 4 -o "$TMP/C.gguf" --checkpoint-dir "$TMP/ck" --resume
 expect_error "finetune-lora: resume without checkpoints" "no complete checkpoint" "${FT[@]}" -o "$TMP/C.gguf" --checkpoint-dir "$TMP/empty-ck" --resume
+newest=$(ls "$TMP/ck"/checkpoint-*.gguf | tail -1)
+head -c 3000 "$newest" >"$TMP/cut" && mv "$TMP/cut" "$newest"
+expect_error "finetune-lora: resume from a damaged checkpoint" "$(basename "$newest")" "${FT[@]}" -o "$TMP/C.gguf" --checkpoint-dir "$TMP/ck" --resume
+if "$BIN/perplexity" -m "$TMP/llama.gguf" -f "$TMP/train.txt" -c 32 --chunks 2 --lora "$TMP/adapter.gguf" >"$TMP/ppl.out" 2>&1 &&
+   grep -qi "ppl\|perplexity" "$TMP/ppl.out"; then pass "perplexity --lora"; else fail "perplexity --lora: $(tail -2 "$TMP/ppl.out")"; fi
 
 # --version on every tool: one line naming the tool and a version.
 for tool in main tokenize convert quantize perplexity bench bench-ops finetune-lora; do

@@ -3,7 +3,7 @@
 BUILD   ?= build
 JOBS    ?= $(shell nproc)
 CMAKE_FLAGS ?=
-TOOLS   := bench-ops tokenize convert main quantize bench perplexity finetune-lora
+TOOLS   := bench-ops tokenize convert main quantize bench perplexity finetune-lora export-lora
 # CMake's generated makefiles are nested makes; without this each prints
 # "Entering/Leaving directory" lines around its work (~100 per build).
 MAKEFLAGS += --no-print-directory

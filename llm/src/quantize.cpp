@@ -118,6 +118,7 @@ QuantizeSummary quantize_file(const QuantizeOptions& opt) {
       float* xr = x.data() + r * ne0;
       float* br = back.data() + r * ne0;
       ti.to_float((const uint8_t*)t.data + (size_t)r * in_row, xr, ne0);
+      if (opt.adjust_row) opt.adjust_row(t.name, r, xr, ne0);
       tt.from_float(xr, out.data() + (size_t)r * out_row, ne0);
       tt.to_float(out.data() + (size_t)r * out_row, br, ne0);
       for (int64_t j = 0; j < ne0; j++) {

@@ -355,6 +355,19 @@ else
 fi
 expect_error "finetune-lora: resume with other settings" "other settings or data" "${FT[@]}" --lr 1e-3 --batch 4 -o "$TMP/C.gguf" --checkpoint-dir "$TMP/ck" --resume
 expect_error "finetune-lora: resume without checkpoints" "no complete checkpoint" "${FT[@]}" -o "$TMP/C.gguf" --checkpoint-dir "$TMP/empty-ck" --resume
+# export-lora: the merged model generates what the base with the adapter does.
+if "$BIN/convert" "$DATA/hf/llama_st" -o "$TMP/llama32.gguf" --outtype f32 2>/dev/null &&
+   "$BIN/export-lora" -m "$TMP/llama32.gguf" --lora "$TMP/adapter.gguf" -o "$TMP/merged.gguf" --outtype f32 2>"$TMP/exp.err" &&
+   grep -q "adapted weights merged" "$TMP/exp.err"; then
+  with=$("$BIN/main" -m "$TMP/llama32.gguf" --lora "$TMP/adapter.gguf" -p "Hello world" -n 12 --temp 0 2>/dev/null)
+  merged=$("$BIN/main" -m "$TMP/merged.gguf" -p "Hello world" -n 12 --temp 0 2>/dev/null)
+  without=$("$BIN/main" -m "$TMP/llama32.gguf" -p "Hello world" -n 12 --temp 0 2>/dev/null)
+  [[ -n "$with" && "$with" == "$merged" ]] && pass "export-lora: merged = base + adapter (adapter changes: $([[ $with != $without ]] && echo yes || echo no))" ||
+    fail "export-lora: '$with' vs '$merged'"
+else
+  fail "export-lora: $(tail -2 "$TMP/exp.err")"
+fi
+expect_error "export-lora: no adapter" "are required" "$BIN/export-lora" -m "$TMP/llama32.gguf" -o "$TMP/m2.gguf"
 newest=$(ls "$TMP/ck"/checkpoint-*.gguf | tail -1)
 head -c 3000 "$newest" >"$TMP/cut" && mv "$TMP/cut" "$newest"
 expect_error "finetune-lora: resume from a damaged checkpoint" "$(basename "$newest")" "${FT[@]}" -o "$TMP/C.gguf" --checkpoint-dir "$TMP/ck" --resume
@@ -362,7 +375,7 @@ if "$BIN/perplexity" -m "$TMP/llama.gguf" -f "$TMP/train.txt" -c 32 --chunks 2 -
    grep -qi "ppl\|perplexity" "$TMP/ppl.out"; then pass "perplexity --lora"; else fail "perplexity --lora: $(tail -2 "$TMP/ppl.out")"; fi
 
 # --version on every tool: one line naming the tool and a version.
-for tool in main tokenize convert quantize perplexity bench bench-ops finetune-lora; do
+for tool in main tokenize convert quantize perplexity bench bench-ops finetune-lora export-lora; do
   v=$("$BIN/$tool" --version 2>&1)
   [[ $? -eq 0 && $(wc -l <<<"$v") -eq 1 && "$v" =~ ^$tool\ \(llmengine\)\ [0-9]+\.[0-9]+\.[0-9]+,\ commit ]] &&
     pass "$tool --version" || fail "$tool --version: '$v'"

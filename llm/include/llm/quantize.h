@@ -30,6 +30,10 @@ struct QuantizeOptions {
   };
   std::function<void(size_t done, size_t total, const TensorReport&)> progress;
   std::function<void(const std::string&)> warn;
+  // Called for each row of each tensor in F32 before it is converted (rows
+  // of one tensor from several threads at once): ./export-lora adds a LoRA
+  // update here.
+  std::function<void(const std::string& tensor, int64_t row, float* values, int64_t n)> adjust_row;
 };
 
 struct QuantizeSummary {

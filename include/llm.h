@@ -20,6 +20,7 @@ typedef int32_t llm_token;
 typedef struct llm_model llm_model;
 typedef struct llm_context llm_context;
 typedef struct llm_sampler llm_sampler;
+typedef struct llm_lora llm_lora;
 
 typedef enum {
   LLM_OK = 0,
@@ -84,6 +85,22 @@ int32_t llm_n_past(const llm_context* ctx);
 int32_t llm_n_ctx(const llm_context* ctx);
 /* Forgets positions >= n_past (0 clears the cache). */
 llm_status llm_rewind(llm_context* ctx, int32_t n_past);
+
+/* ---- LoRA adapters ---- */
+/* Loads an adapter for model: llama.cpp's LoRA GGUF or a PEFT directory
+ * (adapter_config.json + adapter_model.safetensors). An adapter for another
+ * architecture or shape is refused (LLM_ERR_FILE, with the reason). */
+llm_status llm_lora_load(const llm_model* model, const char* path, llm_lora** out);
+/* Frees the handle; contexts it is applied to keep it until it is removed
+ * from them or they are freed. */
+void llm_lora_free(llm_lora* lora);
+/* Applies an adapter to a context, unmerged, with a scale on its update (1:
+ * as trained); called again, changes the scale. From the next llm_eval on:
+ * the cache keeps what earlier tokens computed (llm_rewind(ctx, 0) to start
+ * over). The adapter must be for the context's model. */
+llm_status llm_context_set_lora(llm_context* ctx, llm_lora* lora, float scale);
+/* Stops applying an adapter (LLM_ERR_INVALID_ARGUMENT if it was not applied). */
+llm_status llm_context_remove_lora(llm_context* ctx, llm_lora* lora);
 
 /* ---- sampling ---- */
 typedef struct {

@@ -88,3 +88,55 @@ TEST_CASE("C API: a sampler of one model is refused on another model's context")
   llm_model_free(a);
   llm_model_free(b);
 }
+
+TEST_CASE("C API: LoRA adapters applied, rescaled and removed without merging") {
+  llm_model *m = nullptr, *other = nullptr;
+  REQUIRE(llm_model_load(converted("llama_st").c_str(), &m) == LLM_OK);
+  REQUIRE(llm_model_load(converted("gptneox_st").c_str(), &other) == LLM_OK);
+  llm_lora* a = nullptr;
+  REQUIRE(llm_lora_load(m, (th::data_dir() + "/lora/llama").c_str(), &a) == LLM_OK);
+  llm_lora* wrong = nullptr;
+  CHECK(llm_lora_load(other, (th::data_dir() + "/lora/llama").c_str(), &wrong) == LLM_ERR_FILE);
+  CHECK(std::string(llm_last_error()).find("unexpected tensor") != std::string::npos);
+  CHECK(wrong == nullptr);
+  llm_context* c = nullptr;
+  REQUIRE(llm_context_new(m, nullptr, &c) == LLM_OK);
+  const llm_token ids[] = {5, 17, 99, 230};
+  auto logits = [&](void) {
+    REQUIRE(llm_rewind(c, 0) == LLM_OK);
+    REQUIRE(llm_eval(c, ids, 4, 0) == LLM_OK);
+    const float* l = llm_get_logits(c, -1);
+    return std::vector<float>(l, l + llm_model_n_vocab(m));
+  };
+  const auto base = logits();
+  REQUIRE(llm_context_set_lora(c, a, 1.0f) == LLM_OK);
+  const auto with = logits();
+  REQUIRE(llm_context_set_lora(c, a, 0.0f) == LLM_OK);  // scale 0: the base again
+  const auto zero = logits();
+  REQUIRE(llm_context_set_lora(c, a, 1.0f) == LLM_OK);
+  llm_lora_free(a);  // the context keeps it while applied
+  CHECK(logits() == with);
+  CHECK(zero == base);
+  CHECK(with != base);
+  llm_context* c2 = nullptr;
+  REQUIRE(llm_context_new(other, nullptr, &c2) == LLM_OK);
+  llm_lora* a2 = nullptr;
+  REQUIRE(llm_lora_load(m, (th::data_dir() + "/lora/llama").c_str(), &a2) == LLM_OK);
+  CHECK(llm_context_set_lora(c2, a2, 1.0f) == LLM_ERR_INVALID_ARGUMENT);  // another model's context
+  CHECK(llm_context_remove_lora(c, a2) == LLM_ERR_INVALID_ARGUMENT);     // not applied there
+  CHECK(llm_context_set_lora(c, a, 1.0f) == LLM_ERR_INVALID_ARGUMENT);   // freed handle
+  llm_context* c3 = nullptr;
+  REQUIRE(llm_context_new(m, nullptr, &c3) == LLM_OK);
+  std::swap(c, c3);
+  REQUIRE(llm_context_set_lora(c, a2, 1.0f) == LLM_OK);
+  CHECK(logits() == with);
+  REQUIRE(llm_context_remove_lora(c, a2) == LLM_OK);
+  CHECK(logits() == base);
+  std::swap(c, c3);
+  llm_context_free(c3);
+  llm_lora_free(a2);
+  llm_context_free(c2);
+  llm_context_free(c);
+  llm_model_free(m);
+  llm_model_free(other);
+}

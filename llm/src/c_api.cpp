@@ -2,6 +2,10 @@
 // status and a thread-local message.
 #include "llm.h"
 
+#include <cmath>
+
+#include "llm/lora.h"
+
 #include <climits>
 #include <cstdio>
 #include <cstring>
@@ -22,8 +26,18 @@ struct llm_model {
 };
 struct llm_context {
   std::shared_ptr<llm::Model> model;  // declared first: destroyed after the session that uses it
+  std::vector<std::pair<std::shared_ptr<llm::Lora>, float>> loras;  // before the session too
   std::unique_ptr<llm::Session> s;
   int32_t last_rows = 0;
+  void apply() {
+    std::vector<std::pair<const llm::Lora*, float>> v;
+    for (const auto& [l, sc] : loras) v.push_back({l.get(), sc});
+    s->set_loras(v);
+  }
+};
+struct llm_lora {
+  std::shared_ptr<llm::Model> model;
+  std::shared_ptr<llm::Lora> l;
 };
 struct llm_sampler {
   std::shared_ptr<llm::Model> model;
@@ -210,6 +224,51 @@ llm_status llm_context_new(const llm_model* m, const llm_context_params* p, llm_
 
 void llm_context_free(llm_context* ctx) {
   if (ctx && forget(ctx)) delete ctx;
+}
+
+llm_status llm_lora_load(const llm_model* m, const char* path, llm_lora** out) {
+  if (!path || !out) return invalid("llm_lora_load: NULL argument");
+  *out = nullptr;
+  if (!live(m)) return invalid("llm_lora_load: not a live model handle");
+  return guard([&] {
+    auto h = std::make_unique<llm_lora>();
+    h->model = m->m;
+    h->l = llm::Lora::load(*h->model, path);
+    remember(h.get());
+    *out = h.release();
+    return LLM_OK;
+  });
+}
+
+void llm_lora_free(llm_lora* lora) {
+  if (lora && forget(lora)) delete lora;
+}
+
+llm_status llm_context_set_lora(llm_context* ctx, llm_lora* lora, float scale) {
+  if (!live(ctx) || !live(lora)) return invalid("llm_context_set_lora: need a live context and adapter");
+  if (lora->model != ctx->model) return invalid("llm_context_set_lora: the adapter was loaded for another model");
+  if (!std::isfinite(scale)) return invalid("llm_context_set_lora: the scale must be finite");
+  return guard([&] {
+    bool found = false;
+    for (auto& [l, s] : ctx->loras)
+      if (l == lora->l) s = scale, found = true;
+    if (!found) ctx->loras.push_back({lora->l, scale});
+    ctx->apply();
+    return LLM_OK;
+  });
+}
+
+llm_status llm_context_remove_lora(llm_context* ctx, llm_lora* lora) {
+  if (!live(ctx) || !live(lora)) return invalid("llm_context_remove_lora: need a live context and adapter");
+  for (size_t i = 0; i < ctx->loras.size(); i++)
+    if (ctx->loras[i].first == lora->l) {
+      ctx->loras.erase(ctx->loras.begin() + long(i));
+      return guard([&] {
+        ctx->apply();
+        return LLM_OK;
+      });
+    }
+  return invalid("llm_context_remove_lora: the adapter is not applied to this context");
 }
 
 llm_status llm_eval(llm_context* ctx, const llm_token* tokens, int32_t n, int all_logits) {

@@ -71,7 +71,7 @@ int run(int argc, char** argv) {
   opts.add_options("LoRA")
       ("lora-r", "rank", cxxopts::value<int>()->default_value("8"))
       ("lora-alpha", "alpha (the update is scaled by alpha / r)", cxxopts::value<float>()->default_value("16"))
-      ("lora-dropout", "dropout on the adapter's input (only 0 is supported yet)",
+      ("lora-dropout", "dropout on each adapter's input while training, in [0, 1)",
        cxxopts::value<float>()->default_value("0"))
       ("rslora", "rank-stabilised scaling: alpha / sqrt(r)")
       ("lora-targets", "comma list of projections: q,k,v,o,gate,up,down (LLaMA); qkv,o,up,down (GPT-NeoX); "
@@ -106,7 +106,6 @@ int run(int argc, char** argv) {
   for (const char* k : {"model", "train", "output"})
     if (!r.count(k)) throw llm::Error("-m MODEL, --train DATA and -o ADAPTER.gguf are required (see --help)");
   if (r.count("shuffle") && r.count("no-shuffle")) throw llm::Error("give --shuffle or --no-shuffle, not both");
-  if (r["lora-dropout"].as<float>() != 0.0f) throw llm::Error("--lora-dropout: only 0 is supported yet");
 
   llm::FinetuneOptions o;
   o.ctx = tool::in_range<int64_t>(r, "ctx", 2, int64_t(1) << 20, "at least 2");
@@ -118,6 +117,7 @@ int run(int argc, char** argv) {
   o.seed = r["seed"].as<uint64_t>();
   o.checkpointing = r.count("checkpointing") > 0;
   o.bf16 = r.count("bf16") > 0;
+  o.lora_dropout = tool::in_range(r, "lora-dropout", 0.0f, 0.999f, "in [0, 1)");
   o.threads = tool::in_range(r, "threads", 0, 1024, "0 (one per physical core) or a count up to 1024");
   const std::string optim = r["optim"].as<std::string>();
   if (optim != "adamw" && optim != "sgd") throw llm::Error("--optim must be adamw or sgd, not '" + optim + "'");

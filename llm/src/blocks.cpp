@@ -19,7 +19,13 @@ Tensor* linear(GraphInputs& in, Tensor* x, Tensor* w, Tensor* b) {
     const LoraAdapter* a = lora->find(w);
     if (!a) continue;
     // PEFT's order: the base (with its bias), then the scaled update added.
-    Tensor* d = ggml::mul_mat(in.ctx, a->b, ggml::mul_mat(in.ctx, a->a, x));
+    Tensor* xa = x;
+    if (in.dropout_masks) {
+      Tensor* mask = in.ctx.new_tensor(ggml::Type::F32, x->ne, 4, "dropout mask");
+      in.dropout_masks->push_back(mask);
+      xa = ggml::mul(in.ctx, x, mask);
+    }
+    Tensor* d = ggml::mul_mat(in.ctx, a->b, ggml::mul_mat(in.ctx, a->a, xa));
     y = ggml::add(in.ctx, y, ggml::scale(in.ctx, d, a->scale * s));
   }
   return y;

@@ -28,6 +28,9 @@ struct GraphInputs {
   // Where the architecture records each layer's input and the last layer's
   // output (the checkpoints of gradient checkpointing); null: not recorded.
   std::vector<ggml::Tensor*>* layer_inputs = nullptr;
+  // Training with LoRA dropout: each adapter's input is multiplied by a mask
+  // input made here (and listed); null: no dropout.
+  std::vector<ggml::Tensor*>* dropout_masks = nullptr;
   // With no cache (k_cache empty) attention runs over the batch alone, from
   // position 0, its keys and values never stored: the graph autodiff sees.
 };

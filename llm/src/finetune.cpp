@@ -209,7 +209,8 @@ Finetuner::Finetuner(const Model& model, Lora& lora, const TrainData& train, con
   total_ = o.steps > 0 ? o.steps : per_epoch * std::max<int64_t>(1, o.epochs);
   const int64_t n = train.file_batch > 0 ? train.max_len : o.ctx;
   m.be = ggml::cpu_backend(o.threads > 0 ? o.threads : ggml::physical_cores());
-  m.t = build_train_graph(model, &lora, m.ctx, m.g, n);
+  if (!(o.lora_dropout >= 0 && o.lora_dropout < 1)) throw Error("--lora-dropout must be in [0, 1)");
+  m.t = build_train_graph(model, &lora, m.ctx, m.g, n, o.lora_dropout > 0);
   ggml::BackwardOptions bo;
   if (o.checkpointing) bo.checkpoints = m.t.layer_inputs;
   bo.bf16_products = o.bf16;
@@ -245,7 +246,16 @@ StepLog Finetuner::step() {
   log.tokens = counted;
   *m.t.count->as<float>() = float(std::max<int64_t>(counted, 1));
   // One sequence per compute: each micro-batch's gradients sum into the step's.
-  for (const TrainSequence* s : batch) {
+  for (size_t si = 0; si < batch.size(); si++) {
+    const TrainSequence* s = batch[si];
+    if (!m.t.dropout_masks.empty()) {
+      // a function of (seed, step, sequence): a resumed run draws the same masks
+      std::mt19937_64 rng(m.o.seed * 0x9E3779B97F4A7C15ULL + uint64_t(m.opt->steps()) * 1000003ULL + si);
+      std::bernoulli_distribution keep(1.0 - double(m.o.lora_dropout));
+      const float kept = 1.0f / (1.0f - m.o.lora_dropout);
+      for (Tensor* mk : m.t.dropout_masks)
+        for (int64_t i = 0; i < mk->nelements(); i++) mk->as<float>()[i] = keep(rng) ? kept : 0.0f;
+    }
     m.load(m.t, *s);
     m.be->compute(m.g);
     log.loss += double(*m.t.loss->as<float>());

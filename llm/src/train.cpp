@@ -8,7 +8,8 @@ namespace llm {
 
 using ggml::Tensor;
 
-TrainGraph build_train_graph(const Model& model, const Lora* lora, ggml::Context& ctx, ggml::Graph& g, int64_t n) {
+TrainGraph build_train_graph(const Model& model, const Lora* lora, ggml::Context& ctx, ggml::Graph& g, int64_t n,
+                             bool lora_dropout) {
   const HParams& hp = model.hp;
   if (n < 1 || n > hp.n_ctx_train)
     throw Error("a training sequence of " + std::to_string(n) + " tokens is outside the model's context of " +
@@ -18,6 +19,7 @@ TrainGraph build_train_graph(const Model& model, const Lora* lora, ggml::Context
   if (lora) in.loras.push_back({lora, 1.0f});
   TrainGraph t;
   in.layer_inputs = &t.layer_inputs;
+  if (lora_dropout) in.dropout_masks = &t.dropout_masks;
   in.tokens = t.tokens = ctx.new_tensor(ggml::Type::I32, {n}, "tokens");
   in.positions = ctx.new_tensor(ggml::Type::I32, {n}, "positions");
   for (int64_t i = 0; i < n; i++) in.positions->as<int32_t>()[i] = int32_t(i);

@@ -329,6 +329,7 @@ expect_error "finetune-lora: no arguments" "are required" "$BIN/finetune-lora"
 expect_error "finetune-lora: empty data" "empty" "$BIN/finetune-lora" -m "$TMP/llama.gguf" --train "$TMP/empty.txt" -o "$TMP/x.gguf"
 expect_error "finetune-lora: a JSONL line that is not JSON" "bad.jsonl:2: not JSON" "$BIN/finetune-lora" -m "$TMP/llama.gguf" --train "$TMP/bad.jsonl" -o "$TMP/x.gguf"
 expect_error "finetune-lora: a target the architecture lacks" "not a projection of a llama model" "$BIN/finetune-lora" -m "$TMP/llama.gguf" --train "$TMP/train.txt" --lora-targets q,fc_in -o "$TMP/x.gguf"
+expect_error "finetune-lora: dropout out of range" "--lora-dropout must be in [0, 1)" "$BIN/finetune-lora" -m "$TMP/llama.gguf" --train "$TMP/train.txt" --lora-dropout 1 -o "$TMP/x.gguf"
 expect_error "finetune-lora: unknown optimizer" "--optim must be adamw or sgd" "$BIN/finetune-lora" -m "$TMP/llama.gguf" --train "$TMP/train.txt" --optim lion -o "$TMP/x.gguf"
 expect_error "finetune-lora: unknown schedule" "unknown learning-rate schedule" "$BIN/finetune-lora" -m "$TMP/llama.gguf" --train "$TMP/train.txt" --lr-schedule exp -o "$TMP/x.gguf"
 expect_error "main: a missing adapter" "cannot open" "$BIN/main" -m "$TMP/llama.gguf" --lora "$TMP/nope.gguf" -p hi -n 1
@@ -336,7 +337,7 @@ expect_error "main: a missing adapter" "cannot open" "$BIN/main" -m "$TMP/llama.
 # Resume after SIGKILL at a random moment: the adapter and the log equal an
 # uninterrupted run's, byte for byte.
 yes "the quick brown fox jumps over the lazy dog" | head -300 >"$TMP/fox.txt"
-FT=("$BIN/finetune-lora" -m "$TMP/llama.gguf" --train "$TMP/fox.txt" --ctx 32 --batch 2 --steps 1200 --lr 1e-3 -t 2)
+FT=("$BIN/finetune-lora" -m "$TMP/llama.gguf" --train "$TMP/fox.txt" --ctx 32 --batch 2 --steps 1200 --lr 1e-3 --lora-dropout 0.1 -t 2)
 "${FT[@]}" -o "$TMP/A.gguf" --log "$TMP/A.jsonl" 2>/dev/null
 "${FT[@]}" -o "$TMP/B.gguf" --log "$TMP/B.jsonl" --save-every 7 --checkpoint-dir "$TMP/ck" 2>/dev/null &
 pid=$!

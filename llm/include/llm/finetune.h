@@ -48,6 +48,7 @@ struct FinetuneOptions {
   ggml::OptimizerConfig optim;
   bool checkpointing = false;
   bool bf16 = false;         // mixed precision (ggml::BackwardOptions::bf16_products)
+  float lora_dropout = 0;    // on each adapter's input, a new mask every compute (seeded by seed, step, sequence)
   int threads = 0;           // 0: one per physical core
 };
 

@@ -22,9 +22,14 @@ struct TrainGraph {
   // Each layer's input and the last layer's output: the checkpoints for
   // build_backward's gradient checkpointing (BackwardOptions).
   std::vector<ggml::Tensor*> layer_inputs;
+  // With LoRA dropout: one mask per adapter (F32, the shape of its input),
+  // to fill before each compute with 0 or 1 / (1 - p) (PEFT's nn.Dropout on
+  // the adapter's input; the base sees the input as it is).
+  std::vector<ggml::Tensor*> dropout_masks;
 };
 
 // Builds the graph into ctx and g (positions 0..n-1 are set here; count to n).
-TrainGraph build_train_graph(const Model& model, const Lora* lora, ggml::Context& ctx, ggml::Graph& g, int64_t n_tokens);
+TrainGraph build_train_graph(const Model& model, const Lora* lora, ggml::Context& ctx, ggml::Graph& g, int64_t n_tokens,
+                             bool lora_dropout = false);
 
 }  // namespace llm

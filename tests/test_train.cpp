@@ -44,6 +44,22 @@ Fixture load(const std::string& name) {
   f.model = llm::Model::load(o.out_path);
   return f;
 }
+// The fixture's batch in a training graph: its tokens, its targets (-100,
+// not counted, as -1) and their count.
+llm::TrainGraph fixture_batch(const Fixture& f, const llm::Lora* lora, Context& ctx, Graph& g) {
+  const auto tokens = f.j["tokens"].get<std::vector<int>>();
+  const auto targets = f.j["targets"].get<std::vector<int>>();
+  const int64_t n = int64_t(tokens.size());
+  llm::TrainGraph t = llm::build_train_graph(*f.model, lora, ctx, g, n);
+  int counted = 0;
+  for (int64_t i = 0; i < n; i++) {
+    t.tokens->as<int32_t>()[i] = tokens[size_t(i)];
+    t.targets->as<int32_t>()[i] = targets[size_t(i)] < 0 ? -1 : targets[size_t(i)];
+    counted += targets[size_t(i)] >= 0;
+  }
+  *t.count->as<float>() = float(counted);
+  return t;
+}
 }  // namespace
 
 TEST_CASE("LoRA training matches PyTorch + PEFT: loss, every gradient, 10 AdamW steps") {
@@ -51,19 +67,9 @@ TEST_CASE("LoRA training matches PyTorch + PEFT: loss, every gradient, 10 AdamW 
     CAPTURE(name);
     Fixture f = load(name);
     auto lora = llm::Lora::load_peft(*f.model, f.dir);
-    const auto tokens = f.j["tokens"].get<std::vector<int>>();
-    const auto targets = f.j["targets"].get<std::vector<int>>();
-    const int64_t n = int64_t(tokens.size());
     Context ctx;
     Graph g;
-    llm::TrainGraph t = llm::build_train_graph(*f.model, lora.get(), ctx, g, n);
-    int counted = 0;
-    for (int64_t i = 0; i < n; i++) {
-      t.tokens->as<int32_t>()[i] = tokens[size_t(i)];
-      t.targets->as<int32_t>()[i] = targets[size_t(i)] < 0 ? -1 : targets[size_t(i)];
-      counted += targets[size_t(i)] >= 0;
-    }
-    *t.count->as<float>() = float(counted);
+    llm::TrainGraph t = fixture_batch(f, lora.get(), ctx, g);
     // checkpointing in every other case: the same gradients either way
     BackwardOptions bo;
     if (name == "llama" || name == "gptneox_sequential") bo.checkpoints = t.layer_inputs;
@@ -128,19 +134,9 @@ TEST_CASE("mixed precision (bf16 products through the frozen base): within a sta
     CAPTURE(name);
     Fixture f = load(name);
     auto lora = llm::Lora::load_peft(*f.model, f.dir);
-    const auto tokens = f.j["tokens"].get<std::vector<int>>();
-    const auto targets = f.j["targets"].get<std::vector<int>>();
-    const int64_t n = int64_t(tokens.size());
     Context ctx;
     Graph g;
-    llm::TrainGraph t = llm::build_train_graph(*f.model, lora.get(), ctx, g, n);
-    int counted = 0;
-    for (int64_t i = 0; i < n; i++) {
-      t.tokens->as<int32_t>()[i] = tokens[size_t(i)];
-      t.targets->as<int32_t>()[i] = targets[size_t(i)] < 0 ? -1 : targets[size_t(i)];
-      counted += targets[size_t(i)] >= 0;
-    }
-    *t.count->as<float>() = float(counted);
+    llm::TrainGraph t = fixture_batch(f, lora.get(), ctx, g);
     BackwardOptions bo;
     bo.bf16_products = true;
     Gradients grads = build_backward(ctx, g, t.loss, bo);

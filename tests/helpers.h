@@ -32,14 +32,28 @@ inline std::string data_dir() {
   return d ? d : "tests/data";
 }
 
-// A scratch directory for this test process (each suite is its own process).
+// A scratch directory for this test process (each suite is its own process), fresh from mkdtemp:
+// a directory named by pid alone can be a leftover of an earlier run whose process had the same pid
+// (containers reuse small pids), and tests that expect an empty directory then fail. Removed at exit
+// by the process that made it (a forked child exiting must not remove its parent's files).
+struct ScratchDir {
+  std::filesystem::path path;
+  pid_t owner = ::getpid();
+  ScratchDir() {
+    std::string tmpl = (std::filesystem::temp_directory_path() / "llm_test_XXXXXX").string();
+    REQUIRE_MESSAGE(::mkdtemp(tmpl.data()) != nullptr, "mkdtemp failed for " << tmpl);
+    path = tmpl;
+  }
+  ~ScratchDir() {
+    if (::getpid() != owner || std::getenv("LLM_TEST_KEEP_TMP")) return;
+    std::error_code ec;
+    std::filesystem::remove_all(path, ec);
+  }
+};
+
 inline std::filesystem::path temp_dir() {
-  static const std::filesystem::path d = [] {
-    auto p = std::filesystem::temp_directory_path() / ("llm_test_" + std::to_string(::getpid()));
-    std::filesystem::create_directories(p);
-    return p;
-  }();
-  return d;
+  static const ScratchDir d;
+  return d.path;
 }
 
 inline std::vector<unsigned char> read_file(const std::string& path) {

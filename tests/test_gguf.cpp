@@ -277,6 +277,7 @@ TEST_CASE("a write that fails part way leaves nothing behind, with or without O_
     if (named) setenv("LLM_NO_O_TMPFILE", "1", 1);
     else unsetenv("LLM_NO_O_TMPFILE");
     const auto dir = th::temp_dir() / (named ? "wfail-named" : "wfail-tmpfile");
+    std::filesystem::remove_all(dir);
     std::filesystem::create_directories(dir);
     Writer w;
     w.set("general.name", Value::make_string("x"));

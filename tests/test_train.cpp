@@ -122,7 +122,7 @@ TEST_CASE("LoRA training matches PyTorch + PEFT: loss, every gradient, 10 AdamW 
   }
 }
 
-TEST_CASE("mixed precision (bf16 products through the frozen base): within a stated tolerance of PyTorch's F32") {
+TEST_CASE("mixed precision (bf16 products through the frozen base, bf16 activations): within a stated tolerance of PyTorch's F32") {
   // The products with the frozen F32 base, forward and backward, round both
   // operands to bf16. Stated: the loss within 1e-3 relative, each LoRA
   // gradient within 5e-2 (norm of the difference over the norm; measured up
@@ -130,8 +130,12 @@ TEST_CASE("mixed precision (bf16 products through the frozen base): within a sta
   // up to 1.0e-2). Adam's first steps move every element by about the
   // learning rate whatever its gradient's size, so signs that bf16 flips on
   // near-zero gradients show in the losses.
+  // With bf16_activations as well, the activations kept for the backward
+  // pass are bf16 copies: the same tolerances hold.
+  for (bool acts : {false, true})
   for (std::string name : {"llama", "gptneox_parallel", "gptj"}) {
     CAPTURE(name);
+    CAPTURE(acts);
     Fixture f = load(name);
     auto lora = llm::Lora::load_peft(*f.model, f.dir);
     Context ctx;
@@ -139,10 +143,14 @@ TEST_CASE("mixed precision (bf16 products through the frozen base): within a sta
     llm::TrainGraph t = fixture_batch(f, lora.get(), ctx, g);
     BackwardOptions bo;
     bo.bf16_products = true;
+    bo.bf16_activations = acts;
     Gradients grads = build_backward(ctx, g, t.loss, bo);
     int bf16_nodes = 0;
     for (const Tensor* nd : g.nodes()) bf16_nodes += nd->op == Op::MUL_MAT_T && (nd->op_params[0] & 1);
     CHECK(bf16_nodes > 0);
+    int stored = 0;
+    for (const Tensor* nd : g.nodes()) stored += nd->type == Type::BF16;
+    CHECK((stored > 0) == acts);
     auto be = cpu_backend(2);
     OptimizerConfig cfg;
     cfg.lr = f.j["adamw"]["lr"].get<double>();
@@ -172,7 +180,7 @@ TEST_CASE("mixed precision (bf16 products through the frozen base): within a sta
       worst_step = std::max(worst_step, std::fabs(*t.loss->as<float>() - losses[s]) / losses[s]);
     }
     CHECK(worst_step <= 3e-2);
-    MESSAGE(name << " in mixed precision: worst gradient " << worst << ", worst step loss " << worst_step << " (relative)");
+    MESSAGE(name << " in mixed precision" << std::string(acts ? " with bf16 activations" : "") << ": worst gradient " << worst << ", worst step loss " << worst_step << " (relative)");
   }
 }
 

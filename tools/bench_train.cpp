@@ -50,7 +50,7 @@ void bench_train(const TrainBenchOptions& o) {
     std::printf("bench-ops --train: %d TinyLlama-shaped layer%s (%lld wide, %lld heads, %lld KV heads, FFN %lld), "
                 "LoRA rank %d on all 7 projections, %lld tokens, %d threads%s\n\n",
                 o.layers, o.layers == 1 ? "" : "s", (long long)D, (long long)NH, (long long)NKV, (long long)FF, o.rank,
-                (long long)T, o.threads, o.bf16 ? ", backward products through the base in bf16" : "");
+                (long long)T, o.threads, o.bf16 ? ", products through the base and kept activations in bf16" : "");
     std::printf("| base | checkpointing | forward t/s | forward+backward t/s | backward / forward | planned MiB |\n");
     std::printf("|---|---|---|---|---|---|\n");
   }
@@ -106,6 +106,7 @@ void bench_train(const TrainBenchOptions& o) {
       BackwardOptions bo;
       if (ck) bo.checkpoints = inputs;
       bo.bf16_products = o.bf16;
+      bo.bf16_activations = o.bf16;
       build_backward(ctx, g2, loss, bo);
       GraphAllocator ba(GraphAllocator::Mode::Reuse, be.get());
       ba.allocate(g2);

@@ -11,7 +11,7 @@ struct TrainBenchOptions {
   int threads = 2;
   int64_t tokens = 256;
   int layers = 1;
-  bool bf16 = false;  // mixed precision: BackwardOptions::bf16_products
+  bool bf16 = false;  // mixed precision: BackwardOptions::bf16_products and bf16_activations
   int rank = 8;
   int reps = 3;
   bool json = false;

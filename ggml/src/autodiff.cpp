@@ -20,6 +20,20 @@ void BackwardContext::add(Tensor* t, Tensor* g) {
 }
 
 namespace {
+// The backward nodes: everything the roots reach outside the forward graph.
+std::vector<Tensor*> backward_nodes(const std::unordered_set<const Tensor*>& fwd, const std::vector<Tensor*>& roots) {
+  std::vector<Tensor*> todo(roots.begin(), roots.end()), back;
+  std::unordered_set<const Tensor*> seen;
+  while (!todo.empty()) {
+    Tensor* t = todo.back();
+    todo.pop_back();
+    if (!t || t->op == Op::NONE || fwd.count(t) || !seen.insert(t).second) continue;
+    back.push_back(t);
+    for (Tensor* s : t->src) todo.push_back(s);
+  }
+  return back;
+}
+
 // Rewires the backward nodes (reachable from roots, outside forward) to read
 // clones of the forward results they need, recomputed from keep.
 void recompute_from(Context& ctx, const std::vector<Tensor*>& forward, const std::unordered_set<const Tensor*>& keep,
@@ -40,17 +54,7 @@ void recompute_from(Context& ctx, const std::vector<Tensor*>& forward, const std
     clones[t] = c;
     return c;
   };
-  // Backward nodes: everything the roots reach outside the forward graph.
-  std::vector<Tensor*> todo(roots.begin(), roots.end()), back;
-  std::unordered_set<const Tensor*> seen;
-  while (!todo.empty()) {
-    Tensor* t = todo.back();
-    todo.pop_back();
-    if (!t || t->op == Op::NONE || fwd.count(t) || !seen.insert(t).second) continue;
-    back.push_back(t);
-    for (Tensor* s : t->src) todo.push_back(s);
-  }
-  for (Tensor* b : back) {
+  for (Tensor* b : backward_nodes(fwd, roots)) {
     bool moved = false;
     for (Tensor*& s : b->src) {
       Tensor* m = map(s);
@@ -61,6 +65,41 @@ void recompute_from(Context& ctx, const std::vector<Tensor*>& forward, const std
     if (moved && b->view_src && op_is_view(b->op)) b->view_src = b->src[0]->view_src ? b->src[0]->view_src : b->src[0];
   }
 }
+// bf16_activations: the backward nodes read widened bf16 copies of the
+// forward results they need, made right after them (Graph::follow) so the
+// F32 originals are freed when the forward pass is done with them.
+void store_bf16(Context& ctx, Graph& g, const std::vector<Tensor*>& forward, const std::unordered_set<const Tensor*>& keep,
+                const std::vector<Tensor*>& roots) {
+  const std::unordered_set<const Tensor*> fwd(forward.begin(), forward.end());
+  std::unordered_map<const Tensor*, Tensor*> widened;
+  auto widen = [&](Tensor* s) {
+    Tensor*& w = widened[s];
+    if (!w) {
+      Tensor* packed = cast(ctx, s, Type::BF16);
+      packed->name = (s->name.empty() ? std::string(op_name(s->op)) : s->name) + " (bf16)";
+      g.follow(s, packed);
+      w = cast(ctx, packed, Type::F32);
+      w->flags |= FLAG_RECOMPUTE;  // made just before it is read
+      w->name = packed->name + " (widened)";
+    }
+    return w;
+  };
+  for (Tensor* b : backward_nodes(fwd, roots)) {
+    for (Tensor*& s : b->src) {
+      if (!s || !fwd.count(s) || s->type != Type::F32 || keep.count(s) || (s->flags & (FLAG_OUTPUT | FLAG_INPUT))) continue;
+      if (op_is_view(b->op)) {
+        // A rule's view (a transpose for a weight's gradient) keeps its strides
+        // on the widened copy only when that has the original's layout.
+        if (s != b->src[0] || !s->is_contiguous()) continue;
+        if (s->view_src) b->view_offs -= s->view_offs;
+        s = b->view_src = widen(s);
+        continue;
+      }
+      s = widen(s);
+    }
+  }
+}
+
 // Backward nodes that no gradient flows into (a weight transposed for its
 // product with a gradient, say) are ordered late, like recomputed ones: the
 // graph's depth-first order would otherwise make them where they are first
@@ -144,10 +183,9 @@ Gradients build_backward(Context& ctx, Graph& g, Tensor* loss, const BackwardOpt
   }
   std::vector<Tensor*> roots;
   for (const auto& pg : out.grads) roots.push_back(pg.second);
-  if (!opt.checkpoints.empty()) {
-    const std::unordered_set<const Tensor*> keep(opt.checkpoints.begin(), opt.checkpoints.end());
-    recompute_from(ctx, nodes, keep, roots);
-  }
+  const std::unordered_set<const Tensor*> keep(opt.checkpoints.begin(), opt.checkpoints.end());
+  if (!keep.empty()) recompute_from(ctx, nodes, keep, roots);
+  if (opt.bf16_activations) store_bf16(ctx, g, nodes, keep, roots);
   mark_late(nodes, roots, out.seed);
   // Expanded in the order their gradients complete (the parameter read last
   // by the forward pass first): each weight's gradient is then made as soon
@@ -161,6 +199,7 @@ Gradients build_backward(Context& ctx, Graph& g, Tensor* loss, const BackwardOpt
   std::stable_sort(order.begin(), order.end(),
                    [&](const auto& a, const auto& b) { return last_read[a.first] > last_read[b.first]; });
   for (const auto& pg : order) g.expand(pg.second);
+  if (opt.bf16_activations) g.rebuild();  // the forward was ordered before its bf16 copies followed it
   return out;
 }
 

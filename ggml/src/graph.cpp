@@ -23,6 +23,9 @@ void Graph::visit(Tensor* t) {
     Tensor* done = f.t;
     stack.pop_back();
     (done->op == Op::NONE ? leafs_ : nodes_).push_back(done);
+    const auto [from, to] = followers_.equal_range(done);
+    for (auto it = from; it != to; ++it)
+      if (seen_.insert(it->second).second) stack.push_back({it->second, 0});
   }
 }
 

@@ -214,6 +214,7 @@ Finetuner::Finetuner(const Model& model, Lora& lora, const TrainData& train, con
   ggml::BackwardOptions bo;
   if (o.checkpointing) bo.checkpoints = m.t.layer_inputs;
   bo.bf16_products = o.bf16;
+  bo.bf16_activations = o.bf16;
   ggml::Gradients grads = ggml::build_backward(m.ctx, m.g, m.t.loss, bo);
   ggml::OptimizerConfig oc = o.optim;
   if (oc.total == 0) oc.total = total_;

@@ -15,7 +15,7 @@ TrainGraph build_train_graph(const Model& model, const Lora* lora, ggml::Context
     throw Error("a training sequence of " + std::to_string(n) + " tokens is outside the model's context of " +
                 std::to_string(hp.n_ctx_train));
   static const std::vector<Tensor*> no_cache;
-  GraphInputs in{ctx, g, model, 0, n, nullptr, nullptr, no_cache, no_cache, -1};
+  GraphInputs in{ctx, g, model, 0, n, nullptr, nullptr, no_cache, no_cache, -1, {}, nullptr, nullptr};
   if (lora) in.loras.push_back({lora, 1.0f});
   TrainGraph t;
   in.layer_inputs = &t.layer_inputs;

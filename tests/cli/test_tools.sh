@@ -320,6 +320,24 @@ if "$BIN/finetune-lora" -m "$TMP/llama.gguf" --train "$TMP/train.txt" --valid "$
 else
   fail "finetune-lora run: $(tail -3 "$TMP/ft.err")"
 fi
+# Parity with PEFT through the tool itself: the fixture's .npy batches, its
+# starting adapter and AdamW settings; --log's losses and --peft-out's tensors
+# against PEFT's (tests/cli/peft_parity.py).
+for fx in llama gptneox_parallel gptneox_sequential gptj; do
+  hf=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['hf'])" "$DATA/lora/$fx/fixture.json")
+  lr=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['adamw']['lr'])" "$DATA/lora/$fx/fixture.json")
+  wd=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['adamw']['weight_decay'])" "$DATA/lora/$fx/fixture.json")
+  if "$BIN/convert" "$DATA/hf/$hf" -o "$TMP/$fx-f32.gguf" --outtype f32 -q 2>/dev/null &&
+     "$BIN/finetune-lora" -m "$TMP/$fx-f32.gguf" --train "$DATA/lora/$fx/batches.npy" --adapter-in "$DATA/lora/$fx" \
+       --ctx 64 --lr "$lr" --weight-decay "$wd" --lr-schedule const --warmup 0 --grad-clip 0 --lora-dropout 0 \
+       -o "$TMP/$fx-ad.gguf" --peft-out "$TMP/$fx-peft" --log "$TMP/$fx.jsonl" -t 2 2>"$TMP/ft.err" &&
+     msg=$(python3 "$(dirname "$0")/peft_parity.py" "$DATA/lora/$fx" "$TMP/$fx.jsonl" "$TMP/$fx-peft" 2>&1); then
+    pass "finetune-lora matches PEFT on $fx ($msg)"
+  else
+    fail "finetune-lora against PEFT on $fx: ${msg:-$(tail -2 "$TMP/ft.err")}"
+  fi
+  msg=""
+done
 if "$BIN/main" -m "$TMP/llama.gguf" --lora "$TMP/adapter.gguf" -p "Hello" -n 4 --temp 0 >"$TMP/out" 2>/dev/null &&
    "$BIN/main" -m "$TMP/llama.gguf" --lora "$TMP/peft" --lora-scale 0.5 -p "Hello" -n 4 --temp 0 >/dev/null 2>&1; then
   pass "main --lora (GGUF and PEFT)"; else fail "main --lora"; fi

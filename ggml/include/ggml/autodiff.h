@@ -43,6 +43,11 @@ struct BackwardOptions {
   // one: weights and gradients rounded to bf16, sums in float. Trainable
   // tensors, their gradients and the optimizer stay F32.
   bool bf16_products = false;
+  // Mixed precision: every forward result the backward pass reads (other
+  // than the checkpoints) is kept as a bf16 copy made right after it is
+  // computed, and widened again just before its first backward use: half the
+  // memory for the activations kept, at the cost of their rounding.
+  bool bf16_activations = false;
 };
 Gradients build_backward(Context& ctx, Graph& g, Tensor* loss, const BackwardOptions& opt = {});
 

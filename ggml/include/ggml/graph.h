@@ -4,6 +4,7 @@
 #include <cstddef>
 #include <memory>
 #include <string>
+#include <unordered_map>
 #include <unordered_set>
 #include <vector>
 
@@ -26,6 +27,10 @@ class Graph {
   // expanded, after a pass (a backend's fusion) rewrote some in place: nodes
   // nothing reads any more drop out.
   void rebuild();
+  // Orders s (whose sources must all be leaves or t itself) right after t
+  // whenever t is added: a copy of t that outlives it (stored in bf16 for the
+  // backward pass, say) is then made while t is fresh, and t can be freed.
+  void follow(Tensor* t, Tensor* s) { followers_.emplace(t, s); }
 
   // Parameters: values set before a compute (a cache position) that fields
   // of the graph's tensors follow, so that one graph, built and planned for
@@ -43,6 +48,7 @@ class Graph {
   void visit(Tensor* t);
   std::vector<Tensor*> nodes_, leafs_, roots_;
   std::unordered_set<const Tensor*> seen_;
+  std::unordered_multimap<const Tensor*, Tensor*> followers_;
   struct Binding {
     int param;
     Tensor* t;

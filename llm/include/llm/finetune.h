@@ -47,7 +47,7 @@ struct FinetuneOptions {
   uint64_t seed = 1;
   ggml::OptimizerConfig optim;
   bool checkpointing = false;
-  bool bf16 = false;         // mixed precision (ggml::BackwardOptions::bf16_products)
+  bool bf16 = false;         // mixed precision (BackwardOptions::bf16_products and bf16_activations)
   float lora_dropout = 0;    // on each adapter's input, a new mask every compute (seeded by seed, step, sequence)
   int threads = 0;           // 0: one per physical core
 };

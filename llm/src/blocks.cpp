@@ -41,12 +41,16 @@ Tensor* attention(GraphInputs& in, int il, Tensor* q, Tensor* k, Tensor* v) {
   const int64_t hd = hp.head_dim(), nkv = hp.n_head_kv, nt = in.n_tokens, np = in.n_past;
   const int64_t n_kv = np + nt;
   if (in.k_cache.empty()) {
-    // The batch alone, causal from position 0: no cache to store into.
-    Tensor* kk = ggml::permute(ctx, k, 0, 2, 1, 3);  // [hd, nt, n_head_kv]
-    Tensor* qq = ggml::permute(ctx, q, 0, 2, 1, 3);  // [hd, nt, n_head]
+    // The batch alone, causal from position 0: no cache to store into. With
+    // n_seq sequences of T tokens, dimension 3 is the sequence.
+    const int64_t B = in.n_seq, T = nt / B, nh = hp.n_head;
+    auto split = [&](Tensor* t, int64_t heads) { return B == 1 ? t : ggml::reshape(ctx, t, {hd, heads, T, B}); };
+    Tensor* kk = ggml::permute(ctx, split(k, nkv), 0, 2, 1, 3);  // [hd, T, n_head_kv, B]
+    Tensor* qq = ggml::permute(ctx, split(q, nh), 0, 2, 1, 3);   // [hd, T, n_head, B]
     Tensor* probs = ggml::soft_max(ctx, ggml::mul_mat(ctx, kk, qq), 1.0f / std::sqrt((float)hd), nullptr, 0);
-    Tensor* vv = ggml::cont(ctx, ggml::permute(ctx, ggml::reshape(ctx, v, {hd, nkv, nt}), 1, 2, 0, 3));  // [nt, hd, nkv]
-    Tensor* out = ggml::mul_mat(ctx, vv, probs);      // [hd, nt, n_head]
+    Tensor* v4 = B == 1 ? ggml::reshape(ctx, v, {hd, nkv, nt}) : ggml::reshape(ctx, v, {hd, nkv, T, B});
+    Tensor* vv = ggml::cont(ctx, ggml::permute(ctx, v4, 1, 2, 0, 3));  // [T, hd, nkv, B]
+    Tensor* out = ggml::mul_mat(ctx, vv, probs);      // [hd, T, n_head, B]
     out = ggml::cont(ctx, ggml::permute(ctx, out, 0, 2, 1, 3));
     return ggml::reshape(ctx, out, {hp.n_embd, nt});
   }

@@ -31,6 +31,9 @@ struct GraphInputs {
   // Training with LoRA dropout: each adapter's input is multiplied by a mask
   // input made here (and listed); null: no dropout.
   std::vector<ggml::Tensor*>* dropout_masks = nullptr;
+  // Training batches (no cache): n_tokens is n_seq sequences of equal length
+  // one after another, each attending to itself alone.
+  int64_t n_seq = 1;
   // With no cache (k_cache empty) attention runs over the batch alone, from
   // position 0, its keys and values never stored: the graph autodiff sees.
 };

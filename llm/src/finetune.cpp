@@ -163,11 +163,12 @@ struct Finetuner::Impl {
   TrainGraph t;
   std::unique_ptr<ggml::Optimizer> opt;
   ggml::GraphAllocator alloc;
-  // evaluation: the forward graph alone
-  ggml::Context ectx{size_t(1) << 20};
-  ggml::Graph eg;
+  int64_t len = 0;            // tokens per sequence in the graphs (the longest training sequence)
+  // evaluation: the forward graph alone, one sequence, made when first needed
+  std::unique_ptr<ggml::Context> ectx;
+  std::unique_ptr<ggml::Graph> eg;
   TrainGraph et;
-  ggml::GraphAllocator ealloc;
+  std::unique_ptr<ggml::GraphAllocator> ealloc;
   int64_t batch = 1;
   std::vector<size_t> order;  // this epoch's sequence order
   int64_t epoch = -1;
@@ -175,12 +176,14 @@ struct Finetuner::Impl {
 
   Impl(const Model& m, Lora& l, const TrainData& d, const FinetuneOptions& op) : model(m), lora(l), train(d), o(op) {}
 
-  void load(TrainGraph& tg, const TrainSequence& s) {
-    const int64_t n = tg.tokens->ne[0];
+  // Sequence s into slot j of a graph's batch (padded: targets -1).
+  void load(TrainGraph& tg, int64_t n, int64_t j, const TrainSequence& s) {
+    int32_t* tok = tg.tokens->as<int32_t>() + j * n;
+    int32_t* tgt = tg.targets->as<int32_t>() + j * n;
     for (int64_t i = 0; i < n; i++) {
       const bool in = i < int64_t(s.tokens.size());
-      tg.tokens->as<int32_t>()[i] = in ? s.tokens[size_t(i)] : 0;
-      tg.targets->as<int32_t>()[i] = in ? s.targets[size_t(i)] : -1;
+      tok[i] = in ? s.tokens[size_t(i)] : 0;
+      tgt[i] = in ? s.targets[size_t(i)] : -1;
     }
   }
   void new_epoch() {
@@ -207,10 +210,12 @@ Finetuner::Finetuner(const Model& model, Lora& lora, const TrainData& train, con
                 std::to_string(o.ctx));
   const int64_t per_epoch = std::max<int64_t>(1, int64_t(train.seqs.size()) / m.batch);
   total_ = o.steps > 0 ? o.steps : per_epoch * std::max<int64_t>(1, o.epochs);
-  const int64_t n = train.file_batch > 0 ? train.max_len : o.ctx;
+  // Sequences are padded to the longest one, not to --ctx: a set of short
+  // chats costs what its longest needs.
+  m.len = std::max<int64_t>(train.max_len, 2);
   m.be = ggml::cpu_backend(o.threads > 0 ? o.threads : ggml::physical_cores());
   if (!(o.lora_dropout >= 0 && o.lora_dropout < 1)) throw Error("--lora-dropout must be in [0, 1)");
-  m.t = build_train_graph(model, &lora, m.ctx, m.g, n, o.lora_dropout > 0);
+  m.t = build_train_graph(model, &lora, m.ctx, m.g, m.len, o.lora_dropout > 0, o.micro_batch);
   ggml::BackwardOptions bo;
   if (o.checkpointing) bo.checkpoints = m.t.layer_inputs;
   bo.bf16_products = o.bf16;
@@ -222,9 +227,6 @@ Finetuner::Finetuner(const Model& model, Lora& lora, const TrainData& train, con
   m.opt->accumulate(m.ctx, m.g, grads);
   m.alloc.set_backend(m.be.get());
   m.alloc.allocate(m.g);
-  m.et = build_train_graph(model, &lora, m.ectx, m.eg, n);
-  m.ealloc.set_backend(m.be.get());
-  m.ealloc.allocate(m.eg);
   m.new_epoch();
 }
 
@@ -246,18 +248,25 @@ StepLog Finetuner::step() {
   StepLog log;
   log.tokens = counted;
   *m.t.count->as<float>() = float(std::max<int64_t>(counted, 1));
-  // One sequence per compute: each micro-batch's gradients sum into the step's.
-  for (size_t si = 0; si < batch.size(); si++) {
-    const TrainSequence* s = batch[si];
-    if (!m.t.dropout_masks.empty()) {
-      // a function of (seed, step, sequence): a resumed run draws the same masks
-      std::mt19937_64 rng(m.o.seed * 0x9E3779B97F4A7C15ULL + uint64_t(m.opt->steps()) * 1000003ULL + si);
-      std::bernoulli_distribution keep(1.0 - double(m.o.lora_dropout));
-      const float kept = 1.0f / (1.0f - m.o.lora_dropout);
-      for (Tensor* mk : m.t.dropout_masks)
-        for (int64_t i = 0; i < mk->nelements(); i++) mk->as<float>()[i] = keep(rng) ? kept : 0.0f;
+  // micro_batch sequences per compute: each micro-batch's gradients sum into the step's.
+  const int64_t mb = m.o.micro_batch;
+  for (size_t first = 0; first < batch.size(); first += size_t(mb)) {
+    for (int64_t j = 0; j < mb; j++) {
+      const size_t si = first + size_t(j);
+      if (!m.t.dropout_masks.empty()) {
+        // a function of (seed, step, sequence): a resumed run draws the same
+        // masks, and so does one with another micro-batch
+        std::mt19937_64 rng(m.o.seed * 0x9E3779B97F4A7C15ULL + uint64_t(m.opt->steps()) * 1000003ULL + si);
+        std::bernoulli_distribution keep(1.0 - double(m.o.lora_dropout));
+        const float kept = 1.0f / (1.0f - m.o.lora_dropout);
+        for (Tensor* mk : m.t.dropout_masks) {
+          const int64_t per = mk->nelements() / mb;
+          float* v = mk->as<float>() + j * per;
+          for (int64_t i = 0; i < per; i++) v[i] = keep(rng) ? kept : 0.0f;
+        }
+      }
+      m.load(m.t, m.len, j, *batch[si]);
     }
-    m.load(m.t, *s);
     m.be->compute(m.g);
     log.loss += double(*m.t.loss->as<float>());
   }
@@ -272,13 +281,23 @@ StepLog Finetuner::step() {
 double Finetuner::evaluate(const TrainData& data) {
   Impl& m = *impl_;
   const int64_t counted = data.counted();
+  if (data.max_len > m.o.ctx)
+    throw Error("a validation sequence of " + std::to_string(data.max_len) + " tokens is longer than --ctx " +
+                std::to_string(m.o.ctx));
+  const int64_t n = std::max<int64_t>(data.max_len, 2);
+  if (!m.eg || m.et.tokens->ne[0] < n) {
+    m.ealloc.reset();
+    m.ectx = std::make_unique<ggml::Context>(size_t(1) << 20);
+    m.eg = std::make_unique<ggml::Graph>();
+    m.et = build_train_graph(m.model, &m.lora, *m.ectx, *m.eg, n);
+    m.ealloc = std::make_unique<ggml::GraphAllocator>(ggml::GraphAllocator::Mode::Reuse, m.be.get());
+    m.ealloc->allocate(*m.eg);
+  }
   *m.et.count->as<float>() = float(std::max<int64_t>(counted, 1));
   double sum = 0;
   for (const TrainSequence& s : data.seqs) {
-    if (int64_t(s.tokens.size()) > m.et.tokens->ne[0])
-      throw Error("a validation sequence of " + std::to_string(s.tokens.size()) + " tokens is longer than the context");
-    m.load(m.et, s);
-    m.be->compute(m.eg);
+    m.load(m.et, m.et.tokens->ne[0], 0, s);
+    m.be->compute(*m.eg);
     sum += double(*m.et.loss->as<float>());
   }
   return sum;

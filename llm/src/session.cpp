@@ -53,7 +53,7 @@ Built build_forward(const Model& model, ggml::Context& ctx, ggml::Graph& g, int6
                     const std::vector<Tensor*>& k, const std::vector<Tensor*>& v, int n_past_param,
                     const std::vector<std::pair<const Lora*, float>>& loras) {
   const HParams& hp = model.hp;
-  GraphInputs in{ctx, g, model, n_past, nt, nullptr, nullptr, k, v, n_past_param, loras, nullptr, nullptr};
+  GraphInputs in{ctx, g, model, n_past, nt, nullptr, nullptr, k, v, n_past_param, loras, nullptr, nullptr, 1};
   in.tokens = ctx.new_tensor(ggml::Type::I32, {nt}, "tokens");
   in.positions = ctx.new_tensor(ggml::Type::I32, {nt}, "positions");
   Tensor* h = nullptr;

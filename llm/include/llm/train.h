@@ -14,7 +14,7 @@ namespace llm {
 class Lora;
 
 struct TrainGraph {
-  ggml::Tensor* tokens = nullptr;   // I32 [n]: fill before each compute
+  ggml::Tensor* tokens = nullptr;   // I32 [n = len * n_seq]: fill before each compute
   ggml::Tensor* targets = nullptr;  // I32 [n]: the next token of each position; -1 where it does not count
   ggml::Tensor* count = nullptr;    // F32 [1]: the counted targets of the whole step (all micro-batches)
   ggml::Tensor* logits = nullptr;   // F32 [n_vocab, n]
@@ -28,8 +28,10 @@ struct TrainGraph {
   std::vector<ggml::Tensor*> dropout_masks;
 };
 
-// Builds the graph into ctx and g (positions 0..n-1 are set here; count to n).
-TrainGraph build_train_graph(const Model& model, const Lora* lora, ggml::Context& ctx, ggml::Graph& g, int64_t n_tokens,
-                             bool lora_dropout = false);
+// Builds the graph into ctx and g for n_seq sequences of len tokens, one
+// after another in tokens and targets, each attending to itself alone
+// (positions 0..len-1 are set here; count to len * n_seq).
+TrainGraph build_train_graph(const Model& model, const Lora* lora, ggml::Context& ctx, ggml::Graph& g, int64_t len,
+                             bool lora_dropout = false, int64_t n_seq = 1);
 
 }  // namespace llm

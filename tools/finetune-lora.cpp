@@ -1,6 +1,7 @@
 // finetune-lora: LoRA fine-tuning of a GGUF model (any base type, kept
 // frozen in its own type) on a text, JSONL or pre-tokenized data set; writes
 // the adapter as llama.cpp's LoRA GGUF and, if asked, as a PEFT directory.
+#include <malloc.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -17,6 +18,8 @@
 #include "plot.h"
 #include "llm/files.h"
 #include "llm/finetune.h"
+#include "llm/memory.h"
+#include <nlohmann/json.hpp>
 
 namespace {
 
@@ -38,7 +41,71 @@ std::string eta(double s) {
   return b;
 }
 
+// --dry-run: where the memory goes, as lines or one JSON object.
+void print_plan(const llm::MemoryPlan& p, const llm::FinetuneOptions& o, const llm::Finetuner& ft, bool json) {
+  const std::pair<const char*, size_t> parts[] = {
+      {"weights", p.weights},          {"lora", p.lora},           {"gradients", p.gradients},
+      {"optimizer", p.optimizer},      {"activations", p.activations}, {"recompute", p.recompute},
+      {"scratch", p.scratch},          {"inputs", p.inputs},       {"eval", p.eval},
+      {"runtime", p.runtime}};
+  const char* what[] = {"base weights", "LoRA parameters", "gradients", "optimizer states",
+                        "activations kept for backward", "recomputation (checkpointing)", "scratch (graph rest, kernels' work)",
+                        "inputs (tokens, targets, dropout masks)", "validation graph", "runtime (code, libraries, tokenizer, data)"};
+  if (json) {
+    nlohmann::json j;
+    for (const auto& [k, v] : parts) j[std::string(k) + "_bytes"] = v;
+    j["training_bytes"] = p.total;
+    j["load_peak_bytes"] = p.load_peak;
+    j["peak_bytes"] = p.peak_bytes;
+    j["micro_batch"] = o.micro_batch;
+    j["accumulation"] = ft.batch() / o.micro_batch;
+    j["checkpointing"] = o.checkpointing;
+    j["graph_bytes"] = ft.planned_bytes();
+    std::printf("%s\n", j.dump().c_str());
+    return;
+  }
+  std::printf("memory plan: batch %lld = micro-batch %lld x %lld accumulated, checkpointing %s\n", (long long)ft.batch(),
+              (long long)o.micro_batch, (long long)(ft.batch() / o.micro_batch), o.checkpointing ? "on" : "off");
+  for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++)
+    std::printf("  %-42s %12s\n", what[i], llm::format_mib(parts[i].second).c_str());
+  std::printf("  %-42s %12s\n", "resident while training", llm::format_mib(p.total).c_str());
+  std::printf("  %-42s %12s\n", "the most resident while loading (measured)", llm::format_mib(p.load_peak).c_str());
+  std::printf("  %-42s %12s\n", "predicted peak resident memory", llm::format_mib(p.peak_bytes).c_str());
+}
+
+// --mem-budget: the first plan that fits, fastest first: without
+// checkpointing (it costs a second forward pass), then the largest
+// micro-batch (fewer, larger products); each candidate is built and planned.
+template <class Make>
+std::unique_ptr<llm::Finetuner> choose_plan(size_t budget, llm::FinetuneOptions& o, const llm::TrainData& train, Make make,
+                                            const llm::ProcessBaseline& before) {
+  const int64_t batch = train.file_batch > 0 ? train.file_batch : o.batch;
+  size_t smallest = SIZE_MAX;
+  for (bool ck : {false, true})
+    for (int64_t mb = batch; mb >= 1; mb--) {
+      if (batch % mb) continue;
+      o.checkpointing = ck;
+      o.micro_batch = mb;
+      auto f = make(o);
+      const size_t need = f->memory(before).peak_bytes;
+      smallest = std::min(smallest, need);
+      if (need <= budget) {
+        std::fprintf(stderr, "--mem-budget %s: micro-batch %lld (accumulating %lld), checkpointing %s: predicted peak %s\n",
+                     llm::format_mib(budget).c_str(), (long long)mb, (long long)(batch / mb), ck ? "on" : "off",
+                     llm::format_mib(need).c_str());
+        return f;
+      }
+    }
+  throw llm::Error("--mem-budget " + llm::format_mib(budget) + ": no plan fits; the smallest (micro-batch 1, checkpointing on) needs " +
+                   llm::format_mib(smallest));
+}
+
 int run(int argc, char** argv) {
+  // Blocks of 1 MiB and more always come fresh from the OS and go back when
+  // freed (glibc otherwise raises this threshold after a large free and
+  // serves later blocks from memory already resident): the memory plan then
+  // knows what is resident, and a freed graph is really given back.
+  mallopt(M_MMAP_THRESHOLD, 1 << 20);
   cxxopts::Options opts("finetune-lora", "LoRA fine-tuning on the CPU: the base model stays frozen in its own type "
                                          "(F32, F16, BF16, Q8_0, Q4_x, Q5_x, K-quants); the adapter is trained in F32.");
   opts.add_options()
@@ -68,6 +135,11 @@ int run(int argc, char** argv) {
       ("checkpoint-dir", "where checkpoints go (the newest two are kept)", cxxopts::value<std::string>())
       ("resume", "continue from the newest complete checkpoint in --checkpoint-dir (the result is the same as a run "
                  "never interrupted)");
+  opts.add_options("memory")
+      ("dry-run", "build and plan the run, print where its memory goes and the predicted peak, do not train")
+      ("json", "with --dry-run: the plan as one JSON object (peak_bytes: the predicted peak resident memory)")
+      ("mem-budget", "choose --micro-batch and --checkpointing so the predicted peak fits SIZE (6G, 800M, ...), "
+                     "keeping --batch; the fastest plan that fits", cxxopts::value<std::string>());
   opts.add_options("LoRA")
       ("lora-r", "rank", cxxopts::value<int>()->default_value("8"))
       ("lora-alpha", "alpha (the update is scaled by alpha / r)", cxxopts::value<float>()->default_value("16"))
@@ -165,7 +237,29 @@ int run(int argc, char** argv) {
     if (!(alpha > 0)) throw llm::Error("--lora-alpha must be positive");
     lora = llm::Lora::create(*model, rank, alpha, targets, o.seed, r.count("rslora") > 0);
   }
-  llm::Finetuner ft(*model, *lora, train, o);
+  // The memory plan: measured what is resident now, the rest predicted from
+  // the planned graphs (llm::MemoryPlan).
+  const llm::ProcessBaseline before = llm::ProcessBaseline::measure(*model);
+  auto make = [&](const llm::FinetuneOptions& fo) {
+    auto f = std::make_unique<llm::Finetuner>(*model, *lora, train, fo);
+    if (have_valid) f->prepare_eval(valid.max_len);
+    return f;
+  };
+  std::unique_ptr<llm::Finetuner> ftp;
+  if (r.count("mem-budget")) {
+    if (r.count("micro-batch") || r.count("checkpointing"))
+      throw llm::Error("--mem-budget chooses --micro-batch and --checkpointing: give it or them, not both");
+    const size_t budget = llm::parse_size(r["mem-budget"].as<std::string>(), "--mem-budget");
+    ftp = choose_plan(budget, o, train, make, before);
+  } else {
+    ftp = make(o);
+  }
+  llm::Finetuner& ft = *ftp;
+  const llm::MemoryPlan plan = ft.memory(before);
+  if (r.count("dry-run")) {
+    print_plan(plan, o, ft, r.count("json") > 0);
+    return 0;
+  }
   // Checkpoints are checkpoint-<step>.gguf, each renamed into place whole: a
   // name with that pattern is a complete one.
   auto checkpoints = [&]() {
@@ -222,10 +316,11 @@ int run(int argc, char** argv) {
   for (const ggml::Tensor* p : lora->params()) n_params += size_t(p->nelements());
   std::fprintf(stderr,
                "finetune-lora: %s, %zu training sequences (%lld counted tokens)%s; LoRA r %d on %zu weights "
-               "(%zu parameters); %lld steps; graph %.1f MiB\n",
+               "(%zu parameters); %lld steps; graph %.1f MiB, predicted peak memory %s\n",
                model->name().c_str(), train.seqs.size(), (long long)train.counted(),
                have_valid ? (", " + std::to_string(valid.seqs.size()) + " validation").c_str() : "", lora->rank(),
-               lora->adapters().size(), n_params, (long long)ft.total_steps(), double(ft.planned_bytes()) / (1 << 20));
+               lora->adapters().size(), n_params, (long long)ft.total_steps(), double(ft.planned_bytes()) / (1 << 20),
+               llm::format_mib(plan.peak_bytes).c_str());
   double v0 = NAN;
   if (have_valid) {
     v0 = ft.evaluate(valid);
@@ -294,17 +389,18 @@ int run(int argc, char** argv) {
                 valid_pts);
     std::fprintf(stderr, "wrote %s\n", r["plot"].as<std::string>().c_str());
   }
-  lora->save_gguf(out);
-  rusage ru{};
-  getrusage(RUSAGE_SELF, &ru);
   const double el = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
-  std::fprintf(stderr, "trained %lld steps in %.1f s (%.0f tokens/s) | peak memory %.1f MiB\n",
-               (long long)ft.steps_done(), el, double(trained_tokens) / std::max(el, 1e-9), ru.ru_maxrss / 1024.0);
+  const long long done = (long long)ft.steps_done();
+  ftp.reset();  // the training memory goes back before the outputs are written
+  lora->save_gguf(out);
   std::fprintf(stderr, "wrote %s\n", out.c_str());
   if (r.count("peft-out")) {
     lora->save_peft(r["peft-out"].as<std::string>());
     std::fprintf(stderr, "wrote %s\n", r["peft-out"].as<std::string>().c_str());
   }
+  std::fprintf(stderr, "trained %lld steps in %.1f s (%.0f tokens/s) | peak memory %.1f MiB (predicted %s)\n", done, el,
+               double(trained_tokens) / std::max(el, 1e-9), double(llm::peak_rss_bytes()) / 1048576.0,
+               llm::format_mib(plan.peak_bytes).c_str());
   return 0;
 }
 

@@ -203,4 +203,41 @@ Gradients build_backward(Context& ctx, Graph& g, Tensor* loss, const BackwardOpt
   return out;
 }
 
+BackwardMemory backward_memory(const Graph& g, const Tensor* loss) {
+  const auto& nodes = g.nodes();
+  std::unordered_map<const Tensor*, size_t> at, last;
+  auto base = [](const Tensor* t) { return t->view_src ? t->view_src : t; };
+  for (size_t i = 0; i < nodes.size(); i++) {
+    at[nodes[i]] = i;
+    for (const Tensor* s : nodes[i]->src)
+      if (s) last[base(s)] = i;
+  }
+  BackwardMemory m;
+  const auto li = at.find(loss);
+  const size_t end = li == at.end() ? nodes.size() : li->second;
+  std::vector<std::pair<size_t, int64_t>> events;  // (position, +-bytes) of recomputed results
+  for (size_t i = 0; i < nodes.size(); i++) {
+    const Tensor* t = nodes[i];
+    if (t->view_src || op_is_view(t->op)) continue;
+    const size_t bytes = t->nbytes();
+    if (t->flags & FLAG_OUTPUT) {
+      if (t != loss) m.gradients += bytes;
+      continue;
+    }
+    const auto lu = last.find(t);
+    const size_t until = lu == last.end() ? i : lu->second;
+    if (i < end && until > end) m.kept += bytes;
+    if (t->flags & FLAG_RECOMPUTE) {
+      events.push_back({i, int64_t(bytes)});
+      events.push_back({until + 1, -int64_t(bytes)});
+    }
+  }
+  std::sort(events.begin(), events.end(), [](const auto& a, const auto& b) {
+    return a.first != b.first ? a.first < b.first : a.second < b.second;  // frees before allocations
+  });
+  int64_t live = 0;
+  for (const auto& [pos, d] : events) m.recompute = size_t(std::max<int64_t>(int64_t(m.recompute), live += d));
+  return m;
+}
+
 }  // namespace ggml

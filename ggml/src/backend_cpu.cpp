@@ -66,6 +66,7 @@ class CpuBackend : public Backend {
   void set_threads(int n) override { exec_.set_threads(n); }
   int threads() const override { return exec_.threads(); }
   void compute(Graph& g) override { exec_.compute(g); }
+  size_t work_size(const Graph& g) const override { return exec_.work_size(g); }
 
  private:
   const cpu::KernelSet& k_;

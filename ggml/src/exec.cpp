@@ -231,18 +231,23 @@ void Executor::set_threads(int n) {
   n_threads_ = n;
 }
 
+size_t Executor::work_size(const Graph& g) const {
+  size_t ws = 0;
+  for (const Tensor* n : g.nodes()) ws = std::max(ws, ggml::work_size(n, n_threads_, *k_));
+  return std::max(work_.size(), ws + 64);
+}
+
 void Executor::compute(Graph& g) {
   for (const Tensor* l : g.leafs()) GGML_CHECK(l->data != nullptr, l, "leaf has no data (set it or allocate it)");
-  size_t ws = 0;
   for (Tensor* n : g.nodes()) {
     if (n->view_src) {
       GGML_CHECK(n->view_src->data != nullptr, n->view_src, "viewed tensor has no data");
       n->data = static_cast<char*>(n->view_src->data) + n->view_offs;
     }
     GGML_CHECK(n->data != nullptr, n, std::string(op_name(n->op)) + " result has no memory (run GraphAllocator first)");
-    ws = std::max(ws, ggml::work_size(n, n_threads_, *k_));
   }
-  if (ws > work_.size()) work_.resize(ws + 64);
+  const size_t ws = work_size(g);
+  if (ws > work_.size()) work_.resize(ws);
 
   ErrorSink err;
   const auto& nodes = g.nodes();

@@ -95,6 +95,16 @@ std::vector<Tensor*> Optimizer::state() const {
   return s;
 }
 
+Optimizer::Memory Optimizer::memory() const {
+  Memory m;
+  for (const Tensor* g : grads_) m.gradients += g->nbytes();
+  for (const Tensor* s : state()) m.state += s->nbytes();
+  const size_t arena = ctx_->arena_used();
+  m.other = norm_alloc_->buffer_size() + opt_alloc_->buffer_size() +
+            (arena > m.gradients + m.state ? arena - m.gradients - m.state : 0);
+  return m;
+}
+
 void Optimizer::accumulate(Context& ctx, Graph& g, const Gradients& grads) {
   for (size_t i = 0; i < params_.size(); i++) {
     Tensor* gr = grads.of(params_[i]);

@@ -10,6 +10,7 @@
 #include "llm/chat.h"
 #include "llm/error.h"
 #include "llm/gguf.h"
+#include "llm/memory.h"
 #include "llm/npy.h"
 #include "llm/train.h"
 
@@ -152,6 +153,12 @@ TrainData load_train_data(const std::string& path, const Model& model, int64_t c
   return d;
 }
 
+namespace {
+// Each compute thread's own memory once running (its stack's touched pages,
+// the allocator's per-thread cache), measured.
+constexpr size_t kThreadBytes = size_t(256) << 10;
+}  // namespace
+
 struct Finetuner::Impl {
   const Model& model;
   Lora& lora;
@@ -161,6 +168,7 @@ struct Finetuner::Impl {
   ggml::Context ctx{size_t(1) << 20};
   ggml::Graph g;
   TrainGraph t;
+  ggml::Gradients grads;
   std::unique_ptr<ggml::Optimizer> opt;
   ggml::GraphAllocator alloc;
   int64_t len = 0;            // tokens per sequence in the graphs (the longest training sequence)
@@ -220,7 +228,8 @@ Finetuner::Finetuner(const Model& model, Lora& lora, const TrainData& train, con
   if (o.checkpointing) bo.checkpoints = m.t.layer_inputs;
   bo.bf16_products = o.bf16;
   bo.bf16_activations = o.bf16;
-  ggml::Gradients grads = ggml::build_backward(m.ctx, m.g, m.t.loss, bo);
+  m.grads = ggml::build_backward(m.ctx, m.g, m.t.loss, bo);
+  const ggml::Gradients& grads = m.grads;
   ggml::OptimizerConfig oc = o.optim;
   if (oc.total == 0) oc.total = total_;
   m.opt = std::make_unique<ggml::Optimizer>(lora.params(), oc, *m.be);
@@ -233,6 +242,7 @@ Finetuner::Finetuner(const Model& model, Lora& lora, const TrainData& train, con
 Finetuner::~Finetuner() = default;
 
 int64_t Finetuner::steps_done() const { return impl_->opt->steps(); }
+int64_t Finetuner::batch() const { return impl_->batch; }
 size_t Finetuner::planned_bytes() const { return impl_->alloc.buffer_size(); }
 
 StepLog Finetuner::step() {
@@ -278,13 +288,12 @@ StepLog Finetuner::step() {
   return log;
 }
 
-double Finetuner::evaluate(const TrainData& data) {
+void Finetuner::prepare_eval(int64_t max_len) {
   Impl& m = *impl_;
-  const int64_t counted = data.counted();
-  if (data.max_len > m.o.ctx)
-    throw Error("a validation sequence of " + std::to_string(data.max_len) + " tokens is longer than --ctx " +
+  if (max_len > m.o.ctx)
+    throw Error("a validation sequence of " + std::to_string(max_len) + " tokens is longer than --ctx " +
                 std::to_string(m.o.ctx));
-  const int64_t n = std::max<int64_t>(data.max_len, 2);
+  const int64_t n = std::max<int64_t>(max_len, 2);
   if (!m.eg || m.et.tokens->ne[0] < n) {
     m.ealloc.reset();
     m.ectx = std::make_unique<ggml::Context>(size_t(1) << 20);
@@ -293,6 +302,12 @@ double Finetuner::evaluate(const TrainData& data) {
     m.ealloc = std::make_unique<ggml::GraphAllocator>(ggml::GraphAllocator::Mode::Reuse, m.be.get());
     m.ealloc->allocate(*m.eg);
   }
+}
+
+double Finetuner::evaluate(const TrainData& data) {
+  Impl& m = *impl_;
+  const int64_t counted = data.counted();
+  prepare_eval(data.max_len);
   *m.et.count->as<float>() = float(std::max<int64_t>(counted, 1));
   double sum = 0;
   for (const TrainSequence& s : data.seqs) {
@@ -301,6 +316,61 @@ double Finetuner::evaluate(const TrainData& data) {
     sum += double(*m.et.loss->as<float>());
   }
   return sum;
+}
+
+ProcessBaseline ProcessBaseline::measure(const Model& model) {
+  ProcessBaseline b;
+  b.rss = rss_bytes();
+  b.map_resident = resident_bytes(model.file().bytes(), model.file().size());
+  b.peak = peak_rss_bytes();
+  return b;
+}
+
+MemoryPlan Finetuner::memory(const ProcessBaseline& before) const {
+  const Impl& m = *impl_;
+  MemoryPlan p;
+  p.weights = size_t(m.model.weight_bytes());
+  for (const Tensor* t : m.lora.params()) p.lora += t->nbytes();
+  const ggml::BackwardMemory bm = ggml::backward_memory(m.g, m.t.loss);
+  const ggml::Optimizer::Memory om = m.opt->memory();
+  // The graph's buffer split by what its results are (the split follows
+  // lifetimes; the buffer's size is the planner's, exact).
+  const size_t buf = m.alloc.buffer_size();
+  size_t left = buf;
+  auto take = [&](size_t want) {
+    const size_t got = std::min(want, left);
+    left -= got;
+    return got;
+  };
+  p.gradients = take(bm.gradients) + om.gradients;
+  p.activations = take(bm.kept);
+  p.recompute = take(bm.recompute);
+  size_t work = m.be->work_size(m.g);
+  for (const ggml::Graph* g : m.opt->graphs()) work = std::max(work, m.be->work_size(*g));
+  if (m.eg) work = std::max(work, m.be->work_size(*m.eg));
+  p.scratch = left + work;
+  p.optimizer = om.state + om.other;
+  p.inputs = m.ctx.arena_used();
+  const size_t eval_arena = m.eg ? m.ectx->arena_used() : 0;
+  if (m.eg) p.eval = m.ealloc->buffer_size() + eval_arena;
+  // What was resident before, less what is counted above (the weights
+  // copied out of the file map and the adapter were already there), plus
+  // what building this Finetuner made resident beyond what it zeroed (the
+  // optimizer's state, the contexts' tensors: inputs): the graphs'
+  // bookkeeping, measured now (so call this right after construction), and
+  // the compute threads' own memory once they run.
+  const size_t copies = size_t(m.model.weight_bytes() - m.model.mapped_bytes());
+  const size_t own = before.rss > before.map_resident ? before.rss - before.map_resident : 0;
+  const size_t now_rss = rss_bytes(), now_map = resident_bytes(m.model.file().bytes(), m.model.file().size());
+  const size_t now = now_rss > now_map ? now_rss - now_map : 0;
+  const size_t zeroed = om.gradients + om.state + p.inputs + eval_arena;
+  const size_t built = now > own + zeroed ? now - own - zeroed : 0;
+  p.runtime = (own > copies + p.lora ? own - copies - p.lora : 0) + built + kThreadBytes * size_t(m.be->threads());
+  p.total = p.weights + p.lora + p.gradients + p.optimizer + p.activations + p.recompute + p.scratch + p.inputs + p.eval +
+            p.runtime;
+  p.load_peak = before.peak;
+  p.peak_bytes = std::max(p.total, p.load_peak);
+  return p;
 }
 
 namespace {

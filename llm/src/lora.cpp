@@ -143,9 +143,11 @@ Rows rows_of(const HParams& hp, const std::string& module) {
 }  // namespace
 
 void Lora::b_from_peft(const LoraAdapter& a, const float* src, Tensor* dst) const {
+  b_rows_from_peft(a, src, dst->as<float>(), dst->ne[1], dst->ne[0]);
+}
+
+void Lora::b_rows_from_peft(const LoraAdapter& a, const float* src, float* d, int64_t out, int64_t r) const {
   const HParams& hp = model_.hp;
-  const int64_t out = dst->ne[1], r = dst->ne[0];
-  float* d = dst->as<float>();
   switch (rows_of(hp, a.module)) {
     case Rows::Same: std::copy(src, src + out * r, d); break;
     case Rows::RopeQ: permute_rope_rows(src, d, out, r, int(hp.n_head)); break;
@@ -160,12 +162,11 @@ std::vector<float> Lora::b_to_peft(const LoraAdapter& a, const Tensor* b_like) c
   const int64_t out = b_like->ne[1], r = b_like->ne[0];
   std::vector<float> idx(static_cast<size_t>(out));
   for (int64_t i = 0; i < out; i++) idx[size_t(i)] = float(i);
-  ggml::Context tmp;
-  Tensor* t = tmp.new_tensor(ggml::Type::F32, {1, out});
-  b_from_peft(a, idx.data(), t);
+  std::vector<float> moved(idx.size());
+  b_rows_from_peft(a, idx.data(), moved.data(), out, 1);
   std::vector<float> res(size_t(out * r));
   for (int64_t g = 0; g < out; g++) {
-    const int64_t p = int64_t(t->as<float>()[g]);  // GGUF row g holds PEFT row p
+    const int64_t p = int64_t(moved[size_t(g)]);  // GGUF row g holds PEFT row p
     for (int64_t j = 0; j < r; j++) res[size_t(p * r + j)] = b_like->as<float>()[g * r + j];
   }
   return res;

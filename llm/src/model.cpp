@@ -41,6 +41,7 @@ struct Loader {
   const ggml::Backend& be;
   uint64_t& n_params;
   uint64_t& bytes;
+  uint64_t& mapped;
   std::map<ggml::Type, uint64_t> type_count;
 
   // Finds `name` and checks its shape (GGUF order) and type; nullptr when
@@ -129,6 +130,7 @@ struct Loader {
       t = ctx.new_tensor_external(ti->type, ti->ne, ti->n_dims, name);
       t->data = const_cast<void*>(ti->data);
       bytes += ti->nbytes;
+      mapped += ti->nbytes;
     } else {
       t = ctx.new_tensor(held_type(ti, h), ti->ne, ti->n_dims, name);
       fill(ti, h, t);
@@ -237,7 +239,7 @@ std::unique_ptr<Model> Model::load(const std::string& path, const LoadOptions& o
     if (const auto* v = f.find(key(A, kv::USE_PARALLEL_RESIDUAL))) hp.parallel_residual = v->u != 0;
   }
 
-  Loader L{f, *m, m->ctx_, opt, opt.backend ? *opt.backend : ggml::default_backend(), m->n_params_, m->weight_bytes_, {}};
+  Loader L{f, *m, m->ctx_, opt, opt.backend ? *opt.backend : ggml::default_backend(), m->n_params_, m->weight_bytes_, m->mapped_bytes_, {}};
   const int64_t E = hp.n_embd, V = hp.n_vocab, F = hp.n_ff, EKV = hp.n_embd_kv();
   m->tok_embd = L.get("token_embd.weight", {E, V});
   m->output_norm = L.get("output_norm.weight", {E});

@@ -338,6 +338,63 @@ for fx in llama gptneox_parallel gptneox_sequential gptj; do
   fi
   msg=""
 done
+# Memory plans: --dry-run --json's peak_bytes within 5% of the real run's
+# peak resident memory (same options), on several shapes and settings.
+# check_plan NAME MODEL ARGS...
+check_plan() {
+  local name=$1 m=$2
+  shift 2
+  local pred real
+  pred=$("$BIN/finetune-lora" -m "$m" "$@" -o "$TMP/mp.gguf" -t 2 --dry-run --json 2>"$TMP/mp.err" |
+         python3 -c "import json,sys; print(json.load(sys.stdin)['peak_bytes'])")
+  real=$("$BIN/finetune-lora" -m "$m" "$@" -o "$TMP/mp.gguf" -t 2 2>&1 | sed -n 's/.*| peak memory \([0-9.]*\) MiB.*/\1/p')
+  if [[ -n $pred && -n $real ]] && msg=$(python3 -c "
+p, r = $pred / 1048576, $real
+e = (p - r) / r
+print(f'predicted {p:.1f} MiB, measured {r:.1f} MiB ({100 * e:+.1f}%)')
+raise SystemExit(abs(e) > 0.05)"); then
+    pass "memory plan: $name ($msg)"
+  else
+    fail "memory plan: $name (predicted '${pred}', measured '${real}' MiB ${msg:-}; $(tail -1 "$TMP/mp.err"))"
+  fi
+  msg=""
+}
+check_plan "tiny LLaMA F32" "$TMP/llama-f32.gguf" --train "$TMP/train.txt" --ctx 32 --batch 2 --steps 2
+check_plan "tiny GPT-NeoX F32, micro-batch 2, checkpointing, validation" "$TMP/gptneox_parallel-f32.gguf" \
+  --train "$TMP/train.txt" --valid "$TMP/train.txt" --ctx 48 --batch 2 --micro-batch 2 --checkpointing --steps 2
+if [[ -f $MODEL ]]; then
+  check_plan "SmolLM2 Q4_1, ctx 64" "$MODEL" --train "$TMP/train.txt" --ctx 64 --batch 2 --steps 2
+  check_plan "SmolLM2 Q4_1, ctx 128, micro-batch 2, checkpointing" "$MODEL" --train "$TMP/train.txt" --ctx 128 --batch 2 \
+    --micro-batch 2 --checkpointing --steps 1
+  check_plan "SmolLM2 Q4_1, bf16, dropout, validation, rank 32" "$MODEL" --train "$TMP/train.txt" --valid "$TMP/train.txt" \
+    --ctx 64 --batch 2 --bf16 --lora-dropout 0.1 --lora-r 32 --steps 1
+  # --mem-budget: a plan that fits a budget between the smallest and the
+  # largest, the real run inside it; below the smallest, a clear refusal.
+  small=$("$BIN/finetune-lora" -m "$MODEL" --train "$TMP/train.txt" --ctx 128 --batch 4 -o "$TMP/mb.gguf" -t 2 \
+          --mem-budget 1M 2>&1 | sed -n 's/.*the smallest (micro-batch 1, checkpointing on) needs \([0-9.]*\) MiB.*/\1/p')
+  big=$("$BIN/finetune-lora" -m "$MODEL" --train "$TMP/train.txt" --ctx 128 --batch 4 --micro-batch 4 -o "$TMP/mb.gguf" -t 2 \
+        --dry-run --json 2>/dev/null | python3 -c "import json,sys; print(json.load(sys.stdin)['peak_bytes'] / 1048576)")
+  if [[ -n $small && -n $big ]]; then
+    budget=$(python3 -c "print(int(($small + $big) / 2))")
+    "$BIN/finetune-lora" -m "$MODEL" --train "$TMP/train.txt" --ctx 128 --batch 4 --steps 1 -o "$TMP/mb.gguf" -t 2 \
+      --mem-budget "${budget}M" >"$TMP/mb.out" 2>&1
+    real=$(sed -n 's/.*| peak memory \([0-9.]*\) MiB.*/\1/p' "$TMP/mb.out")
+    if grep -q "^--mem-budget ${budget}.0 MiB: micro-batch [124] (accumulating [124]), checkpointing o[nf]*: predicted peak" "$TMP/mb.out" &&
+       [[ -n $real ]] && python3 -c "raise SystemExit(not ($real <= $budget))"; then
+      pass "--mem-budget ${budget}M: $(grep -o 'micro-batch [0-9].*' "$TMP/mb.out" | head -1), measured $real MiB"
+    else
+      fail "--mem-budget ${budget}M: $(head -c 400 "$TMP/mb.out")"
+    fi
+  else
+    fail "--mem-budget: no smallest plan in the refusal ('$small') or no largest plan ('$big')"
+  fi
+  expect_error "finetune-lora: a budget nothing fits" "no plan fits; the smallest (micro-batch 1, checkpointing on) needs" \
+    "$BIN/finetune-lora" -m "$MODEL" --train "$TMP/train.txt" --ctx 128 -o "$TMP/mb.gguf" --mem-budget 50M
+fi
+expect_error "finetune-lora: a budget that is not a size" "--mem-budget '6X' is not a size" \
+  "$BIN/finetune-lora" -m "$TMP/llama.gguf" --train "$TMP/train.txt" -o "$TMP/x.gguf" --mem-budget 6X
+expect_error "finetune-lora: a budget and a micro-batch" "give it or them, not both" \
+  "$BIN/finetune-lora" -m "$TMP/llama.gguf" --train "$TMP/train.txt" -o "$TMP/x.gguf" --mem-budget 6G --micro-batch 2
 if "$BIN/main" -m "$TMP/llama.gguf" --lora "$TMP/adapter.gguf" -p "Hello" -n 4 --temp 0 >"$TMP/out" 2>/dev/null &&
    "$BIN/main" -m "$TMP/llama.gguf" --lora "$TMP/peft" --lora-scale 0.5 -p "Hello" -n 4 --temp 0 >/dev/null 2>&1; then
   pass "main --lora (GGUF and PEFT)"; else fail "main --lora"; fi

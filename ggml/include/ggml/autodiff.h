@@ -51,4 +51,14 @@ struct BackwardOptions {
 };
 Gradients build_backward(Context& ctx, Graph& g, Tensor* loss, const BackwardOptions& opt = {});
 
+// Where a forward+backward graph's memory goes, from the lifetimes of its
+// results in execution order (what the planner packs into its buffer):
+// the gradients (outputs other than the loss), the forward results still
+// alive when the loss is computed (kept for the backward pass), and the most
+// recomputed results (checkpointing) alive at once.
+struct BackwardMemory {
+  size_t gradients = 0, kept = 0, recompute = 0;
+};
+BackwardMemory backward_memory(const Graph& g, const Tensor* loss);
+
 }  // namespace ggml

@@ -56,6 +56,9 @@ class Backend {
   virtual int threads() const = 0;
   // Computes a planned graph; throws ggml::Error for bad runtime input.
   virtual void compute(Graph& g) = 0;
+  // The work memory compute(g) uses beside the planned buffer (kept, and
+  // grown to the largest graph computed): for memory predictions.
+  virtual size_t work_size(const Graph& g) const = 0;
 };
 
 // Physical cores this process may run on (hyperthreads of one core count

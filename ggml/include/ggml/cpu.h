@@ -199,6 +199,7 @@ class Executor {
   // Throws ggml::Error for bad runtime input (e.g. a token id out of range).
   void compute(Graph& g);
   size_t work_size() const { return work_.size(); }
+  size_t work_size(const Graph& g) const;  // what compute(g) makes the work buffer (the bytes it touches)
 
  private:
   struct Adapt;

@@ -92,6 +92,13 @@ class Optimizer {
   // The state tensors (AdamW: m and v of each parameter; SGD with momentum:
   // its buffer), named after the parameter, for checkpoints.
   std::vector<Tensor*> state() const;
+  // Memory it holds: the step's gradient sums, the state, and the rest (the
+  // norm and update graphs' results, its context's bookkeeping).
+  struct Memory {
+    size_t gradients = 0, state = 0, other = 0;
+  };
+  Memory memory() const;
+  std::vector<Graph*> graphs() const { return {norm_g_.get(), opt_g_.get()}; }
 
  private:
   OptimizerConfig cfg_;

@@ -60,17 +60,50 @@ struct StepLog {
   double seconds = 0;
 };
 
+// What a fine-tuning run's memory is made of, in bytes (Finetuner::memory).
+struct MemoryPlan {
+  size_t weights = 0;      // the base model's tensors (resident once touched)
+  size_t lora = 0;         // the adapter's parameters
+  size_t gradients = 0;    // each compute's and the step's accumulated gradients
+  size_t optimizer = 0;    // AdamW's moments (SGD's momentum), the update graphs
+  size_t activations = 0;  // forward results kept for the backward pass
+  size_t recompute = 0;    // recomputed (checkpointing) and late-made results alive at once
+  size_t scratch = 0;      // the rest of the graph's buffer, the kernels' work memory
+  size_t inputs = 0;       // tokens, targets, dropout masks
+  size_t eval = 0;         // the validation graph (when one was prepared)
+  size_t runtime = 0;      // the rest of the process: code, libraries, tokenizer, data, threads
+  size_t total = 0;        // their sum: resident while training
+  size_t load_peak = 0;    // the most resident while loading (measured)
+  size_t peak_bytes = 0;   // the larger of the two: the predicted peak resident memory
+};
+
+// The process before a Finetuner is made: resident bytes, the model file
+// map's share of them, and the peak so far (llm/memory.h).
+struct ProcessBaseline {
+  size_t rss = 0, map_resident = 0, peak = 0;
+  static ProcessBaseline measure(const Model& model);
+};
+
 class Finetuner {
  public:
   // lora: the adapter trained in place (its tensors are updated each step).
   Finetuner(const Model& model, Lora& lora, const TrainData& train, const FinetuneOptions& o);
   ~Finetuner();
   int64_t total_steps() const { return total_; }
+  int64_t batch() const;  // sequences per optimizer step
   int64_t steps_done() const;
   bool done() const { return steps_done() >= total_; }
   StepLog step();                          // the next batch: forward, backward, update
   double evaluate(const TrainData& data);  // mean loss over data's counted targets (no update)
   size_t planned_bytes() const;            // the training graph's buffer
+  // Builds (once) the evaluation graph for sequences of up to max_len
+  // tokens, as evaluate() does: so memory() counts it before a run.
+  void prepare_eval(int64_t max_len);
+  // The plan of this run's memory; before: measured just before this
+  // Finetuner was made (with the model and adapter loaded, the data read).
+  // Call it before the first step: it measures what construction made
+  // resident.
+  MemoryPlan memory(const ProcessBaseline& before) const;
   // A checkpoint: the adapter, the optimizer's state and step, the position
   // in the data (the shuffle follows the seed and the epoch), as one GGUF
   // written atomically. resume() refuses one from other settings or data;

@@ -84,6 +84,8 @@ class File {
   uint32_t version() const { return version_; }
   size_t alignment() const { return alignment_; }
   size_t data_offset() const { return data_start_; }  // where the data section starts in the file
+  const void* bytes() const { return map_; }  // the whole file (its map)
+  size_t size() const { return size_; }
   const std::vector<std::pair<std::string, Value>>& metadata() const { return kv_; }
   const std::vector<TensorInfo>& tensors() const { return tensors_; }
 

@@ -66,6 +66,8 @@ class Lora {
   void b_from_peft(const LoraAdapter& a, const float* src, ggml::Tensor* dst) const;
 
  private:
+  // b_from_peft on raw rows: out rows of r values.
+  void b_rows_from_peft(const LoraAdapter& a, const float* src, float* dst, int64_t out, int64_t r) const;
   explicit Lora(const Model& m) : model_(m) {}
   LoraAdapter& add(int layer, const std::string& module);
   const Model& model_;

@@ -82,12 +82,15 @@ class Model {
   std::string type_name() const;     // the most common weight type, e.g. "q4_1"
   uint64_t n_params() const { return n_params_; }
   uint64_t weight_bytes() const { return weight_bytes_; }  // bytes of all weight tensors
+  // Of those, the bytes computed with straight from the file map (resident
+  // once touched; the rest are copies in memory of their own).
+  uint64_t mapped_bytes() const { return mapped_bytes_; }
 
  private:
   Model() = default;
   std::unique_ptr<gguf::File> file_;
   ggml::Context ctx_{size_t(1) << 20};
-  uint64_t n_params_ = 0, weight_bytes_ = 0;
+  uint64_t n_params_ = 0, weight_bytes_ = 0, mapped_bytes_ = 0;
   std::string main_type_;
 };
 

@@ -14,7 +14,9 @@
 #include "common.h"
 #include "llm/chat.h"
 #include "llm/chat_context.h"
+#include "llm/memory.h"
 #include "llm/model.h"
+#include <nlohmann/json.hpp>
 #include "llm/npy.h"
 #include "llm/sampling.h"
 #include "llm/session.h"
@@ -170,6 +172,33 @@ void generate(Sink& sink, llm::Sampler& smp, const llm::Tokenizer& tok, int n_pr
   out.flush();
 }
 
+// --dry-run: the session's largest graphs planned (Session::reserve), and
+// what is resident now; the rest of the weights (touched by the first
+// token), the graphs' buffers, the kernels' work memory and the logits and
+// sampler's arrays are added.
+void print_inference_plan(const llm::Model& model, llm::Session& session, bool json) {
+  const size_t work = session.reserve();
+  const llm::ProcessBaseline now = llm::ProcessBaseline::measure(model);
+  const size_t weights = size_t(model.weight_bytes()), copies = weights - size_t(model.mapped_bytes());
+  const size_t kv = session.kv_bytes(), scratch = session.scratch_bytes() + work;
+  const size_t sampling = size_t(model.hp.n_vocab) * 16;
+  const size_t known = copies + kv;
+  const size_t runtime = (now.own() > known ? now.own() - known : 0) + sampling;
+  const size_t peak = std::max(now.peak, weights + kv + scratch + runtime);
+  if (json) {
+    nlohmann::json j = {{"weights_bytes", weights}, {"kv_cache_bytes", kv}, {"scratch_bytes", scratch},
+                        {"runtime_bytes", runtime}, {"peak_bytes", peak}, {"n_ctx", session.n_ctx()}};
+    std::printf("%s\n", j.dump().c_str());
+    return;
+  }
+  std::printf("memory plan: context %lld\n", (long long)session.n_ctx());
+  std::printf("  %-44s %12s\n", "weights", llm::format_mib(weights).c_str());
+  std::printf("  %-44s %12s\n", "KV cache", llm::format_mib(kv).c_str());
+  std::printf("  %-44s %12s\n", "scratch (graphs' buffers, kernels' work)", llm::format_mib(scratch).c_str());
+  std::printf("  %-44s %12s\n", "runtime (code, libraries, tokenizer, logits)", llm::format_mib(runtime).c_str());
+  std::printf("  %-44s %12s\n", "predicted peak resident memory", llm::format_mib(peak).c_str());
+}
+
 int run(int argc, char** argv) {
   cxxopts::Options opts("main", "Generate text with a GGUF model (LLaMA, GPT-NeoX, GPT-J).");
   opts.add_options()
@@ -196,7 +225,10 @@ int run(int argc, char** argv) {
       ("no-memory-check", "allow a KV cache larger than the machine's memory")
       ("dump-logits", "write every prompt position's logits as float32 .npy [n_tokens, n_vocab]", cxxopts::value<std::string>())
       ("ignore-eos", "never end at EOS or the end of a turn (only -n, --stop, the context or Ctrl-C end)")
-      ("no-display-prompt", "do not echo the prompt");
+      ("no-display-prompt", "do not echo the prompt")
+      ("dry-run", "load the model and plan the memory of filling the context (-c) in batches of -b: weights, KV "
+                  "cache, scratch and the predicted peak; run nothing")
+      ("json", "with --dry-run: the plan as one JSON object (peak_bytes: the predicted peak resident memory)");
   tool::add_model_options(opts);
   tool::add_lora_options(opts);
   tool::add_standard_options(opts);
@@ -216,7 +248,7 @@ int run(int argc, char** argv) {
   const int n_sources = (int)(r.count("prompt") + r.count("file") + r.count("ids"));
   const bool chat = r.count("chat") > 0;
   if (n_sources > 1) throw llm::Error("give only one of -p, -f and --ids");
-  if (n_sources == 0 && !chat) throw llm::Error("give a prompt with -p, -f or --ids (or --chat for interactive)");
+  if (n_sources == 0 && !chat && !r.count("dry-run")) throw llm::Error("give a prompt with -p, -f or --ids (or --chat for interactive)");
   if (chat && r.count("ids")) throw llm::Error("--chat takes text, not --ids");
   if (r.count("system") && !chat) throw llm::Error("--system is the system prompt of --chat; add --chat");
   if (r.count("dump-logits") && n_sources == 0) throw llm::Error("--dump-logits needs a prompt (-p, -f or --ids)");
@@ -260,6 +292,10 @@ int run(int argc, char** argv) {
   const tool::Loras loras = tool::load_loras(r, *model);
   sp.loras = loras.applied;
   llm::Session session(*model, sp);
+  if (r.count("dry-run")) {
+    print_inference_plan(*model, session, r.count("json") > 0);
+    return 0;
+  }
   llm::Sampler sampler(smp, model->hp.n_vocab);
 
   llm::ChatFormat fmt(tok.vocab());

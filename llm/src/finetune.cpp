@@ -318,14 +318,6 @@ double Finetuner::evaluate(const TrainData& data) {
   return sum;
 }
 
-ProcessBaseline ProcessBaseline::measure(const Model& model) {
-  ProcessBaseline b;
-  b.rss = rss_bytes();
-  b.map_resident = resident_bytes(model.file().bytes(), model.file().size());
-  b.peak = peak_rss_bytes();
-  return b;
-}
-
 MemoryPlan Finetuner::memory(const ProcessBaseline& before) const {
   const Impl& m = *impl_;
   MemoryPlan p;
@@ -360,9 +352,7 @@ MemoryPlan Finetuner::memory(const ProcessBaseline& before) const {
   // bookkeeping, measured now (so call this right after construction), and
   // the compute threads' own memory once they run.
   const size_t copies = size_t(m.model.weight_bytes() - m.model.mapped_bytes());
-  const size_t own = before.rss > before.map_resident ? before.rss - before.map_resident : 0;
-  const size_t now_rss = rss_bytes(), now_map = resident_bytes(m.model.file().bytes(), m.model.file().size());
-  const size_t now = now_rss > now_map ? now_rss - now_map : 0;
+  const size_t own = before.own(), now = ProcessBaseline::measure(m.model).own();
   const size_t zeroed = om.gradients + om.state + p.inputs + eval_arena;
   const size_t built = now > own + zeroed ? now - own - zeroed : 0;
   p.runtime = (own > copies + p.lora ? own - copies - p.lora : 0) + built + kThreadBytes * size_t(m.be->threads());

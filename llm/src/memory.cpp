@@ -10,6 +10,8 @@
 #include <string>
 
 #include "llm/error.h"
+#include "llm/gguf.h"
+#include "llm/model.h"
 
 namespace llm {
 
@@ -45,6 +47,14 @@ size_t resident_bytes(const void* p, size_t n) {
     if (inside && line.compare(0, 4, "Rss:") == 0) kib += size_t(std::strtoull(line.c_str() + 4, nullptr, 10));
   }
   return kib * 1024;
+}
+
+ProcessBaseline ProcessBaseline::measure(const Model& model) {
+  ProcessBaseline b;
+  b.rss = rss_bytes();
+  b.map_resident = resident_bytes(model.file().bytes(), model.file().size());
+  b.peak = peak_rss_bytes();
+  return b;
 }
 
 size_t parse_size(const std::string& s, const std::string& what) {

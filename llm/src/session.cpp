@@ -131,6 +131,43 @@ void Session::set_loras(const std::vector<std::pair<const Lora*, float>>& loras)
 }
 
 int64_t Session::n_vocab() const { return model_.hp.n_vocab; }
+void Session::build_token_graph(int64_t at) {
+  // Built for the last position below cap, so its plan holds every shorter
+  // attention. tg changes only once all of it has worked.
+  TokenGraph& tg = impl_->token;
+  const int64_t cap = std::min<int64_t>(n_ctx_, (at / token_graph_span_ + 1) * token_graph_span_);
+  tg.cap = 0;
+  auto ctx = std::make_unique<ggml::Context>(size_t(1) << 20);
+  auto graph = std::make_unique<ggml::Graph>();
+  const int n_past = graph->new_param("n_past");
+  const Built tb = build_forward(model_, *ctx, *graph, cap - 1, 1, 1, impl_->k, impl_->v, n_past, loras_);
+  impl_->sched.plan(*graph, *ctx);
+  tg.alloc.allocate(*graph);
+  tg.ctx = std::move(ctx);
+  tg.g = std::move(graph);
+  tg.n_past = n_past;
+  tg.tokens = tb.tokens;
+  tg.positions = tb.positions;
+  tg.out = tb.out;
+  tg.cap = cap;
+}
+
+size_t Session::reserve() {
+  const int64_t nt = std::min(n_batch_, n_ctx_);
+  ggml::Context ctx(size_t(1) << 20);
+  ggml::Graph g;
+  build_forward(model_, ctx, g, n_ctx_ - nt, nt, 1, impl_->k, impl_->v, -1, loras_);
+  impl_->sched.plan(g, ctx);
+  impl_->alloc.allocate(g);
+  ggml::Backend& be = impl_->sched.primary();
+  size_t work = be.work_size(g);
+  if (token_graph_span_ > 0) {
+    if (impl_->token.cap < n_ctx_) build_token_graph(n_ctx_ - 1);
+    work = std::max(work, be.work_size(*impl_->token.g));
+  }
+  return work;
+}
+
 size_t Session::kv_bytes() const { return impl_->kv_bytes; }
 size_t Session::scratch_bytes() const { return impl_->alloc.buffer_size() + impl_->token.alloc.buffer_size(); }
 
@@ -169,25 +206,7 @@ void Session::eval(const int32_t* tokens, size_t n, bool all_logits) {
     auto t_alloc = t_build;
     TokenGraph& tg = impl_->token;
     if (token_graph_span_ > 0 && nt == 1 && n_out == 1) {
-      if (n_past_ >= tg.cap) {
-        // Built for the last position below cap, so its plan holds every
-        // shorter attention. tg changes only once all of it has worked.
-        const int64_t cap = std::min<int64_t>(n_ctx_, (n_past_ / token_graph_span_ + 1) * token_graph_span_);
-        tg.cap = 0;
-        auto ctx = std::make_unique<ggml::Context>(size_t(1) << 20);
-        auto graph = std::make_unique<ggml::Graph>();
-        const int n_past = graph->new_param("n_past");
-        const Built tb = build_forward(model_, *ctx, *graph, cap - 1, 1, 1, impl_->k, impl_->v, n_past, loras_);
-        impl_->sched.plan(*graph, *ctx);
-        tg.alloc.allocate(*graph);
-        tg.ctx = std::move(ctx);
-        tg.g = std::move(graph);
-        tg.n_past = n_past;
-        tg.tokens = tb.tokens;
-        tg.positions = tb.positions;
-        tg.out = tb.out;
-        tg.cap = cap;
-      }
+      if (n_past_ >= tg.cap) build_token_graph(n_past_);
       tg.g->set_param(tg.n_past, n_past_);
       g = tg.g.get();
       b = {tg.tokens, tg.positions, tg.out};

@@ -391,6 +391,22 @@ if [[ -f $MODEL ]]; then
   expect_error "finetune-lora: a budget nothing fits" "no plan fits; the smallest (micro-batch 1, checkpointing on) needs" \
     "$BIN/finetune-lora" -m "$MODEL" --train "$TMP/train.txt" --ctx 128 -o "$TMP/mb.gguf" --mem-budget 50M
 fi
+if [[ -f $MODEL ]]; then
+  # main --dry-run: the plan of filling the context, against a run that fills it.
+  pred=$("$BIN/main" -m "$MODEL" -c 256 -b 64 --dry-run --json 2>/dev/null | python3 -c "import json,sys; print(json.load(sys.stdin)['peak_bytes'])")
+  yes "The quick brown fox jumps over the lazy dog." | head -22 >"$TMP/fill.txt"
+  real=$("$BIN/main" -m "$MODEL" -c 256 -b 64 -f "$TMP/fill.txt" -n 300 --ignore-eos --temp 0 2>&1 >/dev/null |
+         sed -n 's/.*| peak memory \([0-9.]*\) MiB.*/\1/p')
+  if [[ -n $pred && -n $real ]] && msg=$(python3 -c "
+p, r = $pred / 1048576, $real
+print(f'predicted {p:.1f} MiB, measured {r:.1f} MiB ({100 * (p - r) / r:+.1f}%)')
+raise SystemExit(abs(p - r) / r > 0.05)"); then
+    pass "main --dry-run: $msg"
+  else
+    fail "main --dry-run: predicted '$pred', measured '$real' MiB ${msg:-}"
+  fi
+  msg=""
+fi
 expect_error "finetune-lora: a budget that is not a size" "--mem-budget '6X' is not a size" \
   "$BIN/finetune-lora" -m "$TMP/llama.gguf" --train "$TMP/train.txt" -o "$TMP/x.gguf" --mem-budget 6X
 expect_error "finetune-lora: a budget and a micro-batch" "give it or them, not both" \

@@ -10,6 +10,7 @@
 
 #include "ggml/ggml.h"
 #include "llm/lora.h"
+#include "llm/memory.h"
 #include "llm/model.h"
 
 namespace llm {
@@ -75,13 +76,6 @@ struct MemoryPlan {
   size_t total = 0;        // their sum: resident while training
   size_t load_peak = 0;    // the most resident while loading (measured)
   size_t peak_bytes = 0;   // the larger of the two: the predicted peak resident memory
-};
-
-// The process before a Finetuner is made: resident bytes, the model file
-// map's share of them, and the peak so far (llm/memory.h).
-struct ProcessBaseline {
-  size_t rss = 0, map_resident = 0, peak = 0;
-  static ProcessBaseline measure(const Model& model);
 };
 
 class Finetuner {

@@ -56,10 +56,17 @@ class Session {
   void rewind(int64_t n_past);  // forget positions >= n_past
   int64_t n_ctx() const { return n_ctx_; }
   size_t kv_bytes() const;
-  size_t scratch_bytes() const;
+  size_t scratch_bytes() const;  // the graphs' planned buffers (they grow to the largest seen)
+  // Builds and plans, without computing, the largest graphs this session
+  // meets when it fills its context: a prompt batch ending at the last
+  // position and one token attending to all of it. Their buffers are then
+  // held (scratch_bytes), and the kernels' work memory that computing them
+  // takes is returned: what a memory plan needs before a run.
+  size_t reserve();
   const Model& model() const { return model_; }
 
  private:
+  void build_token_graph(int64_t at);
   struct Impl;
   std::unique_ptr<Impl> impl_;
   const Model& model_;

@@ -151,7 +151,8 @@ int run(int argc, char** argv) {
        cxxopts::value<std::string>()->default_value(""))
       ("adapter-in", "start from this adapter (a PEFT directory or a GGUF adapter)", cxxopts::value<std::string>());
   opts.add_options("optimizer")
-      ("optim", "adamw or sgd", cxxopts::value<std::string>()->default_value("adamw"))
+      ("optim", "adamw, adamw8bit (both moments 8-bit block-wise, as bitsandbytes; tensors under 4096 values "
+                "keep F32 ones) or sgd", cxxopts::value<std::string>()->default_value("adamw"))
       ("lr", "learning rate", cxxopts::value<double>()->default_value("1e-4"))
       ("lr-schedule", "const, linear or cosine (after --warmup steps rising from 0)",
        cxxopts::value<std::string>()->default_value("const"))
@@ -192,8 +193,11 @@ int run(int argc, char** argv) {
   o.lora_dropout = tool::in_range(r, "lora-dropout", 0.0f, 0.999f, "in [0, 1)");
   o.threads = tool::in_range(r, "threads", 0, 1024, "0 (one per physical core) or a count up to 1024");
   const std::string optim = r["optim"].as<std::string>();
-  if (optim != "adamw" && optim != "sgd") throw llm::Error("--optim must be adamw or sgd, not '" + optim + "'");
-  o.optim.kind = optim == "sgd" ? ggml::OptimizerConfig::Kind::SGD : ggml::OptimizerConfig::Kind::AdamW;
+  if (optim != "adamw" && optim != "adamw8bit" && optim != "sgd")
+    throw llm::Error("--optim must be adamw, adamw8bit or sgd, not '" + optim + "'");
+  o.optim.kind = optim == "sgd"         ? ggml::OptimizerConfig::Kind::SGD
+                 : optim == "adamw8bit" ? ggml::OptimizerConfig::Kind::AdamW8bit
+                                        : ggml::OptimizerConfig::Kind::AdamW;
   o.optim.lr = r["lr"].as<double>();
   std::string sched = r["lr-schedule"].as<std::string>();
   if (sched == "const") sched = "constant";

@@ -131,6 +131,7 @@ void compute_sum_sq(const ComputeParams& p, Tensor* dst);
 size_t sum_sq_work_size(const Tensor* dst, int nth, const cpu::KernelSet& k);
 void compute_opt_adamw(const ComputeParams& p, Tensor* dst);
 void compute_opt_sgd(const ComputeParams& p, Tensor* dst);
+void compute_opt_adamw8(const ComputeParams& p, Tensor* dst);
 
 // Reads row (i1, i2, i3) of t, any layout, as F32 into out (ne0 floats).
 void load_row_f32(const cpu::KernelSet& k, const Tensor* t, int64_t i1, int64_t i2, int64_t i3, float* out);

@@ -1,8 +1,10 @@
 // Kernels of the optimizer ops: element-wise, each element by one thread,
 // so any thread count gives the same floats.
+#include <algorithm>
 #include <cmath>
 
 #include "compute.h"
+#include "ggml/optim.h"
 
 namespace ggml {
 
@@ -59,6 +61,46 @@ void compute_opt_sgd(const ComputeParams& p, Tensor* dst) {
     if (wd != 0.0f) d += wd * w[i];
     if (mom != 0.0f) d = buf[i] = buf[i] * mom + d;
     w[i] -= lr * d;
+  }
+}
+
+}  // namespace ggml
+
+namespace ggml {
+
+// Blocks of kDyn8Block split over the threads (each block by one thread):
+// dequantize m and v, the opt_adamw update, new absmax, quantize again.
+void compute_opt_adamw8(const ComputeParams& p, Tensor* dst) {
+  float* w = static_cast<float*>(dst->data);
+  const float* g = static_cast<const float*>(dst->src[1]->data);
+  uint8_t* cm = static_cast<uint8_t*>(dst->src[2]->data);
+  const int64_t n = dst->nelements(), blocks = (n + kDyn8Block - 1) / kDyn8Block;
+  uint8_t* cv = cm + n;
+  float* am = static_cast<float*>(dst->src[3]->data);
+  float* av = am + blocks;
+  const float b2 = op_param_f32(dst, 0), w1 = op_param_f32(dst, 1), w2 = op_param_f32(dst, 2);
+  const float eps = op_param_f32(dst, 3), decay = op_param_f32(dst, 4), step = op_param_f32(dst, 5);
+  const float bc2 = op_param_f32(dst, 6), gs = op_param_f32(dst, 7);
+  const float* ms = dyn8_map(true);
+  const float* vs = dyn8_map(false);
+  int64_t k0, k1;
+  split_range(blocks, p.ith, p.nth, &k0, &k1);
+  float m[kDyn8Block], v[kDyn8Block];
+  for (int64_t k = k0; k < k1; k++) {
+    const int64_t i0 = k * kDyn8Block, len = std::min(kDyn8Block, n - i0);
+    for (int64_t j = 0; j < len; j++) {
+      const int64_t i = i0 + j;
+      const float gi = g[i] * gs;
+      float mi = ms[cm[i]] * am[k], vi = vs[cv[i]] * av[k];
+      w[i] *= decay;
+      mi = w1 < 0.5f ? mi + w1 * (gi - mi) : gi - (gi - mi) * (1.0f - w1);  // torch's lerp
+      vi = vi * b2 + w2 * gi * gi;
+      w[i] -= step * (mi / (std::sqrt(vi) / bc2 + eps));
+      m[j] = mi;
+      v[j] = vi;
+    }
+    dyn8_quantize(m, len, true, cm + i0, &am[k]);
+    dyn8_quantize(v, len, false, cv + i0, &av[k]);
   }
 }
 

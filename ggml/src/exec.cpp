@@ -70,6 +70,7 @@ constexpr CpuOp kCpuOps[] = {
     {Op::CROSS_ENTROPY_BACK, compute_cross_entropy_back, nullptr},
     {Op::SUM_SQ, compute_sum_sq, sum_sq_work_size},
     {Op::OPT_ADAMW, compute_opt_adamw, nullptr},
+    {Op::OPT_ADAMW8, compute_opt_adamw8, nullptr},
     {Op::OPT_SGD, compute_opt_sgd, nullptr},
 };
 static_assert(sizeof(kCpuOps) / sizeof(kCpuOps[0]) == size_t(Op::COUNT_), "a CPU entry for every op");

@@ -37,7 +37,7 @@ Tensor* sum_sq(Context& ctx, Tensor* a) {
 }
 
 void set_adamw(Tensor* n, const AdamWStep& s) {
-  GGML_CHECK(n->op == Op::OPT_ADAMW, n, "set_adamw: not an AdamW node");
+  GGML_CHECK(n->op == Op::OPT_ADAMW || n->op == Op::OPT_ADAMW8, n, "set_adamw: not an AdamW node");
   const float v[8] = {s.beta2, s.lerp1, s.lerp2, s.eps, s.decay, s.step_size, s.bias2_sqrt, s.grad_scale};
   for (int i = 0; i < 8; i++) put(n, i, v[i]);
 }
@@ -46,6 +46,19 @@ Tensor* opt_adamw(Context& ctx, Tensor* p, Tensor* g, Tensor* m, Tensor* v, cons
   check_state(p, p, "opt_adamw");
   for (Tensor* x : {g, m, v}) check_state(p, x, "opt_adamw");
   Tensor* t = in_place(ctx, Op::OPT_ADAMW, p, {g, m, v});
+  set_adamw(t, s);
+  return t;
+}
+
+Tensor* opt_adamw8(Context& ctx, Tensor* p, Tensor* g, Tensor* codes, Tensor* absmax, const AdamWStep& s) {
+  check_state(p, p, "opt_adamw8");
+  check_state(p, g, "opt_adamw8");
+  const int64_t n = p->nelements(), blocks = (n + kDyn8Block - 1) / kDyn8Block;
+  GGML_CHECK(codes->type == Type::I8 && codes->is_contiguous() && codes->nelements() == 2 * n, codes,
+             "opt_adamw8: codes must be contiguous I8 [n, 2]");
+  GGML_CHECK(absmax->type == Type::F32 && absmax->is_contiguous() && absmax->nelements() == 2 * blocks, absmax,
+             "opt_adamw8: absmax must be contiguous F32 [n_blocks, 2]");
+  Tensor* t = in_place(ctx, Op::OPT_ADAMW8, p, {g, codes, absmax});
   set_adamw(t, s);
   return t;
 }

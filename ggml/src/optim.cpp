@@ -44,7 +44,8 @@ Optimizer::Optimizer(std::vector<Tensor*> params, const OptimizerConfig& cfg, Ba
   GGML_CHECK(!params_.empty(), nullptr, "optimizer: no parameters to train");
   norm_g_ = std::make_unique<Graph>();
   opt_g_ = std::make_unique<Graph>();
-  const bool adamw = cfg.kind == OptimizerConfig::Kind::AdamW;
+  const bool adamw = cfg.kind != OptimizerConfig::Kind::SGD;
+  const bool eight = cfg.kind == OptimizerConfig::Kind::AdamW8bit;
   for (Tensor* p : params_) {
     GGML_CHECK(p->op == Op::NONE && p->type == Type::F32 && p->is_contiguous() && p->data, p,
                "optimizer: a parameter must be a contiguous F32 leaf with data");
@@ -55,7 +56,12 @@ Optimizer::Optimizer(std::vector<Tensor*> params, const OptimizerConfig& cfg, Ba
     norm_g_->expand(n);
     norms_.push_back(n);
     Tensor* u;
-    if (adamw) {
+    if (eight && p->nelements() >= cfg.min_8bit_size) {
+      const int64_t n = p->nelements(), blocks = (n + kDyn8Block - 1) / kDyn8Block;
+      m_.push_back(ctx_->new_tensor(Type::I8, {n, 2}, p->name + ".codes8"));
+      v_.push_back(ctx_->new_tensor(Type::F32, {blocks, 2}, p->name + ".absmax8"));
+      u = opt_adamw8(*ctx_, p, g, m_.back(), v_.back(), AdamWStep{});
+    } else if (adamw) {
       m_.push_back(state(".m"));
       v_.push_back(state(".v"));
       u = opt_adamw(*ctx_, p, g, m_.back(), v_.back(), AdamWStep{});
@@ -87,7 +93,7 @@ Tensor* Optimizer::grad(const Tensor* param) const {
 
 std::vector<Tensor*> Optimizer::state() const {
   std::vector<Tensor*> s;
-  if (cfg_.kind == OptimizerConfig::Kind::AdamW) {
+  if (cfg_.kind != OptimizerConfig::Kind::SGD) {
     for (size_t i = 0; i < params_.size(); i++) s.push_back(m_[i]), s.push_back(v_[i]);
   } else if (cfg_.momentum > 0) {
     s = m_;
@@ -127,7 +133,7 @@ StepStats Optimizer::step() {
   st.step = t;
   st.lr = schedule_lr(cfg_.schedule, cfg_.lr, steps_, cfg_.warmup, cfg_.total);
   for (Tensor* u : updates_) {
-    if (u->op == Op::OPT_ADAMW) {
+    if (u->op == Op::OPT_ADAMW || u->op == Op::OPT_ADAMW8) {
       AdamWStep a;
       a.beta2 = float(cfg_.beta2);
       a.lerp1 = float(1.0 - double(cfg_.beta1));

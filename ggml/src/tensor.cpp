@@ -45,6 +45,7 @@ constexpr OpInfo kOps[] = {
     {Op::CROSS_ENTROPY_BACK, "cross_entropy_back", 3, 4, false, nullptr},
     {Op::SUM_SQ, "sum_sq", 1, 1, false, nullptr},
     {Op::OPT_ADAMW, "opt_adamw", 4, 4, false, nullptr},
+    {Op::OPT_ADAMW8, "opt_adamw8", 4, 4, false, nullptr},
     {Op::OPT_SGD, "opt_sgd", 3, 3, false, nullptr},
 };
 static_assert(sizeof(kOps) / sizeof(kOps[0]) == size_t(Op::COUNT_), "a row for every op");

@@ -382,7 +382,7 @@ void Finetuner::save_checkpoint(const std::string& path) const {
   u64("finetune.next", m.next);
   std::vector<Tensor*> ts = m.lora.params();
   for (Tensor* s : m.opt->state()) ts.push_back(s);
-  for (const Tensor* t : ts) w.add_tensor(t->name, ggml::Type::F32, t->ne, 2, t->data);
+  for (const Tensor* t : ts) w.add_tensor(t->name, t->type, t->ne, 2, t->data);
   w.write(path);
 }
 
@@ -402,8 +402,9 @@ void Finetuner::resume(const std::string& path) {
   for (Tensor* s : m.opt->state()) ts.push_back(s);
   for (Tensor* t : ts) {
     const gguf::TensorInfo* ti = f->find_tensor(t->name);
-    if (!ti || ti->type != ggml::Type::F32 || ti->ne[0] != t->ne[0] || ti->ne[1] != t->ne[1])
-      throw Error(path + ": no tensor '" + t->name + "' of shape " + t->shape_str() + " (another adapter's checkpoint)");
+    if (!ti || ti->type != t->type || ti->ne[0] != t->ne[0] || ti->ne[1] != t->ne[1])
+      throw Error(path + ": no tensor '" + t->name + "' of shape " + t->shape_str() + " and type " +
+                  ggml::type_name(t->type) + " (another adapter's or optimizer's checkpoint)");
     std::memcpy(t->data, ti->data, t->nbytes());
   }
   m.opt->set_steps(int64_t(f->get_uint("finetune.step")));

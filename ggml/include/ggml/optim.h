@@ -28,7 +28,23 @@ struct AdamWStep {
   float decay = 1.0f, step_size = 0.0f, bias2_sqrt = 1.0f, grad_scale = 1.0f;
 };
 Tensor* opt_adamw(Context& ctx, Tensor* p, Tensor* g, Tensor* m, Tensor* v, const AdamWStep& s);
-void set_adamw(Tensor* node, const AdamWStep& s);
+void set_adamw(Tensor* node, const AdamWStep& s);  // opt_adamw's or opt_adamw8's
+
+// 8-bit AdamW (bitsandbytes' AdamW8bit): both moments stored block-wise
+// quantized, blocks of kDyn8Block elements, each a byte indexing a dynamic
+// map (dyn8_map: signed for m, unsigned for v) times its block's absmax.
+// Each step dequantizes a block, updates it as opt_adamw does, and quantizes
+// it again to the nearest code of its new absmax. codes: I8 [n, 2] (m's codes,
+// then v's), absmax: F32 [n_blocks, 2]; zeros to start (absmax 0 is 0).
+constexpr int64_t kDyn8Block = 256;
+Tensor* opt_adamw8(Context& ctx, Tensor* p, Tensor* g, Tensor* codes, Tensor* absmax, const AdamWStep& s);
+// The 256 values of bitsandbytes' create_dynamic_map(signed), ascending:
+// for exponents 10^-6 ... 10^0, the midpoints of a linear split of
+// [0.1, 1] into 2^i (signed, each sign) or 2^(i+1) parts, with 0 and 1.
+const float* dyn8_map(bool is_signed);
+// x[0, n) to codes and one absmax per block (quantize_blockwise), and back.
+void dyn8_quantize(const float* x, int64_t n, bool is_signed, uint8_t* codes, float* absmax);
+void dyn8_dequantize(const uint8_t* codes, const float* absmax, int64_t n, bool is_signed, float* x);
 
 // One SGD update (torch.optim.SGD, no dampening): d = g' + weight_decay p;
 // buf = momentum buf + d (buf starts at zero); p -= lr buf (lr d without momentum).
@@ -48,7 +64,10 @@ LrSchedule parse_schedule(const std::string& name);  // constant, linear, cosine
 const char* schedule_name(LrSchedule s);
 
 struct OptimizerConfig {
-  enum class Kind { AdamW, SGD } kind = Kind::AdamW;
+  // AdamW8bit: AdamW with 8-bit moments (opt_adamw8) for parameters of at
+  // least min_8bit_size elements, F32 moments for smaller ones (as bitsandbytes).
+  enum class Kind { AdamW, AdamW8bit, SGD } kind = Kind::AdamW;
+  int64_t min_8bit_size = 4096;
   // doubles, as PyTorch's Python holds them: what reaches the kernels is
   // worked out from them in double, then rounded once
   double lr = 1e-3;

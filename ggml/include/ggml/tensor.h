@@ -36,7 +36,7 @@ enum class Op : uint8_t {
   SUM_TO, ACC, MUL_MAT_T, GET_ROWS_BACK, RMS_NORM_BACK, NORM_BACK, SOFT_MAX_BACK, SILU_BACK, GELU_BACK,
   CROSS_ENTROPY, CROSS_ENTROPY_BACK,
   // Optimizer ops (optim.h): in place, like CPY.
-  SUM_SQ, OPT_ADAMW, OPT_SGD,
+  SUM_SQ, OPT_ADAMW, OPT_ADAMW8, OPT_SGD,
   COUNT_,
 };
 // What every backend and pass knows of an op: one row per op (tensor.cpp).

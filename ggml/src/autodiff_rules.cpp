@@ -58,7 +58,16 @@ void backward_mul_mat(BackwardContext& c, Tensor* n) {
   Tensor *a = n->src[0], *b = n->src[1];
   Tensor* g = dense_rows(c.ctx, c.grad(n));
   // (in mixed precision only through frozen weights: a trained one's products are small)
-  if (c.wants(b)) c.add(b, mul_mat_t(c.ctx, a, g, c.bf16 && !c.wants(a)));
+  if (c.wants(b)) {
+    if (a->type == Type::F32 && a->ne[0] < 32 && a->ne[2] == 1 && a->ne[3] == 1) {
+      // A few rows (LoRA's B: rank r): the update of mul_mat_t would be r
+      // floats wide; as dot products over M instead, on a transposed copy
+      // (r x M floats) in the plain product.
+      c.add(b, mul_mat(c.ctx, cont(c.ctx, transpose(c.ctx, a)), g));
+    } else {
+      c.add(b, mul_mat_t(c.ctx, a, g, c.bf16 && !c.wants(a)));
+    }
+  }
   if (!c.wants(a)) return;
   Tensor* da = mul_mat(c.ctx, cont(c.ctx, transpose(c.ctx, b)), cont(c.ctx, transpose(c.ctx, g)));  // [K, M, C2, C3]
   if (!same_shape(da, a)) {

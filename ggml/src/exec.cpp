@@ -216,6 +216,11 @@ void profile_add(const Tensor* n, double sec) {
     k += std::string(" ") + type_name(cpu::format_of(a->type, a->layout)) + " " + std::to_string(a->ne[0]) + "x" +
          std::to_string(a->ne[1]) + "x" + std::to_string(a->ne[2]) + " n=" + std::to_string(n->src[1]->ne[1]);
   }
+  if (n->op == Op::CONT) {
+    // by conversion, and whether the source is a plain copy or a strided gather
+    const Tensor* a = n->src[0];
+    k += std::string(" ") + type_name(a->type) + "->" + type_name(n->type) + (a->is_contiguous() ? " contiguous" : " strided");
+  }
   profile_add_named(k, sec);
 }
 

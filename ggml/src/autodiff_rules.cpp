@@ -69,7 +69,18 @@ void backward_mul_mat(BackwardContext& c, Tensor* n) {
     }
   }
   if (!c.wants(a)) return;
-  Tensor* da = mul_mat(c.ctx, cont(c.ctx, transpose(c.ctx, b)), cont(c.ctx, transpose(c.ctx, g)));  // [K, M, C2, C3]
+  Tensor* da;  // [K, M, C2, C3]
+  if (a->ne[2] * a->ne[3] * b->ne[2] * b->ne[3] == 1 && std::min(a->ne[0], a->ne[1]) < 32) {
+    // One side of a few rows (LoRA's A: M = r; its B: K = r): a sum over the
+    // tokens of outer products as mul_mat_t's updates, along the long side,
+    // transposing only small tensors (g for A; b and the result for B)
+    // instead of the layer's input or output gradient.
+    const int64_t K = a->ne[0], M = a->ne[1];
+    da = M <= K ? mul_mat_t(c.ctx, b, cont(c.ctx, transpose(c.ctx, g)), false)
+                : cont(c.ctx, transpose(c.ctx, mul_mat_t(c.ctx, g, cont(c.ctx, transpose(c.ctx, b)), false)));
+  } else {
+    da = mul_mat(c.ctx, cont(c.ctx, transpose(c.ctx, b)), cont(c.ctx, transpose(c.ctx, g)));
+  }
   if (!same_shape(da, a)) {
     // b's batch i used a's batch i / r: sum each run of r batches.
     const int64_t r2 = b->ne[2] / a->ne[2];

@@ -28,6 +28,17 @@ constexpr int64_t ACT = 512;  // dY rows per item (whole panels): each converted
 
 size_t al64(size_t n) { return (n + 63) / 64 * 64; }
 
+// Two floats as bf16 (round to nearest even, NaN kept quiet) in one word,
+// the first low: written without branches so that loops of it vectorize.
+inline uint32_t pair_bf16(float a, float b) {
+  uint32_t ua, ub;
+  std::memcpy(&ua, &a, 4);
+  std::memcpy(&ub, &b, 4);
+  const uint32_t ra = (ua & 0x7fffffffu) > 0x7f800000u ? (ua >> 16) | 64 : (ua + 0x7fffu + ((ua >> 16) & 1)) >> 16;
+  const uint32_t rb = (ub & 0x7fffffffu) > 0x7f800000u ? (ub >> 16) | 64 : (ub + 0x7fffu + ((ub >> 16) & 1)) >> 16;
+  return (ra & 0xffffu) | rb << 16;
+}
+
 struct MS {
   int64_t K, M, N, mr, nr, units, panels, batches, ppi, groups;
   MS(const Tensor* dst, const cpu::KernelSet& k) {
@@ -44,7 +55,7 @@ struct MS {
   }
   size_t panel_bytes() const { return size_t(units * nr) * 4; }
   size_t packed_bytes() const { return al64(size_t(batches * panels) * panel_bytes()); }
-  size_t ftile_bytes() const { return al64(size_t(2 * KU * KB) * 4); }
+  size_t ftile_bytes() const { return al64(size_t(2 * KU * KB) * 4 + size_t(KU * groups * mr) * 4); }
   size_t agroup_bytes() const { return al64(size_t(groups * mr * KU) * 4); }
   size_t cbuf_bytes() const { return al64(size_t(ppi * groups * mr * nr) * 4); }
   size_t scratch_bytes() const { return al64(size_t(std::max<int64_t>(2 * KU, M) + 64) * 4) + al64(size_t(units) * 4); }
@@ -115,24 +126,32 @@ void compute_mmt_bf16(const ComputeParams& p, Tensor* dst) {
       const int64_t r0 = 2 * ib, rows = std::max<int64_t>(0, std::min(2 * np, M - r0));
       for (int64_t r = 0; r < rows; r++)
         k.to_float[cpu::slot(fmt(a))](a->row_ptr(r0 + r, i2 / r2, i3 / r3) + seg, ftile + size_t(r * kb), kb);
-      // W^T's rows: column c of the block's rows, paired along i, 16 columns
-      // by 16 pairs at a time through a small transposed tile.
-      for (int64_t c0 = 0; c0 < groups * MR; c0 += 16)
+      // W^T's rows: each pair of the block's rows as bf16 pairs along the
+      // columns (a loop the compiler vectorizes), then column c of those
+      // (agroups[c][q]) through 16 x 16 transposed tiles.
+      const int64_t gm = groups * MR;
+      uint32_t* prow = reinterpret_cast<uint32_t*>(ftile + size_t(2 * KU * KB));
+      for (int64_t q = 0; q < np; q++) {
+        const int64_t r = 2 * q;
+        const float* x0 = r < rows ? ftile + size_t(r * kb) : nullptr;
+        const float* x1 = r + 1 < rows ? ftile + size_t((r + 1) * kb) : nullptr;
+        uint32_t* out = prow + size_t(q * gm);
+        if (x0 && x1) {
+          for (int64_t c = 0; c < kb; c++) out[c] = pair_bf16(x0[c], x1[c]);
+        } else if (x0) {
+          for (int64_t c = 0; c < kb; c++) out[c] = pair_bf16(x0[c], 0.0f);
+        } else {
+          for (int64_t c = 0; c < kb; c++) out[c] = 0;
+        }
+        for (int64_t c = kb; c < gm; c++) out[c] = 0;
+      }
+      for (int64_t c0 = 0; c0 < gm; c0 += 16)
         for (int64_t q0 = 0; q0 < np; q0 += 16) {
-          uint32_t t[16][16];
-          for (int q = 0; q < 16; q++) {
-            const int64_t r = 2 * (q0 + q);
-            const float* x0 = r < rows ? ftile + size_t(r * kb) : nullptr;
-            const float* x1 = r + 1 < rows ? ftile + size_t((r + 1) * kb) : nullptr;
-            for (int c = 0; c < 16; c++) {
-              const bool in = c0 + c < kb;
-              const float v0 = x0 && in ? x0[c0 + c] : 0.0f, v1 = x1 && in ? x1[c0 + c] : 0.0f;
-              t[c][q] = uint32_t(fp32_to_bf16(v0)) | uint32_t(fp32_to_bf16(v1)) << 16;
-            }
+          const int64_t c1 = std::min(gm, c0 + 16), q1 = std::min(np, q0 + 16);
+          for (int64_t c = c0; c < c1; c++) {
+            uint32_t* dstc = agroups + size_t(c) * size_t(KU);
+            for (int64_t q = q0; q < q1; q++) dstc[q] = prow[size_t(q * gm + c)];
           }
-          const int64_t nq = std::min<int64_t>(16, np - q0);
-          for (int c = 0; c < 16 && c0 + c < groups * MR; c++)
-            std::memcpy(agroups + size_t(c0 + c) * size_t(KU) + size_t(q0), t[c], size_t(nq) * 4);
         }
       for (int64_t pn = p0; pn < p1; pn++) {
         const uint32_t* panel = packed + size_t(b * s.panels + pn) * size_t(s.units * NR) + size_t(ib * NR);

@@ -8,7 +8,7 @@ TOOLS   := bench-ops tokenize convert main quantize bench perplexity finetune-lo
 # "Entering/Leaving directory" lines around its work (~100 per build).
 MAKEFLAGS += --no-print-directory
 
-.PHONY: run all tools deps configure test test-portable test-neon test-sanitize fuzz-build fuzz-gguf fuzz-checkpoint fuzz-convert fuzz-tokenize bench clean
+.PHONY: run all tools deps configure install test test-portable test-neon test-sanitize fuzz-build fuzz-gguf fuzz-checkpoint fuzz-convert fuzz-tokenize bench clean
 
 all: deps configure
 	cmake --build $(BUILD) -j $(JOBS)
@@ -27,6 +27,13 @@ configure:
 
 test: all
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+
+# The library for apps: lib/libllm.so.0 (the C API alone exported), the static
+# libllm.a and libggml.a, include/llm.h, lib/pkgconfig/llm.pc and
+# lib/cmake/llm (find_package(llm), target llm::llm).
+PREFIX ?= /usr/local
+install: all
+	cmake --install $(BUILD) --prefix $(PREFIX)
 
 # The build must also pass with native flags off (portable x86-64 baseline).
 test-portable: deps

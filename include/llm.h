@@ -16,6 +16,12 @@
 extern "C" {
 #endif
 
+/* The shared library (libllm.so) exports these functions and nothing else:
+ * the engine inside is built with hidden visibility. */
+#if defined(__GNUC__)
+#pragma GCC visibility push(default)
+#endif
+
 typedef int32_t llm_token;
 typedef struct llm_model llm_model;
 typedef struct llm_context llm_context;
@@ -123,6 +129,10 @@ void llm_sampler_free(llm_sampler* s);
 llm_token llm_sample(llm_sampler* s, llm_context* ctx);
 /* Records a token the sampler did not choose (e.g. the prompt) for the penalties. */
 void llm_sampler_accept(llm_sampler* s, llm_token token);
+
+#if defined(__GNUC__)
+#pragma GCC visibility pop
+#endif
 
 #ifdef __cplusplus
 }

@@ -13,8 +13,8 @@ fails=0
 # Under the sanitizers (make test-sanitize sets ASAN_OPTIONS) resident memory
 # is the sanitizer's, and with the scalar kernels a SmolLM2 fine-tune takes
 # minutes: the memory-plan and SmolLM2 training checks run in the other builds.
-plain=1
-[[ -n ${ASAN_OPTIONS:-} || ${GGML_KERNELS:-} == scalar ]] && plain=0
+full_checks=1
+[[ -n ${ASAN_OPTIONS:-} || ${GGML_KERNELS:-} == scalar ]] && full_checks=0
 
 pass() { echo "ok   $1"; }
 fail() { echo "FAIL $1"; fails=$((fails + 1)); }
@@ -364,14 +364,14 @@ raise SystemExit(abs(e) > 0.05)"); then
   fi
   msg=""
 }
-if [[ $plain == 1 ]]; then
+if [[ $full_checks == 1 ]]; then
   check_plan "tiny LLaMA F32" "$TMP/llama-f32.gguf" --train "$TMP/train.txt" --ctx 32 --batch 2 --steps 2
   check_plan "tiny GPT-NeoX F32, micro-batch 2, checkpointing, validation" "$TMP/gptneox_parallel-f32.gguf" \
     --train "$TMP/train.txt" --valid "$TMP/train.txt" --ctx 48 --batch 2 --micro-batch 2 --checkpointing --steps 2
 else
   echo "skip memory plans and SmolLM2 fine-tunes (sanitizers or scalar kernels)"
 fi
-if [[ -f $MODEL && $plain == 1 ]]; then
+if [[ -f $MODEL && $full_checks == 1 ]]; then
   check_plan "SmolLM2 Q4_1, ctx 64" "$MODEL" --train "$TMP/train.txt" --ctx 64 --batch 2 --steps 2
   check_plan "SmolLM2 Q4_1, ctx 128, micro-batch 2, checkpointing" "$MODEL" --train "$TMP/train.txt" --ctx 128 --batch 2 \
     --micro-batch 2 --checkpointing --steps 1
@@ -400,7 +400,7 @@ if [[ -f $MODEL && $plain == 1 ]]; then
   expect_error "finetune-lora: a budget nothing fits" "no plan fits; the smallest (micro-batch 1, checkpointing on) needs" \
     "$BIN/finetune-lora" -m "$MODEL" --train "$TMP/train.txt" --ctx 128 -o "$TMP/mb.gguf" --mem-budget 50M
 fi
-if [[ -f $MODEL && $plain == 1 ]]; then
+if [[ -f $MODEL && $full_checks == 1 ]]; then
   # main --dry-run: the plan of filling the context, against a run that fills it.
   pred=$("$BIN/main" -m "$MODEL" -c 256 -b 64 --dry-run --json 2>/dev/null | python3 -c "import json,sys; print(json.load(sys.stdin)['peak_bytes'])")
   yes "The quick brown fox jumps over the lazy dog." | head -22 >"$TMP/fill.txt"
@@ -416,7 +416,7 @@ raise SystemExit(abs(p - r) / r > 0.05)"); then
   fi
   msg=""
 fi
-if [[ -f $MODEL && $plain == 1 ]]; then
+if [[ -f $MODEL && $full_checks == 1 ]]; then
   # --optim adamw8bit: the losses of a short run close to AdamW's, the
   # optimizer's memory a quarter, and a resumed run identical (8-bit state
   # in the checkpoint).

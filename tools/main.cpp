@@ -20,6 +20,7 @@
 #include "llm/npy.h"
 #include "llm/sampling.h"
 #include "llm/session.h"
+#include "llm/stop.h"
 
 namespace {
 
@@ -58,42 +59,22 @@ std::vector<int32_t> parse_ids(const std::string& s) {
 // Streams generated text, holding back what could still turn into a stop string.
 class Output {
  public:
-  explicit Output(std::vector<std::string> stops) : stops_(std::move(stops)) {}
+  explicit Output(std::vector<std::string> stops) : m_(std::move(stops)) {}
   // Returns true when a stop string has been completed.
   bool add(const std::string& s) {
-    pending_ += s;
-    for (const auto& st : stops_) {
-      size_t at = pending_.find(st);
-      if (at != std::string::npos) {
-        emit(pending_.substr(0, at));
-        pending_.clear();
-        return true;
-      }
-    }
-    size_t keep = 0;  // longest suffix of pending_ that is a prefix of a stop string
-    for (const auto& st : stops_)
-      for (size_t k = std::min(st.size() - 1, pending_.size()); k > keep; k--)
-        if (pending_.compare(pending_.size() - k, k, st, 0, k) == 0) {
-          keep = k;
-          break;
-        }
-    emit(pending_.substr(0, pending_.size() - keep));
-    pending_.erase(0, pending_.size() - keep);
-    return false;
+    bool stopped = false;
+    emit(m_.add(s, stopped));
+    return stopped;
   }
-  void flush() {
-    emit(pending_);
-    pending_.clear();
-  }
+  void flush() { emit(m_.flush()); }
 
  private:
-  void emit(const std::string& s) {
+  static void emit(const std::string& s) {
     if (s.empty()) return;
     std::fwrite(s.data(), 1, s.size(), stdout);
     std::fflush(stdout);
   }
-  std::vector<std::string> stops_;
-  std::string pending_;
+  llm::StopMatcher m_;
 };
 
 struct Stats {

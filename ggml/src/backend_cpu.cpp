@@ -65,7 +65,7 @@ class CpuBackend : public Backend {
   void optimize(Graph& g, Context& ctx) const override { cpu::fuse(g, ctx); }
   void set_threads(int n) override { exec_.set_threads(n); }
   int threads() const override { return exec_.threads(); }
-  void compute(Graph& g) override { exec_.compute(g); }
+  void compute(Graph& g) override { exec_.compute(g, abort_ ? &abort_ : nullptr); }
   size_t work_size(const Graph& g) const override { return exec_.work_size(g); }
 
  private:
@@ -96,5 +96,8 @@ void Scheduler::plan(Graph& g, Context& ctx) {
 }
 
 void Scheduler::compute(Graph& g) { backends_.front()->compute(g); }
+void Scheduler::set_abort(const std::function<bool()>& f) {
+  for (auto& b : backends_) b->set_abort(f);
+}
 
 }  // namespace ggml

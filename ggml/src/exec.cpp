@@ -1,6 +1,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -243,7 +244,7 @@ size_t Executor::work_size(const Graph& g) const {
   return std::max(work_.size(), ws + 64);
 }
 
-void Executor::compute(Graph& g) {
+void Executor::compute(Graph& g, const std::function<bool()>* abort) {
   for (const Tensor* l : g.leafs()) GGML_CHECK(l->data != nullptr, l, "leaf has no data (set it or allocate it)");
   for (Tensor* n : g.nodes()) {
     if (n->view_src) {
@@ -263,6 +264,10 @@ void Executor::compute(Graph& g) {
   // zeroes its counter of the next node's set once it is done with the
   // current node (nobody uses that set until the barrier).
   std::vector<Claim> claims(2 * size_t(nth));
+  // Written by thread 0 before a node's barrier, read by all after it; two,
+  // alternating with the nodes, so that thread 0 deciding at the next node
+  // cannot be seen by a thread still reading after this one's barrier.
+  std::atomic<bool> stop[2] = {false, false};
   pool_->run(nth, [&](int ith) {
     ComputeParams p;
     p.ith = ith;
@@ -279,13 +284,17 @@ void Executor::compute(Graph& g) {
       const auto t0 = prof ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point();
       p.claims = &claims[size_t(set) * size_t(p.nth)];
       compute_forward(p, n);
+      const int cur = set;
       set ^= 1;
       claims[size_t(set) * size_t(p.nth) + size_t(p.ith)].n.store(0, std::memory_order_relaxed);
+      if (abort && p.ith == 0 && (*abort)()) stop[cur].store(true, std::memory_order_relaxed);
       p.barrier();
       if (prof) profile_add(n, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+      if (stop[cur].load(std::memory_order_relaxed)) break;
     }
   });
   if (err.set) fail(err.msg);
+  if (stop[0].load() || stop[1].load()) throw Cancelled();
 }
 
 }  // namespace ggml

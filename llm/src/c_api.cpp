@@ -1,51 +1,16 @@
-// The C API (include/llm.h): thin wrappers that turn every exception into a
-// status and a thread-local message.
-#include "llm.h"
-
+// The C API (include/llm.h): models, tokens, contexts, adapters, embeddings
+// and sampling; chat templates and streams are in c_api_chat.cpp. Thin
+// wrappers that turn every exception into a status and a thread-local message.
 #include <cmath>
-
-#include "llm/lora.h"
-
-#include <climits>
 #include <cstdio>
-#include <cstring>
-#include <memory>
 #include <mutex>
-#include <new>
-#include <string>
 #include <unordered_set>
 
-#include "llm/model.h"
-#include "llm/sampling.h"
-#include "llm/session.h"
+#include "c_api_internal.h"
 
-// Contexts and samplers share their model: freeing the model's handle
-// first is allowed, its memory goes with the last handle that uses it.
-struct llm_model {
-  std::shared_ptr<llm::Model> m;
-};
-struct llm_context {
-  std::shared_ptr<llm::Model> model;  // declared first: destroyed after the session that uses it
-  std::vector<std::pair<std::shared_ptr<llm::Lora>, float>> loras;  // before the session too
-  std::unique_ptr<llm::Session> s;
-  int32_t last_rows = 0;
-  void apply() {
-    std::vector<std::pair<const llm::Lora*, float>> v;
-    for (const auto& [l, sc] : loras) v.push_back({l.get(), sc});
-    s->set_loras(v);
-  }
-};
-struct llm_lora {
-  std::shared_ptr<llm::Model> model;
-  std::shared_ptr<llm::Lora> l;
-};
-struct llm_sampler {
-  std::shared_ptr<llm::Model> model;
-  std::unique_ptr<llm::Sampler> s;
-};
+namespace capi {
 
 namespace {
-
 // Every live handle, so that a freed or made-up pointer is refused without
 // being read (a lookup per call, negligible beside an evaluation).
 struct Handles {
@@ -56,11 +21,13 @@ Handles& handles() {
   static Handles* h = new Handles;  // never destroyed: handles may be freed during exit
   return *h;
 }
+}  // namespace
+
 void remember(const void* p) {
   std::lock_guard<std::mutex> l(handles().mu);
   handles().live.insert(p);
 }
-bool forget(const void* p) {  // false: not a live handle
+bool forget(const void* p) {
   std::lock_guard<std::mutex> l(handles().mu);
   return handles().live.erase(p) == 1;
 }
@@ -70,73 +37,112 @@ bool live(const void* p) {
   return handles().live.count(p) == 1;
 }
 
-thread_local std::string g_error;
-
-template <class F>
-llm_status guard(F&& f) {
-  try {
-    g_error.clear();
-    return f();
-  } catch (const llm::Error& e) {
-    g_error = e.what();
-    return LLM_ERR_FILE;
-  } catch (const std::bad_alloc&) {
-    g_error = "out of memory";
-    return LLM_ERR_INTERNAL;
-  } catch (const std::exception& e) {
-    g_error = e.what();
-    return LLM_ERR_INTERNAL;
-  } catch (...) {
-    g_error = "unknown error";
-    return LLM_ERR_INTERNAL;
-  }
+std::string& last_error() {
+  thread_local std::string e;
+  return e;
 }
 
-llm_status invalid(const char* what) {
-  g_error = what;
+llm_status invalid(const std::string& what) {
+  last_error() = what;
   return LLM_ERR_INVALID_ARGUMENT;
 }
 
-// Copies bytes out C-style: the length, or -(needed) when buf is too small.
-int32_t copy_out(const std::string& s, char* buf, int32_t size) {
-  if (s.size() > (size_t)INT32_MAX) return INT32_MIN;
-  if (!buf || size < (int32_t)s.size()) return -(int32_t)s.size();
-  std::memcpy(buf, s.data(), s.size());
-  return (int32_t)s.size();
+}  // namespace capi
+
+using namespace capi;
+
+namespace {
+
+// A live model's value, else `bad` with the error set.
+template <class T, class F>
+T model_value(const llm_model* m, T bad, const char* fn, F&& f) {
+  if (!live(m)) {
+    invalid(std::string(fn) + ": not a live model handle");
+    return bad;
+  }
+  ok();
+  return f();
 }
 
 }  // namespace
 
 extern "C" {
 
-const char* llm_last_error(void) { return g_error.c_str(); }
-
-llm_status llm_model_load(const char* path, llm_model** out) {
-  if (!path || !out) return invalid("llm_model_load: NULL argument");
-  *out = nullptr;
-  return guard([&] {
-    auto m = std::make_unique<llm_model>();
-    m->m = llm::Model::load(path);
-    remember(m.get());
-    *out = m.release();
-    return LLM_OK;
-  });
+// The build's version (CMake's project version), which the test compares
+// with the header's LLM_VERSION_*.
+const char* llm_version(void) {
+  ok();
+  return LLM_LIB_VERSION;
 }
 
+const char* llm_last_error(void) { return last_error().c_str(); }
+
+llm_model_params llm_model_default_params(void) {
+  ok();
+  llm_model_params p;
+  p.use_mmap = 0;
+  p.n_threads = 0;
+  p.progress = nullptr;
+  p.progress_user = nullptr;
+  return p;
+}
+
+llm_status llm_model_load_ex(const char* path, const llm_model_params* params, llm_model** out) {
+  if (!path || !out) return invalid("llm_model_load: NULL argument");
+  *out = nullptr;
+  const llm_model_params p = params ? *params : llm_model_default_params();
+  if (p.n_threads < 0) return invalid("llm_model_load: n_threads must not be negative");
+  return guard(
+      [&] {
+        llm::LoadOptions o = llm::LoadOptions::for_flags(p.use_mmap != 0, false);
+        o.n_threads = p.n_threads;
+        if (p.progress) o.progress = [&](double f) { return p.progress((float)f, p.progress_user) == 0; };
+        auto m = std::make_unique<llm_model>();
+        m->m = llm::Model::load(path, o);
+        m->chat = std::make_unique<llm::ChatFormat>(m->m->tokenizer->vocab());
+        m->n_threads = p.n_threads;
+        remember(m.get());
+        *out = m.release();
+        return LLM_OK;
+      },
+      LLM_ERR_FILE);
+}
+
+llm_status llm_model_load(const char* path, llm_model** out) { return llm_model_load_ex(path, nullptr, out); }
+
 void llm_model_free(llm_model* model) {
+  ok();
   if (model && forget(model)) delete model;
 }
 
-int32_t llm_model_n_vocab(const llm_model* m) { return live(m) ? (int32_t)m->m->hp.n_vocab : 0; }
-int32_t llm_model_n_ctx_train(const llm_model* m) { return live(m) ? (int32_t)m->m->hp.n_ctx_train : 0; }
-int32_t llm_model_n_embd(const llm_model* m) { return live(m) ? (int32_t)m->m->hp.n_embd : 0; }
-llm_token llm_token_bos(const llm_model* m) { return live(m) ? m->m->tokenizer->vocab().bos : -1; }
-llm_token llm_token_eos(const llm_model* m) { return live(m) ? m->m->tokenizer->vocab().eos : -1; }
+int32_t llm_model_n_vocab(const llm_model* m) {
+  return model_value(m, 0, "llm_model_n_vocab", [&] { return (int32_t)m->m->hp.n_vocab; });
+}
+int32_t llm_model_n_ctx_train(const llm_model* m) {
+  return model_value(m, 0, "llm_model_n_ctx_train", [&] { return (int32_t)m->m->hp.n_ctx_train; });
+}
+int32_t llm_model_n_embd(const llm_model* m) {
+  return model_value(m, 0, "llm_model_n_embd", [&] { return (int32_t)m->m->hp.n_embd; });
+}
+llm_token llm_token_bos(const llm_model* m) {
+  return model_value(m, -1, "llm_token_bos", [&] { return (llm_token)m->m->tokenizer->vocab().bos; });
+}
+llm_token llm_token_eos(const llm_model* m) {
+  return model_value(m, -1, "llm_token_eos", [&] { return (llm_token)m->m->tokenizer->vocab().eos; });
+}
+llm_token llm_token_eot(const llm_model* m) {
+  return model_value(m, -1, "llm_token_eot", [&] { return (llm_token)m->chat->end_of_turn(); });
+}
 
 int32_t llm_model_desc(const llm_model* m, char* buf, int32_t size) {
-  if (!live(m) || !buf || size <= 0) return 0;
-  return std::snprintf(buf, (size_t)size, "%s %s %.1fM", llm::arch_name(m->m->hp.arch), m->m->type_name().c_str(),
-                       m->m->n_params() / 1e6);
+  if (!buf || size <= 0) {
+    invalid("llm_model_desc: no buffer");
+    return 0;
+  }
+  return model_value(m, 0, "llm_model_desc", [&] {
+    return std::snprintf(buf, (size_t)size, "%s %s %.1fM", llm::arch_name(m->m->hp.arch), m->m->type_name().c_str(),
+                         m->m->n_params() / 1e6);
+  });
 }
 
 int32_t llm_tokenize(const llm_model* m, const char* text, size_t len, int add_special, int parse_special,
@@ -192,6 +198,7 @@ int32_t llm_detokenize(const llm_model* m, const llm_token* tokens, int32_t n, c
 }
 
 llm_context_params llm_context_default_params(void) {
+  ok();
   llm_context_params p;
   p.n_ctx = 0;
   p.n_batch = 512;
@@ -204,43 +211,72 @@ llm_status llm_context_new(const llm_model* m, const llm_context_params* p, llm_
   if (!out) return invalid("llm_context_new: NULL argument");
   *out = nullptr;
   if (!live(m)) return invalid("llm_context_new: not a live model handle");
-  *out = nullptr;
   llm_context_params d = p ? *p : llm_context_default_params();
   if (d.n_ctx < 0 || d.n_batch < 0 || d.n_threads < 0) return invalid("llm_context_new: negative parameter");
-  return guard([&] {
-    llm::SessionParams sp;
-    sp.n_ctx = d.n_ctx;
-    sp.n_batch = d.n_batch > 0 ? d.n_batch : 512;
-    sp.n_threads = d.n_threads;
-    sp.kv_type = d.kv_f32 ? ggml::Type::F32 : ggml::Type::F16;
-    auto c = std::make_unique<llm_context>();
-    c->model = m->m;
-    c->s = std::make_unique<llm::Session>(*c->model, sp);
-    remember(c.get());
-    *out = c.release();
-    return LLM_OK;
-  });
+  if (d.n_ctx > m->m->hp.n_ctx_train)
+    return invalid("llm_context_new: n_ctx " + std::to_string(d.n_ctx) + " exceeds the " +
+                   std::to_string(m->m->hp.n_ctx_train) + " tokens the model was trained for");
+  // What remains (a cache larger than the machine's memory) is the caller's
+  // parameter too.
+  return guard(
+      [&] {
+        llm::SessionParams sp;
+        sp.n_ctx = d.n_ctx;
+        sp.n_batch = d.n_batch > 0 ? d.n_batch : 512;
+        sp.n_threads = d.n_threads > 0 ? d.n_threads : m->n_threads;
+        sp.kv_type = d.kv_f32 ? ggml::Type::F32 : ggml::Type::F16;
+        auto c = std::make_unique<llm_context>();
+        c->model = m->m;
+        c->s = std::make_unique<llm::Session>(*c->model, sp);
+        llm_context* raw = c.get();
+        c->s->set_abort([raw] {
+          return raw->cancel.load(std::memory_order_relaxed) || (raw->abort && raw->abort(raw->abort_user) != 0);
+        });
+        remember(raw);
+        *out = c.release();
+        return LLM_OK;
+      },
+      LLM_ERR_INVALID_ARGUMENT);
 }
 
 void llm_context_free(llm_context* ctx) {
+  ok();
   if (ctx && forget(ctx)) delete ctx;
+}
+
+llm_status llm_context_set_cancel(llm_context* ctx, int cancel) {
+  if (!live(ctx)) return invalid("llm_context_set_cancel: not a live context handle");
+  ctx->cancel.store(cancel != 0);
+  ok();
+  return LLM_OK;
+}
+
+llm_status llm_context_set_abort(llm_context* ctx, int (*abort)(void*), void* user) {
+  if (!live(ctx)) return invalid("llm_context_set_abort: not a live context handle");
+  ctx->abort = abort;
+  ctx->abort_user = user;
+  ok();
+  return LLM_OK;
 }
 
 llm_status llm_lora_load(const llm_model* m, const char* path, llm_lora** out) {
   if (!path || !out) return invalid("llm_lora_load: NULL argument");
   *out = nullptr;
   if (!live(m)) return invalid("llm_lora_load: not a live model handle");
-  return guard([&] {
-    auto h = std::make_unique<llm_lora>();
-    h->model = m->m;
-    h->l = llm::Lora::load(*h->model, path);
-    remember(h.get());
-    *out = h.release();
-    return LLM_OK;
-  });
+  return guard(
+      [&] {
+        auto h = std::make_unique<llm_lora>();
+        h->model = m->m;
+        h->l = llm::Lora::load(*h->model, path);
+        remember(h.get());
+        *out = h.release();
+        return LLM_OK;
+      },
+      LLM_ERR_FILE);
 }
 
 void llm_lora_free(llm_lora* lora) {
+  ok();
   if (lora && forget(lora)) delete lora;
 }
 
@@ -271,15 +307,25 @@ llm_status llm_context_remove_lora(llm_context* ctx, llm_lora* lora) {
   return invalid("llm_context_remove_lora: the adapter is not applied to this context");
 }
 
-llm_status llm_eval(llm_context* ctx, const llm_token* tokens, int32_t n, int all_logits) {
-  if (!live(ctx) || !tokens || n <= 0) return invalid("llm_eval: need a live context and at least one token");
+namespace {
+// The checks llm_eval and llm_embed share; LLM_OK when the tokens may go in
+// at the next positions.
+llm_status check_tokens(llm_context* ctx, const llm_token* tokens, int32_t n, const char* fn) {
+  if (!live(ctx) || !tokens || n <= 0) return invalid(std::string(fn) + ": need a live context and at least one token");
   const int64_t vocab = ctx->s->n_vocab();
   for (int32_t i = 0; i < n; i++)
-    if (tokens[i] < 0 || tokens[i] >= vocab) return invalid("llm_eval: token id out of range");
+    if (tokens[i] < 0 || tokens[i] >= vocab) return invalid(std::string(fn) + ": token id out of range");
+  return LLM_OK;
+}
+}  // namespace
+
+llm_status llm_eval(llm_context* ctx, const llm_token* tokens, int32_t n, int all_logits) {
+  if (llm_status st = check_tokens(ctx, tokens, n, "llm_eval")) return st;
   if (ctx->s->n_past() + n > ctx->s->n_ctx()) {
-    g_error = "llm_eval: " + std::to_string(n) + " tokens do not fit the context";
+    last_error() = "llm_eval: " + std::to_string(n) + " tokens do not fit the context";
     return LLM_ERR_CONTEXT_FULL;
   }
+  ctx->last_rows = 0;
   return guard([&] {
     ctx->s->eval(tokens, (size_t)n, all_logits != 0);
     ctx->last_rows = all_logits ? n : 1;
@@ -287,23 +333,105 @@ llm_status llm_eval(llm_context* ctx, const llm_token* tokens, int32_t n, int al
   });
 }
 
+int32_t llm_embed(llm_context* ctx, const llm_token* tokens, int32_t n, llm_pooling pooling, int normalize,
+                  float* out, int32_t capacity) {
+  if (check_tokens(ctx, tokens, n, "llm_embed") != LLM_OK) return INT32_MIN;
+  if (pooling != LLM_POOL_MEAN && pooling != LLM_POOL_LAST && pooling != LLM_POOL_NONE) {
+    invalid("llm_embed: unknown pooling");
+    return INT32_MIN;
+  }
+  if (n > ctx->s->n_ctx()) {
+    last_error() = "llm_embed: " + std::to_string(n) + " tokens do not fit the context";
+    return INT32_MIN;
+  }
+  const int64_t E = ctx->model->hp.n_embd;
+  const int64_t need = pooling == LLM_POOL_NONE ? E * n : E;
+  if (need > INT32_MAX) {
+    invalid("llm_embed: the result has more than INT32_MAX values");
+    return INT32_MIN;
+  }
+  if (capacity < 0 || (!out && capacity > 0)) {
+    invalid("llm_embed: bad output buffer");
+    return INT32_MIN;
+  }
+  if (capacity < need) {
+    ok();
+    return -(int32_t)need;
+  }
+  ctx->last_rows = 0;
+  const llm_status st = guard([&] {
+    ctx->s->rewind(0);
+    std::vector<float> h;
+    try {
+      h = ctx->s->eval_hidden(tokens, (size_t)n);
+    } catch (...) {
+      ctx->s->rewind(0);
+      throw;
+    }
+    const int64_t rows = pooling == LLM_POOL_NONE ? n : 1;
+    for (int64_t r = 0; r < rows; r++) {
+      float* o = out + r * E;
+      if (pooling == LLM_POOL_MEAN) {
+        std::vector<double> acc((size_t)E, 0.0);
+        for (int64_t t = 0; t < n; t++)
+          for (int64_t e = 0; e < E; e++) acc[(size_t)e] += h[(size_t)(t * E + e)];
+        for (int64_t e = 0; e < E; e++) o[e] = (float)(acc[(size_t)e] / (double)n);
+      } else {
+        const int64_t t = pooling == LLM_POOL_LAST ? n - 1 : r;
+        std::memcpy(o, h.data() + t * E, (size_t)E * sizeof(float));
+      }
+      if (normalize) {
+        double ss = 0;
+        for (int64_t e = 0; e < E; e++) ss += (double)o[e] * o[e];
+        const double inv = ss > 0 ? 1.0 / std::sqrt(ss) : 0.0;
+        for (int64_t e = 0; e < E; e++) o[e] = (float)(o[e] * inv);
+      }
+    }
+    return LLM_OK;
+  });
+  return st == LLM_OK ? (int32_t)need : INT32_MIN;
+}
+
 const float* llm_get_logits(llm_context* ctx, int32_t i) {
-  if (!live(ctx) || ctx->last_rows == 0) return nullptr;
+  if (!live(ctx)) {
+    invalid("llm_get_logits: not a live context handle");
+    return nullptr;
+  }
+  if (ctx->last_rows == 0) {
+    invalid("llm_get_logits: no logits (evaluate first; a rewind past the last token drops them)");
+    return nullptr;
+  }
   if (i < 0) i = ctx->last_rows - 1;
-  if (i >= ctx->last_rows) return nullptr;
+  if (i >= ctx->last_rows) {
+    invalid("llm_get_logits: row " + std::to_string(i) + " was not kept (all_logits)");
+    return nullptr;
+  }
+  ok();
   return ctx->s->all_logits().data() + (size_t)i * (size_t)ctx->s->n_vocab();
 }
 
-int32_t llm_n_past(const llm_context* ctx) { return live(ctx) ? (int32_t)ctx->s->n_past() : 0; }
-int32_t llm_n_ctx(const llm_context* ctx) { return live(ctx) ? (int32_t)ctx->s->n_ctx() : 0; }
+int32_t llm_n_past(const llm_context* ctx) {
+  if (!live(ctx)) return invalid("llm_n_past: not a live context handle"), 0;
+  ok();
+  return (int32_t)ctx->s->n_past();
+}
+int32_t llm_n_ctx(const llm_context* ctx) {
+  if (!live(ctx)) return invalid("llm_n_ctx: not a live context handle"), 0;
+  ok();
+  return (int32_t)ctx->s->n_ctx();
+}
 
 llm_status llm_rewind(llm_context* ctx, int32_t n_past) {
   if (!live(ctx) || n_past < 0 || n_past > ctx->s->n_past()) return invalid("llm_rewind: position not in the cache");
+  // The logits belong to the last evaluated token: gone with it.
+  if (n_past < ctx->s->n_past()) ctx->last_rows = 0;
   ctx->s->rewind(n_past);
+  ok();
   return LLM_OK;
 }
 
 llm_sampler_params llm_sampler_default_params(void) {
+  ok();
   llm::SamplingParams d;
   llm_sampler_params p;
   p.temp = d.temp;
@@ -323,27 +451,30 @@ llm_status llm_sampler_new(const llm_model* m, const llm_sampler_params* p, llm_
   *out = nullptr;
   if (!live(m)) return invalid("llm_sampler_new: not a live model handle");
   llm_sampler_params d = p ? *p : llm_sampler_default_params();
-  return guard([&] {
-    llm::SamplingParams sp;
-    sp.temp = d.temp;
-    sp.top_k = d.top_k;
-    sp.top_p = d.top_p;
-    sp.min_p = d.min_p;
-    sp.repeat_penalty = d.repeat_penalty;
-    sp.frequency_penalty = d.frequency_penalty;
-    sp.presence_penalty = d.presence_penalty;
-    sp.penalty_last_n = d.penalty_last_n;
-    sp.seed = d.seed;
-    auto s = std::make_unique<llm_sampler>();
-    s->model = m->m;
-    s->s = std::make_unique<llm::Sampler>(sp, m->m->hp.n_vocab);
-    remember(s.get());
-    *out = s.release();
-    return LLM_OK;
-  });
+  return guard(
+      [&] {
+        llm::SamplingParams sp;
+        sp.temp = d.temp;
+        sp.top_k = d.top_k;
+        sp.top_p = d.top_p;
+        sp.min_p = d.min_p;
+        sp.repeat_penalty = d.repeat_penalty;
+        sp.frequency_penalty = d.frequency_penalty;
+        sp.presence_penalty = d.presence_penalty;
+        sp.penalty_last_n = d.penalty_last_n;
+        sp.seed = d.seed;
+        auto s = std::make_unique<llm_sampler>();
+        s->model = m->m;
+        s->s = std::make_unique<llm::Sampler>(sp, m->m->hp.n_vocab);  // checks the ranges
+        remember(s.get());
+        *out = s.release();
+        return LLM_OK;
+      },
+      LLM_ERR_INVALID_ARGUMENT);
 }
 
 void llm_sampler_free(llm_sampler* s) {
+  ok();
   if (s && forget(s)) delete s;
 }
 
@@ -359,7 +490,7 @@ llm_token llm_sample(llm_sampler* s, llm_context* ctx) {
   }
   const float* l = llm_get_logits(ctx, -1);
   if (!l) {
-    invalid("llm_sample: no logits (evaluate first)");
+    invalid("llm_sample: no logits (evaluate first; a rewind past the last token drops them)");
     return -1;
   }
   llm_token t = -1;
@@ -372,7 +503,12 @@ llm_token llm_sample(llm_sampler* s, llm_context* ctx) {
 }
 
 void llm_sampler_accept(llm_sampler* s, llm_token token) {
-  if (live(s) && token >= 0 && token < s->model->hp.n_vocab) s->s->accept(token);
+  if (live(s) && token >= 0 && token < s->model->hp.n_vocab) {
+    s->s->accept(token);
+    ok();
+  } else {
+    invalid("llm_sampler_accept: not a live sampler or the token is out of range");
+  }
 }
 
 }  // extern "C"

@@ -10,8 +10,13 @@
 #include <unistd.h>
 #endif
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 #include "ggml/backend.h"
 #include "ggml/ops.h"
+#include "llm/error.h"
 
 namespace llm {
 
@@ -33,6 +38,24 @@ void release_pages(const void* p, size_t n) {
 #endif
 }
 
+// The OpenMP team size of the calling thread's parallel regions, for a scope
+// (0: left as it is).
+struct OmpThreads {
+  int saved = 0;
+  explicit OmpThreads(int n) {
+#ifdef _OPENMP
+    if (n > 0) saved = omp_get_max_threads(), omp_set_num_threads(n);
+#else
+    (void)n;
+#endif
+  }
+  ~OmpThreads() {
+#ifdef _OPENMP
+    if (saved > 0) omp_set_num_threads(saved);
+#endif
+  }
+};
+
 struct Loader {
   const gguf::File& f;
   Model& m;
@@ -43,6 +66,13 @@ struct Loader {
   uint64_t& bytes;
   uint64_t& mapped;
   std::map<ggml::Type, uint64_t> type_count;
+  uint64_t done = 0, total = 0;  // the file's tensor bytes, for opt.progress
+
+  void loaded(const gguf::TensorInfo* ti) {
+    done += ti->nbytes;
+    if (opt.progress && !opt.progress(total ? std::min(1.0, double(done) / double(total)) : 1.0))
+      throw Cancelled(f.path() + ": loading cancelled");
+  }
 
   // Finds `name` and checks its shape (GGUF order) and type; nullptr when
   // absent and not required.
@@ -135,6 +165,7 @@ struct Loader {
       t = ctx.new_tensor(held_type(ti, h), ti->ne, ti->n_dims, name);
       fill(ti, h, t);
     }
+    loaded(ti);
     return t;
   }
 
@@ -175,6 +206,7 @@ struct Loader {
       t->name = want[i].first;
       t->data = static_cast<char*>(fused->data) + at;
       fill(tis[i], h, t);
+      loaded(tis[i]);
       at += t->nbytes();
       parts.push_back(t);
     }
@@ -240,6 +272,8 @@ std::unique_ptr<Model> Model::load(const std::string& path, const LoadOptions& o
   }
 
   Loader L{f, *m, m->ctx_, opt, opt.backend ? *opt.backend : ggml::default_backend(), m->n_params_, m->weight_bytes_, m->mapped_bytes_, {}};
+  for (const auto& ti : f.tensors()) L.total += ti.nbytes;
+  OmpThreads threads(opt.n_threads);
   const int64_t E = hp.n_embd, V = hp.n_vocab, F = hp.n_ff, EKV = hp.n_embd_kv();
   m->tok_embd = L.get("token_embd.weight", {E, V});
   m->output_norm = L.get("output_norm.weight", {E});
@@ -295,6 +329,7 @@ std::unique_ptr<Model> Model::load(const std::string& path, const LoadOptions& o
       l.b_down = L.get(n(tn::FFN_DOWN, "bias"), {E});
     }
   }
+  if (opt.progress && !opt.progress(1.0)) throw Cancelled(f.path() + ": loading cancelled");
   uint64_t best = 0;
   for (const auto& [t, c] : L.type_count)
     if (c > best) best = c, m->main_type_ = ggml::type_name(t);

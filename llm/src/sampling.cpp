@@ -10,10 +10,12 @@ namespace llm {
 
 Sampler::Sampler(const SamplingParams& p, int64_t n_vocab) : p_(p), n_vocab_(n_vocab), rng_(p.seed) {
   if (n_vocab <= 0) throw Error("sampler: empty vocabulary");
-  if (p.top_p <= 0 || p.top_p > 1) throw Error("sampler: top-p must be in (0, 1]");
-  if (p.min_p < 0 || p.min_p > 1) throw Error("sampler: min-p must be in [0, 1]");
-  if (p.repeat_penalty <= 0) throw Error("sampler: the repeat penalty must be positive");
+  if (!(p.top_p > 0 && p.top_p <= 1)) throw Error("sampler: top-p must be in (0, 1]");
+  if (!(p.min_p >= 0 && p.min_p <= 1)) throw Error("sampler: min-p must be in [0, 1]");
+  if (!(p.repeat_penalty > 0) || !std::isfinite(p.repeat_penalty)) throw Error("sampler: the repeat penalty must be positive");
   if (p.penalty_last_n < 0) throw Error("sampler: the penalty window must not be negative");
+  if (std::isnan(p.temp) || !std::isfinite(p.frequency_penalty) || !std::isfinite(p.presence_penalty))
+    throw Error("sampler: the temperature and penalties must be numbers");
 }
 
 void Sampler::reset() {

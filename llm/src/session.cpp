@@ -49,9 +49,11 @@ namespace {
 struct Built {
   Tensor *tokens, *positions, *out;
 };
+// hidden: out is every token's final hidden state (after the output norm)
+// instead of logits.
 Built build_forward(const Model& model, ggml::Context& ctx, ggml::Graph& g, int64_t n_past, int64_t nt, int64_t n_out,
                     const std::vector<Tensor*>& k, const std::vector<Tensor*>& v, int n_past_param,
-                    const std::vector<std::pair<const Lora*, float>>& loras) {
+                    const std::vector<std::pair<const Lora*, float>>& loras, bool hidden = false) {
   const HParams& hp = model.hp;
   GraphInputs in{ctx, g, model, n_past, nt, nullptr, nullptr, k, v, n_past_param, loras, nullptr, nullptr, 1};
   in.tokens = ctx.new_tensor(ggml::Type::I32, {nt}, "tokens");
@@ -63,7 +65,10 @@ Built build_forward(const Model& model, ggml::Context& ctx, ggml::Graph& g, int6
     case Arch::GPTJ: h = build_gptj(in); break;
   }
   Tensor* out = nullptr;
-  if (n_out > 0) {
+  if (hidden) {
+    out = h;
+    g.expand(out);
+  } else if (n_out > 0) {
     // Only the rows whose logits are wanted go through the output matrix.
     if (n_out < nt) h = ggml::view_2d(ctx, h, hp.n_embd, n_out, h->nb[1], (size_t)(nt - n_out) * h->nb[1]);
     out = linear(ctx, h, model.output ? model.output : model.tok_embd, model.output_b);
@@ -131,6 +136,11 @@ void Session::set_loras(const std::vector<std::pair<const Lora*, float>>& loras)
 }
 
 int64_t Session::n_vocab() const { return model_.hp.n_vocab; }
+
+void Session::set_abort(std::function<bool()> f) {
+  abort_ = f;
+  impl_->sched.set_abort(abort_);
+}
 void Session::build_token_graph(int64_t at) {
   // Built for the last position below cap, so its plan holds every shorter
   // attention. tg changes only once all of it has worked.
@@ -181,7 +191,17 @@ void Session::rewind(int64_t n_past) {
   n_past_ = n_past;
 }
 
-void Session::eval(const int32_t* tokens, size_t n, bool all_logits) {
+void Session::eval(const int32_t* tokens, size_t n, bool all_logits) { run(tokens, n, all_logits, false); }
+
+std::vector<float> Session::eval_hidden(const int32_t* tokens, size_t n) {
+  run(tokens, n, true, true);
+  std::vector<float> h;
+  h.swap(logits_);
+  logits_rows_ = 0;
+  return h;
+}
+
+void Session::run(const int32_t* tokens, size_t n, bool all_logits, bool hidden) {
   const HParams& hp = model_.hp;
   if (n == 0) throw Error("eval: no tokens");
   if ((int64_t)n > n_ctx_ - n_past_)
@@ -194,6 +214,11 @@ void Session::eval(const int32_t* tokens, size_t n, bool all_logits) {
   logits_.clear();
   logits_rows_ = 0;
   for (size_t done = 0; done < n;) {
+    if (abort_ && abort_()) {
+      logits_.clear();
+      logits_rows_ = 0;
+      throw Cancelled("eval: cancelled");
+    }
     const int64_t nt = std::min<int64_t>(n_batch_, (int64_t)(n - done));
     const bool last_chunk = done + (size_t)nt == n;
     const int64_t n_out = all_logits ? nt : (last_chunk ? 1 : 0);
@@ -205,7 +230,7 @@ void Session::eval(const int32_t* tokens, size_t n, bool all_logits) {
     Built b{};
     auto t_alloc = t_build;
     TokenGraph& tg = impl_->token;
-    if (token_graph_span_ > 0 && nt == 1 && n_out == 1) {
+    if (token_graph_span_ > 0 && nt == 1 && n_out == 1 && !hidden) {
       if (n_past_ >= tg.cap) build_token_graph(n_past_);
       tg.g->set_param(tg.n_past, n_past_);
       g = tg.g.get();
@@ -215,7 +240,7 @@ void Session::eval(const int32_t* tokens, size_t n, bool all_logits) {
       own_ctx = std::make_unique<ggml::Context>(size_t(1) << 20);
       own_g = std::make_unique<ggml::Graph>();
       g = own_g.get();
-      b = build_forward(model_, *own_ctx, *g, n_past_, nt, n_out, impl_->k, impl_->v, -1, loras_);
+      b = build_forward(model_, *own_ctx, *g, n_past_, nt, n_out, impl_->k, impl_->v, -1, loras_, hidden);
       impl_->sched.plan(*g, *own_ctx);
       t_alloc = std::chrono::steady_clock::now();
       impl_->alloc.allocate(*g);
@@ -226,6 +251,10 @@ void Session::eval(const int32_t* tokens, size_t n, bool all_logits) {
     auto t_exec = std::chrono::steady_clock::now();
     try {
       impl_->sched.compute(*g);
+    } catch (const ggml::Cancelled&) {
+      logits_.clear();
+      logits_rows_ = 0;
+      throw Cancelled("eval: cancelled");
     } catch (const ggml::Error& e) {
       throw Error(std::string("eval: ") + e.what());
     }
@@ -237,7 +266,7 @@ void Session::eval(const int32_t* tokens, size_t n, bool all_logits) {
       ggml::profile_add_named("session: compute (total)", sec(t_exec, t_end));
     }
     if (out) {
-      const size_t row = (size_t)hp.n_vocab;
+      const size_t row = (size_t)(hidden ? hp.n_embd : hp.n_vocab);
       logits_.resize((logits_rows_ + (size_t)n_out) * row);
       for (int64_t r = 0; r < n_out; r++)
         std::memcpy(logits_.data() + (logits_rows_ + (size_t)r) * row, out->row_ptr(r), row * sizeof(float));

@@ -71,4 +71,38 @@ size_t utf8_complete_prefix(std::string_view s) {
   return n;  // four or more continuation bytes: invalid, nothing to wait for
 }
 
+// The length of the well-formed character at s[i] (Unicode's table 3-7: no
+// overlong forms, surrogates or values past U+10FFFF), 0 if there is none.
+static size_t well_formed_at(std::string_view s, size_t i) {
+  auto at = [&](size_t k) { return (uint8_t)s[i + k]; };
+  const uint8_t b = at(0);
+  if (b < 0x80) return 1;
+  size_t n = 0;
+  uint8_t lo = 0x80, hi = 0xBF;  // the allowed range of the second byte
+  if (b >= 0xC2 && b <= 0xDF) n = 2;
+  else if (b >= 0xE0 && b <= 0xEF) n = 3, lo = b == 0xE0 ? 0xA0 : 0x80, hi = b == 0xED ? 0x9F : 0xBF;
+  else if (b >= 0xF0 && b <= 0xF4) n = 4, lo = b == 0xF0 ? 0x90 : 0x80, hi = b == 0xF4 ? 0x8F : 0xBF;
+  else return 0;
+  if (i + n > s.size() || at(1) < lo || at(1) > hi) return 0;
+  for (size_t k = 2; k < n; k++)
+    if ((at(k) & 0xC0) != 0x80) return 0;
+  return n;
+}
+
+std::string utf8_sanitize(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (size_t i = 0; i < s.size();) {
+    const size_t n = well_formed_at(s, i);
+    if (n) {
+      out.append(s.substr(i, n));
+      i += n;
+    } else {
+      out += "\xEF\xBF\xBD";  // U+FFFD
+      i++;
+    }
+  }
+  return out;
+}
+
 }  // namespace llm

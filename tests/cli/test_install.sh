@@ -25,6 +25,11 @@ others=$(nm -D --defined-only "$LIB/libllm.so" | awk '{print $3}' | grep -v '^ll
 count=$(nm -D --defined-only "$LIB/libllm.so" | awk '{print $3}' | grep -c '^llm_')
 [[ -z $others && $count -gt 20 ]] && pass "exports $count llm_* symbols and nothing else" ||
   fail "exported besides llm_*: $others (llm_*: $count)"
+# Every function llm.h declares is exported (and nothing it does not declare).
+declared=$(grep -o '\bllm_[a-z0-9_]*(' "$P/include/llm.h" | tr -d '(' | sort -u)
+exported=$(nm -D --defined-only "$LIB/libllm.so" | awk '{print $3}' | grep '^llm_' | sort -u)
+[[ $declared == "$exported" ]] && pass "the exports are llm.h's $(echo "$declared" | wc -l) functions" ||
+  fail "llm.h and the exports differ: $(diff <(echo "$declared") <(echo "$exported") | grep '^[<>]' | head -5 | tr '\n' ' ')"
 
 # A model: the tiny LLaMA fixture converted by the build's convert.
 "$BUILD/tools/convert" "$SRC/tests/data/hf/llama_st" -o "$TMP/m.gguf" -q 2>/dev/null

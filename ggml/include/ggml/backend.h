@@ -11,6 +11,7 @@
 // the nodes whose weights live in its memory, with copies inserted where a
 // value crosses between them, behind the same three calls.
 #include <cstddef>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -54,11 +55,18 @@ class Backend {
   virtual void optimize(Graph& g, Context& ctx) const = 0;
   virtual void set_threads(int n) = 0;
   virtual int threads() const = 0;
-  // Computes a planned graph; throws ggml::Error for bad runtime input.
+  // Computes a planned graph; throws ggml::Error for bad runtime input, and
+  // ggml::Cancelled when the abort check (set_abort) returned true.
   virtual void compute(Graph& g) = 0;
+  // Called by one thread after every node of a compute (cheap, may come from
+  // any thread of the compute); true stops it before the next node. Empty: none.
+  void set_abort(std::function<bool()> f) { abort_ = std::move(f); }
   // The work memory compute(g) uses beside the planned buffer (kept, and
   // grown to the largest graph computed): for memory predictions.
   virtual size_t work_size(const Graph& g) const = 0;
+
+ protected:
+  std::function<bool()> abort_;
 };
 
 // Physical cores this process may run on (hyperthreads of one core count
@@ -82,6 +90,7 @@ class Scheduler {
   // Checks every node has a backend and lets it rewrite the graph.
   void plan(Graph& g, Context& ctx);
   void compute(Graph& g);
+  void set_abort(const std::function<bool()>& f);  // on every backend
   Backend& primary() { return *backends_.front(); }  // where graph memory is allocated
 
  private:

@@ -3,6 +3,7 @@
 // is the reference that every SIMD kernel is tested against.
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -197,7 +198,9 @@ class Executor {
   const cpu::KernelSet& kernels() const { return *k_; }
   // Every leaf must have data and every result memory (GraphAllocator).
   // Throws ggml::Error for bad runtime input (e.g. a token id out of range).
-  void compute(Graph& g);
+  // abort: asked by thread 0 after each node; true ends the compute there
+  // (every thread leaves at the same node) with ggml::Cancelled.
+  void compute(Graph& g, const std::function<bool()>* abort = nullptr);
   size_t work_size() const { return work_.size(); }
   size_t work_size(const Graph& g) const;  // what compute(g) makes the work buffer (the bytes it touches)
 

@@ -11,6 +11,13 @@ class Error : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// Thrown by a compute that its abort check stopped between two nodes (the
+// graph's results are then partly computed and must not be read).
+class Cancelled : public std::runtime_error {
+ public:
+  Cancelled() : std::runtime_error("cancelled") {}
+};
+
 [[noreturn]] void fail(const std::string& msg);
 [[noreturn]] void assert_failed(const char* file, int line, const char* expr);
 

@@ -1,5 +1,6 @@
 #pragma once
 #include <stdexcept>
+#include <string>
 
 namespace llm {
 
@@ -8,6 +9,13 @@ namespace llm {
 class Error : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
+};
+
+// A long operation stopped because its caller asked (an abort check or a
+// progress callback said so); what it was making is discarded.
+class Cancelled : public std::runtime_error {
+ public:
+  explicit Cancelled(const std::string& what = "cancelled") : std::runtime_error(what) {}
 };
 
 }  // namespace llm

@@ -4,6 +4,7 @@
 // pointing into the file's memory map: LoadOptions), checked for presence,
 // shape and a supported type.
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -56,6 +57,11 @@ struct LoadOptions {
   bool repack = true;
   // The backend whose layouts weights are prepared in (nullptr: the CPU).
   const ggml::Backend* backend = nullptr;
+  // Threads that copy and rearrange weights (0: OpenMP's default).
+  int n_threads = 0;
+  // Called after each weight with the share of the file's tensor bytes
+  // loaded (0..1, 1 last); returning false stops the load (llm::Cancelled).
+  std::function<bool(double)> progress;
   // What the tools' --mmap (the file map as stored) and --no-repack ask for.
   static LoadOptions for_flags(bool mmap, bool no_repack) {
     LoadOptions o;

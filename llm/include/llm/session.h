@@ -4,6 +4,7 @@
 // architecture's graph for the batch (llm/src/arch_*.cpp), plans its memory
 // into one reused scratch buffer and runs it on the session's threads.
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -45,6 +46,11 @@ class Session {
   void eval(const int32_t* tokens, size_t n, bool all_logits = false);
   void eval(const std::vector<int32_t>& tokens, bool all_logits = false) { eval(tokens.data(), tokens.size(), all_logits); }
 
+  // Evaluates as eval() does, and returns every token's final hidden state
+  // (after the output norm, what the output matrix turns into logits):
+  // [n][n_embd]. No logits are left.
+  std::vector<float> eval_hidden(const int32_t* tokens, size_t n);
+
   const float* logits() const;  // the last evaluated token's [n_vocab]
   // Every token's logits of the last eval(all_logits = true): [n_tokens][n_vocab].
   const std::vector<float>& all_logits() const { return logits_; }
@@ -64,9 +70,15 @@ class Session {
   // takes is returned: what a memory plan needs before a run.
   size_t reserve();
   const Model& model() const { return model_; }
+  // Asked between graph nodes and between prompt batches of every eval;
+  // true stops the eval with llm::Cancelled: the batches done before it stay
+  // in the cache (n_past counts them), the rest is dropped, no logits are
+  // left. Called on one of the session's compute threads.
+  void set_abort(std::function<bool()> f);
 
  private:
   void build_token_graph(int64_t at);
+  void run(const int32_t* tokens, size_t n, bool all_logits, bool hidden);
   struct Impl;
   std::unique_ptr<Impl> impl_;
   const Model& model_;
@@ -75,6 +87,7 @@ class Session {
   int64_t token_graph_span_ = 512;
   std::vector<float> logits_;
   size_t logits_rows_ = 0;
+  std::function<bool()> abort_;
 };
 
 }  // namespace llm

@@ -62,5 +62,8 @@ size_t utf8_len(uint8_t lead);
 std::string utf8_encode(uint32_t cp);
 // Length of the longest prefix of s that ends on a UTF-8 character boundary.
 size_t utf8_complete_prefix(std::string_view s);
+// s with every byte that is not part of a well-formed character (Unicode's
+// table 3-7) replaced by U+FFFD: text a UI toolkit accepts.
+std::string utf8_sanitize(std::string_view s);
 
 }  // namespace llm

@@ -92,6 +92,30 @@ if [[ -f $MODEL ]]; then
   [[ "$out" == *Paris* ]] && pass "C example: SmolLM2 knows the capital of France" || fail "C example on SmolLM2: '$out'"
 fi
 
+# The terminal chat on the C API (examples/chat.c): two turns, the second
+# evaluating only what the cache lacks; on SmolLM2 its greedy first answer is
+# main --chat's.
+if printf 'Hello there\nAnd again\n' | "$EXAMPLES/chat" "$TMP/llama.gguf" -c 128 -n 6 --temp 0 >"$TMP/chat.out" 2>"$TMP/chat.err" &&
+   [[ $(grep -c "answer tokens" "$TMP/chat.err") == 2 ]]; then
+  pass "C chat example: two turns"
+else
+  fail "C chat example: $(tail -3 "$TMP/chat.err")"
+fi
+expect_error "C chat example: missing model" "cannot open" "$EXAMPLES/chat" "$TMP/none.gguf"
+expect_error "C chat example: bad option" "unknown or incomplete option" "$EXAMPLES/chat" "$TMP/llama.gguf" --bogus
+if [[ -f $MODEL ]]; then
+  q="What is the capital of France?"
+  printf '%s\nAnd of Italy?\n' "$q" | "$EXAMPLES/chat" "$MODEL" --temp 0 -n 24 >"$TMP/chat.out" 2>"$TMP/chat.err"
+  a1=$(head -1 "$TMP/chat.out")
+  a2=$(printf '%s\n' "$q" | "$BIN/main" -m "$MODEL" --chat --temp 0 -n 24 2>/dev/null | head -1)
+  first=$(grep -o '^> \[[0-9]* prompt' "$TMP/chat.err" | head -1 | grep -o '[0-9]*')
+  second=$(grep -o '^> \[[0-9]* prompt' "$TMP/chat.err" | sed -n 2p | grep -o '[0-9]*')
+  [[ -n $a1 && $a1 == "$a2" && $a1 == *Paris* ]] && pass "C chat example: SmolLM2's answer is main --chat's" ||
+    fail "C chat example on SmolLM2: '$a1' vs main's '$a2'"
+  [[ -n $second && $second -lt $first ]] && pass "C chat example: the second turn reuses the cache ($second of its prompt tokens evaluated)" ||
+    fail "C chat example: the second turn evaluated ${second:-?} tokens (the first $first)"
+fi
+
 # main: generation, --ids with --dump-logits, chat, bad input.
 for tool in main; do
   if "$BIN/$tool" --help >"$TMP/help" 2>&1 && grep -q "Usage" "$TMP/help"; then pass "$tool --help"; else fail "$tool --help"; fi

@@ -8,7 +8,7 @@ TOOLS   := bench-ops tokenize convert main quantize bench perplexity finetune-lo
 # "Entering/Leaving directory" lines around its work (~100 per build).
 MAKEFLAGS += --no-print-directory
 
-.PHONY: run all tools deps configure install test test-portable test-neon test-sanitize fuzz-build fuzz-gguf fuzz-checkpoint fuzz-convert fuzz-tokenize bench clean
+.PHONY: run all tools deps configure install test test-desktop test-portable test-neon test-sanitize fuzz-build fuzz-gguf fuzz-checkpoint fuzz-convert fuzz-tokenize bench clean
 
 all: deps configure
 	cmake --build $(BUILD) -j $(JOBS)
@@ -27,6 +27,14 @@ configure:
 
 test: all
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+
+# The GTK 4 chat window (examples/desktop) built and run under Xvfb: a
+# question typed, the answer checked on screen and as text, Escape stopping one.
+test-desktop: deps
+	@bash scripts/install-deps.sh --desktop
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release $(CMAKE_FLAGS) >/dev/null
+	cmake --build $(BUILD) -j $(JOBS) --target llm-chat chat
+	cd $(BUILD) && ctest --output-on-failure -R test_desktop
 
 # The library for apps: lib/libllm.so.0 (the C API alone exported), the static
 # libllm.a and libggml.a, include/llm.h, lib/pkgconfig/llm.pc and

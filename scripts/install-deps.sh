@@ -6,6 +6,7 @@
 #   scripts/install-deps.sh --fuzz   also clang with libFuzzer
 #   scripts/install-deps.sh --python python3 and pip (to fetch the model)
 #   scripts/install-deps.sh --eval   the King James Bible (perplexity text)
+#   scripts/install-deps.sh --desktop GTK 4 and a virtual X display (the desktop example and its test)
 set -euo pipefail
 
 pkgs=(g++ cmake make pkg-config libopenblas-dev libomp-dev doctest-dev libcxxopts-dev libpcre2-dev nlohmann-json3-dev libcairo2-dev)
@@ -14,6 +15,7 @@ case "${1:-}" in
   --fuzz) pkgs+=(clang libclang-rt-dev) ;;
   --python) pkgs+=(python3 python3-pip) ;;
   --eval) pkgs+=(bible-kjv) ;;
+  --desktop) pkgs+=(libgtk-4-dev xvfb xdotool x11-apps xauth) ;;
 esac
 
 missing=()

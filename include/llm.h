@@ -189,7 +189,7 @@ int32_t llm_n_ctx(const llm_context* ctx);
 llm_status llm_rewind(llm_context* ctx, int32_t n_past);
 
 /* Cancelling from another thread: nonzero makes the running llm_eval or
- * llm_embed stop at its next graph node (within a few milliseconds) and
+ * llm_embed stop at its next graph node (one operation) and
  * every later one fail at once, all with LLM_ERR_CANCELLED, until it is set
  * back to 0 (do that before starting new work). Safe to call from any thread
  * while the context lives; not from a signal handler (use the abort

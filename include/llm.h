@@ -207,7 +207,7 @@ typedef enum {
   LLM_POOL_LAST = 1, /* the last token's (it has seen all of them) */
   LLM_POOL_NONE = 2, /* every token's, n rows of n_embd */
 } llm_pooling;
-/* The final hidden state (after the output norm: what the output matrix
+/* pooling: an llm_pooling value. The final hidden state (after the output norm: what the output matrix
  * turns into logits) of n tokens evaluated as a text of their own: the
  * context's cache is cleared first and holds them afterwards. normalize:
  * each vector scaled to unit length (dot products are then cosine
@@ -215,7 +215,7 @@ typedef enum {
  * (llm_model_n_embd, or n times that for LLM_POOL_NONE), or -(needed) when
  * capacity is too small (nothing is evaluated then), or INT32_MIN on error
  * (llm_last_error; a cancel leaves the cache empty). */
-int32_t llm_embed(llm_context* ctx, const llm_token* tokens, int32_t n, llm_pooling pooling, int normalize,
+int32_t llm_embed(llm_context* ctx, const llm_token* tokens, int32_t n, int32_t pooling, int normalize,
                   float* out, int32_t capacity);
 
 /* ---- LoRA adapters ---- */

@@ -398,7 +398,7 @@ TEST_CASE("C API: embeddings are the hidden states the output matrix turns into 
   }
   CHECK(norm == doctest::Approx(1.0).epsilon(1e-5));
   CHECK(unit[0] * mean[1] == doctest::Approx(unit[1] * mean[0]).epsilon(1e-4));  // the same direction
-  CHECK(llm_embed(c, ids.data(), n, (llm_pooling)7, 0, mean.data(), (int32_t)E) == INT32_MIN);
+  CHECK(llm_embed(c, ids.data(), n, 7, 0, mean.data(), (int32_t)E) == INT32_MIN);
   llm_context_free(c);
 }
 

@@ -1,7 +1,8 @@
 /* llm-chat: a desktop chat window (GTK 4) on the C API (include/llm.h).
  *   llm-chat [--model FILE.gguf] [--temp T] [-n MAX_TOKENS] [--transcript FILE]
  * Open a model with the button in the header bar (or --model), type a
- * question, press Enter: the answer streams in; Stop (or Escape) cancels it.
+ * question, press Enter: the answer streams in; Stop (Alt+T, or Escape)
+ * cancels it.
  * A spinner turns while a model loads or an answer is written, and the status
  * bar shows the load's progress and each answer's tokens/s.
  *
@@ -371,7 +372,7 @@ static void on_activate(GtkApplication* gapp, gpointer user) {
   gtk_window_set_default_size(GTK_WINDOW(app.window), 720, 520);
 
   GtkWidget* header = gtk_header_bar_new();
-  app.open = gtk_button_new_with_label("Open model...");
+  app.open = gtk_button_new_with_mnemonic("_Open model...");
   g_signal_connect(app.open, "clicked", G_CALLBACK(on_open), NULL);
   gtk_header_bar_pack_start(GTK_HEADER_BAR(header), app.open);
   app.spinner = gtk_spinner_new();
@@ -399,9 +400,9 @@ static void on_activate(GtkApplication* gapp, gpointer user) {
   gtk_entry_set_placeholder_text(GTK_ENTRY(app.entry), "Ask something and press Enter");
   gtk_widget_set_hexpand(app.entry, TRUE);
   g_signal_connect(app.entry, "activate", G_CALLBACK(on_send), NULL);
-  app.send = gtk_button_new_with_label("Send");
+  app.send = gtk_button_new_with_mnemonic("_Send");
   g_signal_connect(app.send, "clicked", G_CALLBACK(on_send), NULL);
-  app.stop = gtk_button_new_with_label("Stop");
+  app.stop = gtk_button_new_with_mnemonic("S_top");
   g_signal_connect(app.stop, "clicked", G_CALLBACK(on_stop), NULL);
   gtk_box_append(GTK_BOX(row), app.entry);
   gtk_box_append(GTK_BOX(row), app.send);

@@ -333,7 +333,7 @@ llm_status llm_eval(llm_context* ctx, const llm_token* tokens, int32_t n, int al
   });
 }
 
-int32_t llm_embed(llm_context* ctx, const llm_token* tokens, int32_t n, llm_pooling pooling, int normalize,
+int32_t llm_embed(llm_context* ctx, const llm_token* tokens, int32_t n, int32_t pooling, int normalize,
                   float* out, int32_t capacity) {
   if (check_tokens(ctx, tokens, n, "llm_embed") != LLM_OK) return INT32_MIN;
   if (pooling != LLM_POOL_MEAN && pooling != LLM_POOL_LAST && pooling != LLM_POOL_NONE) {

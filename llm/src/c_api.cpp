@@ -153,14 +153,9 @@ int32_t llm_tokenize(const llm_model* m, const char* text, size_t len, int add_s
   }
   int32_t result = INT32_MIN;
   guard([&] {
-    auto ids = m->m->tokenizer->encode(std::string_view(text ? text : "", len), add_special != 0, parse_special != 0);
-    if (ids.size() > (size_t)INT32_MAX) throw llm::Error("too many tokens");
-    if ((int32_t)ids.size() > capacity) {
-      result = -(int32_t)ids.size();
-    } else {
-      std::copy(ids.begin(), ids.end(), tokens);
-      result = (int32_t)ids.size();
-    }
+    result = copy_tokens(
+        m->m->tokenizer->encode(std::string_view(text ? text : "", len), add_special != 0, parse_special != 0), tokens,
+        capacity);
     return LLM_OK;
   });
   return result;

@@ -64,13 +64,7 @@ int32_t llm_chat_tokenize(const llm_model* m, const llm_chat_message* msgs, int3
     if (add_bos && voc.add_bos && voc.bos >= 0) ids.push_back(voc.bos);
     const auto body = m->chat->tokenize(*m->m->tokenizer, v, add_assistant != 0);
     ids.insert(ids.end(), body.begin(), body.end());
-    if (ids.size() > (size_t)INT32_MAX) throw llm::Error("too many tokens");
-    if ((int32_t)ids.size() > capacity) {
-      r = -(int32_t)ids.size();
-    } else {
-      std::copy(ids.begin(), ids.end(), tokens);
-      r = (int32_t)ids.size();
-    }
+    r = copy_tokens(ids, tokens, capacity);
     return LLM_OK;
   });
   return r;

@@ -2,6 +2,7 @@
 // What the C API's sources share: the handles' structs, the live-handle
 // registry, and the wrapper that turns exceptions into a status and the
 // thread's last error.
+#include <algorithm>
 #include <atomic>
 #include <climits>
 #include <cstring>
@@ -98,6 +99,15 @@ inline int32_t copy_out(const std::string& s, char* buf, int32_t size) {
   if (!buf || size < (int32_t)s.size()) return -(int32_t)s.size();
   std::memcpy(buf, s.data(), s.size());
   return (int32_t)s.size();
+}
+
+// Copies token ids out C-style: the count, or -(count) when capacity is too
+// small.
+inline int32_t copy_tokens(const std::vector<int32_t>& ids, llm_token* tokens, int32_t capacity) {
+  if (ids.size() > (size_t)INT32_MAX) throw llm::Error("too many tokens");
+  if ((int32_t)ids.size() > capacity) return -(int32_t)ids.size();
+  std::copy(ids.begin(), ids.end(), tokens);
+  return (int32_t)ids.size();
 }
 
 }  // namespace capi

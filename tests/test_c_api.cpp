@@ -10,6 +10,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <string>
@@ -536,4 +537,53 @@ TEST_CASE("C API: SmolLM2's chat template as Jinja renders it; message text cann
   const llm_chat_message bad = {"robot", "hi"};
   CHECK(llm_chat_tokenize(a.m, &bad, 1, 0, 0, 0, ids.data(), 256) == INT32_MIN);
   CHECK(std::string(llm_last_error()).find("role") != std::string::npos);
+}
+
+TEST_CASE("C API: every call that succeeds clears the last error") {
+  Loaded a(converted("llama_st"));
+  llm_context* c = nullptr;
+  REQUIRE(llm_context_new(a.m, nullptr, &c) == LLM_OK);
+  llm_sampler* s = nullptr;
+  REQUIRE(llm_sampler_new(a.m, nullptr, &s) == LLM_OK);
+  llm_stream* st = nullptr;
+  REQUIRE(llm_stream_new(a.m, nullptr, 0, &st) == LLM_OK);
+  const llm_token ids[] = {4, 8, 15, 16};
+  REQUIRE(llm_eval(c, ids, 4, 1) == LLM_OK);
+  const llm_chat_message msg = {"user", "hi"};
+  char buf[512];
+  llm_token toks[64];
+  float emb[1024];
+  // Each call after a failure: it must leave "" behind.
+  const std::vector<std::pair<const char*, std::function<bool()>>> calls = {
+      {"llm_model_n_vocab", [&] { return llm_model_n_vocab(a.m) > 0; }},
+      {"llm_model_n_embd", [&] { return llm_model_n_embd(a.m) > 0; }},
+      {"llm_token_eos", [&] { return llm_token_eos(a.m) >= -1; }},
+      {"llm_model_desc", [&] { return llm_model_desc(a.m, buf, sizeof buf) > 0; }},
+      {"llm_tokenize", [&] { return llm_tokenize(a.m, "hi", 2, 1, 0, toks, 64) > 0; }},
+      {"llm_token_to_piece", [&] { return llm_token_to_piece(a.m, 5, buf, sizeof buf, 0) >= 0; }},
+      {"llm_detokenize", [&] { return llm_detokenize(a.m, ids, 4, buf, sizeof buf, 0) >= 0; }},
+      {"llm_chat_apply", [&] { return llm_chat_apply(a.m, &msg, 1, 1, 0, buf, sizeof buf) > 0; }},
+      {"llm_chat_tokenize", [&] { return llm_chat_tokenize(a.m, &msg, 1, 1, 0, 1, toks, 64) > 0; }},
+      {"llm_stream_push", [&] { return llm_stream_push(st, 5, nullptr) != nullptr; }},
+      {"llm_stream_flush", [&] { return llm_stream_flush(st) != nullptr; }},
+      {"llm_get_logits", [&] { return llm_get_logits(c, 2) != nullptr; }},
+      {"llm_n_past", [&] { return llm_n_past(c) == 4; }},
+      {"llm_n_ctx", [&] { return llm_n_ctx(c) > 0; }},
+      {"llm_sample", [&] { return llm_sample(s, c) >= 0; }},
+      {"llm_rewind", [&] { return llm_rewind(c, 4) == LLM_OK; }},
+      {"llm_context_set_cancel", [&] { return llm_context_set_cancel(c, 0) == LLM_OK; }},
+      {"llm_embed", [&] { return llm_embed(c, ids, 4, LLM_POOL_MEAN, 1, emb, 1024) > 0; }},
+      {"llm_eval", [&] { return llm_eval(c, ids, 1, 0) == LLM_OK; }},
+      {"llm_version", [&] { return llm_version() != nullptr; }},
+  };
+  for (const auto& [name, call] : calls) {
+    CAPTURE(name);
+    REQUIRE(llm_rewind(c, 100000) == LLM_ERR_INVALID_ARGUMENT);  // a failure first
+    REQUIRE(std::string(llm_last_error()) != "");
+    CHECK(call());
+    CHECK(std::string(llm_last_error()) == "");
+  }
+  llm_stream_free(st);
+  llm_sampler_free(s);
+  llm_context_free(c);
 }

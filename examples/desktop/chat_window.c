@@ -10,8 +10,8 @@
  * answer), which hands text to the window through g_idle_add; the window's
  * thread only starts work, and cancels it with llm_context_set_cancel.
  * --transcript appends every finished answer (and "[stopped]") to a file,
- * and "ready"/"answering" lines go to stdout: what the test under Xvfb
- * watches. */
+ * and "ready", "answering" and each answer's status line go to stdout: what
+ * the test under Xvfb watches. */
 #include <gtk/gtk.h>
 #include <string.h>
 
@@ -243,6 +243,8 @@ static gboolean on_answered(gpointer p) {
     char* s = g_strdup_printf("%d tokens, %.1f tokens/s%s", a->n_gen, a->seconds > 0 ? a->n_gen / a->seconds : 0.0,
                               a->stopped ? " (stopped)" : "");
     gtk_label_set_text(GTK_LABEL(app.status), s);
+    printf("status: %s\n", s);
+    fflush(stdout);
     g_free(s);
     write_transcript(a->answer->str);
     if (a->stopped) write_transcript("[stopped]");

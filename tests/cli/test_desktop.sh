@@ -108,6 +108,9 @@ print(f"{len(colours)} colours, dark pixels in the transcript area {dark_before}
 sys.exit(0 if len(colours) > 20 and dark_after > dark_before + 200 else 1)
 PY
 then pass "the screenshot shows the answer in the window"; else fail "the screenshot does not show the answer"; fi
+status=$(grep '^status: ' "$TMP/app1.out" | head -1)
+[[ $status =~ ^status:\ 24\ tokens,\ [0-9]+\.[0-9]\ tokens/s$ ]] && pass "the status bar says ${status#status: }" ||
+  fail "the status line: '$status'"
 kill "${pids[1]}" 2>/dev/null; wait "${pids[1]}" 2>/dev/null  # gone before the next window is looked for
 
 # Run 2: the model picked in the window's file dialog ("Open model..." at

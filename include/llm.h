@@ -207,9 +207,10 @@ typedef enum {
   LLM_POOL_LAST = 1, /* the last token's (it has seen all of them) */
   LLM_POOL_NONE = 2, /* every token's, n rows of n_embd */
 } llm_pooling;
-/* pooling: an llm_pooling value. The final hidden state (after the output norm: what the output matrix
- * turns into logits) of n tokens evaluated as a text of their own: the
- * context's cache is cleared first and holds them afterwards. normalize:
+/* The final hidden state (after the output norm: what the output matrix
+ * turns into logits) of n tokens evaluated as a text of their own, pooled
+ * as pooling (an llm_pooling value) says: the context's cache is cleared
+ * first and holds them afterwards. normalize:
  * each vector scaled to unit length (dot products are then cosine
  * similarities). Writes to out (capacity floats) and returns the count
  * (llm_model_n_embd, or n times that for LLM_POOL_NONE), or -(needed) when

@@ -64,6 +64,21 @@ T model_value(const llm_model* m, T bad, const char* fn, F&& f) {
   return f();
 }
 
+// The sampler's parameters between the C struct and the engine's, one field
+// list for both directions.
+template <class From, class To>
+void copy_sampling(const From& f, To& t) {
+  t.temp = f.temp;
+  t.top_k = f.top_k;
+  t.top_p = f.top_p;
+  t.min_p = f.min_p;
+  t.repeat_penalty = f.repeat_penalty;
+  t.frequency_penalty = f.frequency_penalty;
+  t.presence_penalty = f.presence_penalty;
+  t.penalty_last_n = f.penalty_last_n;
+  t.seed = f.seed;
+}
+
 }  // namespace
 
 extern "C" {
@@ -427,17 +442,8 @@ llm_status llm_rewind(llm_context* ctx, int32_t n_past) {
 
 llm_sampler_params llm_sampler_default_params(void) {
   ok();
-  llm::SamplingParams d;
   llm_sampler_params p;
-  p.temp = d.temp;
-  p.top_k = d.top_k;
-  p.top_p = d.top_p;
-  p.min_p = d.min_p;
-  p.repeat_penalty = d.repeat_penalty;
-  p.frequency_penalty = d.frequency_penalty;
-  p.presence_penalty = d.presence_penalty;
-  p.penalty_last_n = d.penalty_last_n;
-  p.seed = d.seed;
+  copy_sampling(llm::SamplingParams{}, p);
   return p;
 }
 
@@ -449,15 +455,7 @@ llm_status llm_sampler_new(const llm_model* m, const llm_sampler_params* p, llm_
   return guard(
       [&] {
         llm::SamplingParams sp;
-        sp.temp = d.temp;
-        sp.top_k = d.top_k;
-        sp.top_p = d.top_p;
-        sp.min_p = d.min_p;
-        sp.repeat_penalty = d.repeat_penalty;
-        sp.frequency_penalty = d.frequency_penalty;
-        sp.presence_penalty = d.presence_penalty;
-        sp.penalty_last_n = d.penalty_last_n;
-        sp.seed = d.seed;
+        copy_sampling(d, sp);
         auto s = std::make_unique<llm_sampler>();
         s->model = m->m;
         s->s = std::make_unique<llm::Sampler>(sp, m->m->hp.n_vocab);  // checks the ranges

@@ -37,10 +37,10 @@ extern "C" {
 #endif
 
 #define LLM_VERSION_MAJOR 0
-#define LLM_VERSION_MINOR 2
+#define LLM_VERSION_MINOR 3
 #define LLM_VERSION_PATCH 0
 
-/* The library's version, "0.2.0". */
+/* The library's version, "0.3.0" (0.3: llm_model_params.n_gpu_layers). */
 const char* llm_version(void);
 
 typedef int32_t llm_token;
@@ -83,6 +83,11 @@ typedef struct {
    * (LLM_ERR_CANCELLED). NULL: none. */
   int (*progress)(float fraction, void* user);
   void* progress_user;
+  /* Layers offloaded to the GPU, the last ones (past the layer count: the
+   * output matrix too, so a large value offloads everything); 0 (default):
+   * none. Needs a library built with the CUDA backend, else
+   * LLM_ERR_INVALID_ARGUMENT says so. */
+  int32_t n_gpu_layers;
 } llm_model_params;
 
 llm_model_params llm_model_default_params(void);

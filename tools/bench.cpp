@@ -14,6 +14,7 @@
 #include "busy.h"
 #include "common.h"
 #include "ggml/backend.h"
+#include "ggml/cuda.h"
 #include "llm/model.h"
 #include "llm/session.h"
 
@@ -82,6 +83,12 @@ int run(int argc, char** argv) {
     const int busy_n = tool::in_range(r, "busy", 0, 256, "a count from 0 to 256");
     tool::BusyCores busy(busy_n);  // until the end of the measurement
 
+    const int ngl = r["n-gpu-layers"].as<int>();
+    double gpu_bw = 0;  // GB/s
+    if (ngl > 0) {
+      gpu_bw = bw_on ? ggml::cuda_read_bandwidth() : 0;
+      if (fmt == "md") std::printf("GPU: %s, read bandwidth %.0f GB/s; -ngl %d\n\n", ggml::cuda_describe().c_str(), gpu_bw, ngl);
+    }
     if (fmt == "md") {
       if (busy_n) std::printf("%d other process%s spinning\n\n", busy_n, busy_n == 1 ? "" : "es");
       std::printf("| model | type | size | params | test | threads | t/s | roofline |\n|---|---|---|---|---|---|---|---|\n");
@@ -123,7 +130,7 @@ int run(int argc, char** argv) {
           // and SmolLM2 (92 MiB, which this VM's L3 holds) then ran its next
           // ~10 tokens 20-30% slower than the steady state the repetitions
           // are meant to measure (a throwaway per-token timing).
-          if (!t.prompt && bw_on && rep == -1) bws.push_back(measure_read_bandwidth(threads, size_t(512) << 20));
+          if (!t.prompt && bw_on && rep == -1 && ngl == 0) bws.push_back(measure_read_bandwidth(threads, size_t(512) << 20));
           auto t0 = Clock::now();
           if (t.prompt) {
             s.eval(ids);
@@ -133,12 +140,13 @@ int run(int argc, char** argv) {
           double sec = std::chrono::duration<double>(Clock::now() - t0).count();
           if (rep >= 0) tps.push_back(t.n / sec);
         }
-        if (!t.prompt && bw_on) bws.push_back(measure_read_bandwidth(threads, size_t(512) << 20));
+        if (!t.prompt && bw_on) bws.push_back(ngl > 0 ? gpu_bw : measure_read_bandwidth(threads, size_t(512) << 20));
         Stat st = stats(tps);
         double roof = 0;
         if (!t.prompt && bw_on) {
+          // With every layer offloaded the weights stream from the GPU's memory.
           const double bw = stats(bws).mean * 1e9;
-          roof = st.mean * (double)bytes_per_token(*m) / bw;
+          roof = bw > 0 ? st.mean * (double)bytes_per_token(*m) / bw : 0;
         }
         if (fmt == "md") {
           std::printf("| %s | %s | %.1f MiB | %.1f M | %s | %d | %.2f ± %.2f | %s |\n", m->name().c_str(),
@@ -152,6 +160,7 @@ int run(int argc, char** argv) {
                       busy_n, st.mean, st.sd);
           for (size_t i = 0; i < tps.size(); i++) std::printf("%s%.3f", i ? ", " : "", tps[i]);
           std::printf("]");
+          if (ngl > 0) std::printf(", \"n_gpu_layers\": %d, \"gpu\": \"%s\"", m->n_gpu_layers(), json_escape(m->device_name()).c_str());
           if (!t.prompt && bw_on)
             std::printf(", \"read_bw_gbs\": %.2f, \"bytes_per_token\": %llu, \"roofline_fraction\": %.4f",
                         stats(bws).mean, (unsigned long long)bytes_per_token(*m), roof);

@@ -79,6 +79,10 @@ template int64_t in_range(const cxxopts::ParseResult&, const std::string&, int64
 template float in_range(const cxxopts::ParseResult&, const std::string&, float, float, const std::string&);
 
 int guarded_main(const std::string& name, int (*body)(int, char**), int argc, char** argv) {
+  // llama.cpp's spelling, which cxxopts would read as -n -g -l.
+  static char ngl[] = "--n-gpu-layers";
+  for (int i = 1; i < argc; i++)
+    if (std::strcmp(argv[i], "-ngl") == 0) argv[i] = ngl;
   try {
     return body(argc, argv);
   } catch (const cxxopts::exceptions::exception& e) {
@@ -95,11 +99,17 @@ void add_model_options(cxxopts::Options& opts) {
       ("mmap", "compute with the weights straight from the file map as stored (instant load, pages shared "
                "between processes; generation slower on some machines; implies --no-repack)")
       ("no-repack", "keep every weight in its stored layout (no load-time rearranging for the CPU's faster "
-                    "kernels; the results are the same)");
+                    "kernels; the results are the same)")
+      ("n-gpu-layers", "offload the last N layers to the GPU (-ngl N; past the layer count the output "
+                           "matrix too: -ngl 99 offloads everything); needs the CUDA build",
+       cxxopts::value<int>()->default_value("0"));
 }
 
 llm::LoadOptions load_options(const cxxopts::ParseResult& r) {
-  return llm::LoadOptions::for_flags(r.count("mmap") > 0, r.count("no-repack") > 0);
+  llm::LoadOptions o = llm::LoadOptions::for_flags(r.count("mmap") > 0, r.count("no-repack") > 0);
+  o.n_gpu_layers = r["n-gpu-layers"].as<int>();
+  if (o.n_gpu_layers < 0) throw std::runtime_error("--n-gpu-layers must be 0 or more");
+  return o;
 }
 
 void add_lora_options(cxxopts::Options& opts) {

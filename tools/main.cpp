@@ -160,8 +160,12 @@ void generate(Sink& sink, llm::Sampler& smp, const llm::Tokenizer& tok, int n_pr
 void print_inference_plan(const llm::Model& model, llm::Session& session, bool json) {
   const size_t work = session.reserve();
   const llm::ProcessBaseline now = llm::ProcessBaseline::measure(model);
-  const size_t weights = size_t(model.weight_bytes()), copies = weights - size_t(model.mapped_bytes());
-  const size_t kv = session.kv_bytes(), scratch = session.scratch_bytes() + work;
+  // Offloaded weights and caches are in GPU memory, not the process's; the
+  // graphs' buffers are on both sides (pinned host memory and its GPU copy).
+  const size_t gpu_weights = size_t(model.device_bytes()), gpu_kv = session.kv_device_bytes();
+  const size_t weights = size_t(model.weight_bytes()) - gpu_weights;
+  const size_t copies = weights - size_t(model.mapped_bytes());
+  const size_t kv = session.kv_bytes() - gpu_kv, scratch = session.scratch_bytes() + work;
   const size_t sampling = size_t(model.hp.n_vocab) * 16;
   const size_t known = copies + kv;
   const size_t runtime = (now.own() > known ? now.own() - known : 0) + sampling;
@@ -169,6 +173,9 @@ void print_inference_plan(const llm::Model& model, llm::Session& session, bool j
   if (json) {
     nlohmann::json j = {{"weights_bytes", weights}, {"kv_cache_bytes", kv}, {"scratch_bytes", scratch},
                         {"runtime_bytes", runtime}, {"peak_bytes", peak}, {"n_ctx", session.n_ctx()}};
+    if (model.n_gpu_layers() > 0)
+      j["gpu"] = {{"n_gpu_layers", model.n_gpu_layers()}, {"weights_bytes", gpu_weights}, {"kv_cache_bytes", gpu_kv},
+                  {"scratch_bytes", session.scratch_bytes()}, {"device", model.device_name()}};
     std::printf("%s\n", j.dump().c_str());
     return;
   }
@@ -178,6 +185,12 @@ void print_inference_plan(const llm::Model& model, llm::Session& session, bool j
   std::printf("  %-44s %12s\n", "scratch (graphs' buffers, kernels' work)", llm::format_mib(scratch).c_str());
   std::printf("  %-44s %12s\n", "runtime (code, libraries, tokenizer, logits)", llm::format_mib(runtime).c_str());
   std::printf("  %-44s %12s\n", "predicted peak resident memory", llm::format_mib(peak).c_str());
+  if (model.n_gpu_layers() > 0) {
+    std::printf("GPU memory (%s, %d layers offloaded):\n", model.device_name().c_str(), model.n_gpu_layers());
+    std::printf("  %-44s %12s\n", "weights", llm::format_mib(gpu_weights).c_str());
+    std::printf("  %-44s %12s\n", "KV cache", llm::format_mib(gpu_kv).c_str());
+    std::printf("  %-44s %12s\n", "graphs' buffers", llm::format_mib(session.scratch_bytes()).c_str());
+  }
 }
 
 int run(int argc, char** argv) {
@@ -291,6 +304,9 @@ int run(int argc, char** argv) {
                  model->name().c_str(), llm::arch_name(model->hp.arch), model->type_name().c_str(),
                  model->n_params() / 1e6, model->weight_bytes() / 1048576.0, st.load_s, (long long)session.n_ctx(),
                  sp.n_threads > 0 ? sp.n_threads : (int)sysconf(_SC_NPROCESSORS_ONLN));
+    if (model->n_gpu_layers() > 0)
+      std::fprintf(stderr, "main: %d of %lld layers on %s (%.1f MiB of weights)\n", model->n_gpu_layers(),
+                   (long long)model->hp.n_layer, model->device_name().c_str(), model->device_bytes() / 1048576.0);
   };
   auto accept_all = [&](const std::vector<int32_t>& ids) {
     for (int32_t id : ids) sampler.accept(id);

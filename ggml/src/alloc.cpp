@@ -117,7 +117,7 @@ void GraphAllocator::allocate(Graph& g) {
   size_ = mode_ == Mode::NoReuse ? unplanned_ : fl.high_water();
   if (size_ > capacity_ || !buf_) {
     buf_.reset();
-    buf_ = backend_ ? backend_->alloc(aligned(size_)) : host_buffer(aligned(size_));
+    buf_ = backend_ ? backend_->alloc_graph(aligned(size_)) : host_buffer(aligned(size_));
     capacity_ = aligned(size_);
   }
   char* base = static_cast<char*>(buf_->base());

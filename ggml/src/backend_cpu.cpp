@@ -66,6 +66,9 @@ class CpuBackend : public Backend {
   void set_threads(int n) override { exec_.set_threads(n); }
   int threads() const override { return exec_.threads(); }
   void compute(Graph& g) override { exec_.compute(g, abort_ ? &abort_ : nullptr); }
+  void compute_nodes(Graph& g, const std::vector<Tensor*>& nodes) override {
+    exec_.compute(g, abort_ ? &abort_ : nullptr, &nodes);
+  }
   size_t work_size(const Graph& g) const override { return exec_.work_size(g); }
 
  private:
@@ -82,22 +85,6 @@ std::unique_ptr<Backend> cpu_backend(int n_threads) { return std::make_unique<Cp
 const Backend& default_backend() {
   static const CpuBackend b(1, cpu::best());
   return b;
-}
-
-Scheduler::Scheduler(std::vector<std::shared_ptr<Backend>> backends) : backends_(std::move(backends)) {
-  if (backends_.empty()) fail("scheduler: no backend");
-}
-
-void Scheduler::plan(Graph& g, Context& ctx) {
-  // One backend for the whole graph until a second one can take a part of it.
-  for (const Tensor* n : g.nodes())
-    GGML_CHECK(backends_.front()->supports(n), n, "no backend computes " + std::string(op_name(n->op)) + " here");
-  backends_.front()->optimize(g, ctx);
-}
-
-void Scheduler::compute(Graph& g) { backends_.front()->compute(g); }
-void Scheduler::set_abort(const std::function<bool()>& f) {
-  for (auto& b : backends_) b->set_abort(f);
 }
 
 }  // namespace ggml

@@ -244,7 +244,7 @@ size_t Executor::work_size(const Graph& g) const {
   return std::max(work_.size(), ws + 64);
 }
 
-void Executor::compute(Graph& g, const std::function<bool()>* abort) {
+void Executor::compute(Graph& g, const std::function<bool()>* abort, const std::vector<Tensor*>* part) {
   for (const Tensor* l : g.leafs()) GGML_CHECK(l->data != nullptr, l, "leaf has no data (set it or allocate it)");
   for (Tensor* n : g.nodes()) {
     if (n->view_src) {
@@ -257,7 +257,7 @@ void Executor::compute(Graph& g, const std::function<bool()>* abort) {
   if (ws > work_.size()) work_.resize(ws);
 
   ErrorSink err;
-  const auto& nodes = g.nodes();
+  const auto& nodes = part ? *part : g.nodes();
   const int nth = adapt_->team(n_threads_);
   last_team_ = nth;
   // Two sets of work counters, nodes alternating between them: a thread

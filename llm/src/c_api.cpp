@@ -7,6 +7,7 @@
 #include <unordered_set>
 
 #include "c_api_internal.h"
+#include "ggml/cuda.h"
 
 namespace capi {
 
@@ -99,6 +100,7 @@ llm_model_params llm_model_default_params(void) {
   p.n_threads = 0;
   p.progress = nullptr;
   p.progress_user = nullptr;
+  p.n_gpu_layers = 0;
   return p;
 }
 
@@ -107,10 +109,14 @@ llm_status llm_model_load_ex(const char* path, const llm_model_params* params, l
   *out = nullptr;
   const llm_model_params p = params ? *params : llm_model_default_params();
   if (p.n_threads < 0) return invalid("llm_model_load: n_threads must not be negative");
+  if (p.n_gpu_layers < 0) return invalid("llm_model_load: n_gpu_layers must not be negative");
+  if (std::string why; p.n_gpu_layers > 0 && !ggml::device_available(&why))
+    return invalid("llm_model_load: n_gpu_layers: " + why);
   return guard(
       [&] {
         llm::LoadOptions o = llm::LoadOptions::for_flags(p.use_mmap != 0, false);
         o.n_threads = p.n_threads;
+        o.n_gpu_layers = p.n_gpu_layers;
         if (p.progress) o.progress = [&](double f) { return p.progress((float)f, p.progress_user) == 0; };
         auto m = std::make_unique<llm_model>();
         m->m = llm::Model::load(path, o);

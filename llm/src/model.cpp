@@ -15,6 +15,7 @@
 #endif
 
 #include "ggml/backend.h"
+#include "ggml/cuda.h"
 #include "ggml/ops.h"
 #include "llm/error.h"
 
@@ -66,6 +67,11 @@ struct Loader {
   uint64_t& bytes;
   uint64_t& mapped;
   std::map<ggml::Type, uint64_t> type_count;
+  // The GPU backend, and whether the tensors loaded now go to it: they are
+  // then used from the file map (copied to the GPU after the load, their
+  // pages then released), never copied or rearranged on the host.
+  ggml::Backend* device = nullptr;
+  bool to_device = false;
   uint64_t done = 0, total = 0;  // the file's tensor bytes, for opt.progress
 
   void loaded(const gguf::TensorInfo* ti) {
@@ -105,6 +111,7 @@ struct Loader {
   enum class Hold { F32, Prepared, Copy, Mapped };
   Hold hold(const gguf::TensorInfo* ti, size_t dims) const {
     if (opt.f32_weights || (dims == 1 && ti->type != ggml::Type::F32)) return Hold::F32;
+    if (to_device && device->supports_type(ti->type)) return Hold::Mapped;
     if (opt.repack && dims == 2) {
       ggml::Tensor probe;
       probe.type = ti->type;
@@ -235,6 +242,50 @@ std::string Model::name() const {
 
 std::string Model::type_name() const { return main_type_; }
 
+std::string Model::device_name() const { return device_ ? device_->name() : std::string(); }
+
+// Copies the offloaded tensors the loader left on the file map (or in F32)
+// into one GPU buffer; their host pages are released.
+void Model::offload(Model& m, bool all) {
+  std::vector<ggml::Tensor*> ts;
+  auto take = [&](ggml::Tensor* t) {
+    if (t && !t->view_src && m.device_->supports_type(t->type)) ts.push_back(t);
+  };
+  for (int64_t il = 0; il < m.hp.n_layer; il++) {
+    if (!m.layer_on_device(il)) continue;
+    const Layer& l = m.layers[size_t(il)];
+    for (ggml::Tensor* t : {l.attn_norm, l.attn_norm_b, l.wq, l.wk, l.wv, l.wqkv, l.wo, l.bq, l.bk, l.bv, l.bqkv, l.bo,
+                            l.ffn_norm, l.ffn_norm_b, l.w_gate, l.w_up, l.w_down, l.b_up, l.b_down})
+      take(t);
+  }
+  if (all) {
+    for (ggml::Tensor* t : {m.output_norm, m.output_norm_b, m.output, m.output_b}) take(t);
+    if (!m.output) take(m.tok_embd);
+  }
+  auto padded = [](size_t n) { return (n + 255) / 256 * 256; };
+  size_t total = 0;
+  for (const ggml::Tensor* t : ts) total += padded(t->nbytes());
+  m.device_buf_ = m.device_->alloc(total);
+  char* at = static_cast<char*>(m.device_buf_->base());
+  for (ggml::Tensor* t : ts) {
+    // Only tensors the loader kept as stored (or made F32) are here: a host
+    // layout of the CPU's would not be the GPU's.
+    if (t->layout != 0) throw Error("offload: '" + t->name + "' is held in a CPU layout");
+    const size_t n = t->nbytes();
+    m.device_->write(at, t->data, n);
+    const char* map = static_cast<const char*>(m.file_->bytes());
+    const bool mapped = t->data >= map && t->data < map + m.file_->size();
+    if (mapped) {
+      release_pages(t->data, n);
+      m.mapped_bytes_ -= n;
+    }
+    t->data = at;
+    t->flags |= ggml::FLAG_DEVICE;
+    m.device_bytes_ += n;
+    at += padded(n);
+  }
+}
+
 std::unique_ptr<Model> Model::load(const std::string& path, const LoadOptions& opt) {
   std::unique_ptr<Model> m(new Model());
   m->file_ = gguf::File::open(path);
@@ -275,7 +326,22 @@ std::unique_ptr<Model> Model::load(const std::string& path, const LoadOptions& o
   for (const auto& ti : f.tensors()) L.total += ti.nbytes;
   OmpThreads threads(opt.n_threads);
   const int64_t E = hp.n_embd, V = hp.n_vocab, F = hp.n_ff, EKV = hp.n_embd_kv();
+  if (opt.n_gpu_layers < 0) throw Error("the GPU layer count must be 0 or more");
+  m->n_gpu_layers_ = (int)std::min<int64_t>(opt.n_gpu_layers, hp.n_layer);
+  m->gpu_device_ = opt.gpu_device;
+  if (m->n_gpu_layers_ > 0) {
+    try {
+      m->device_ = ggml::device_backend(opt.gpu_device);
+    } catch (const ggml::Error& e) {
+      throw Error(std::string("-ngl ") + std::to_string(opt.n_gpu_layers) + ": " + e.what());
+    }
+    L.device = m->device_.get();
+  }
+  const bool all_on_device = m->n_gpu_layers_ > 0 && m->n_gpu_layers_ == hp.n_layer;
+  // A tied output matrix is the token embedding: on the GPU with the output.
+  L.to_device = all_on_device && !f.find_tensor("output.weight");
   m->tok_embd = L.get("token_embd.weight", {E, V});
+  L.to_device = all_on_device;
   m->output_norm = L.get("output_norm.weight", {E});
   if (A != Arch::LLAMA) m->output_norm_b = L.get("output_norm.bias", {E});
   m->output = L.get("output.weight", {E, V}, A != Arch::LLAMA);
@@ -288,6 +354,7 @@ std::unique_ptr<Model> Model::load(const std::string& path, const LoadOptions& o
   m->layers.resize((size_t)hp.n_layer);
   for (int il = 0; il < (int)hp.n_layer; il++) {
     Layer& l = m->layers[il];
+    L.to_device = m->layer_on_device(il);
     auto n = [&](const char* t, const char* s) { return tn::blk(il, t) + "." + s; };
     l.attn_norm = L.get(n(tn::ATTN_NORM, "weight"), {E});
     if (A == Arch::LLAMA) {
@@ -329,6 +396,7 @@ std::unique_ptr<Model> Model::load(const std::string& path, const LoadOptions& o
       l.b_down = L.get(n(tn::FFN_DOWN, "bias"), {E});
     }
   }
+  if (m->device_) offload(*m, all_on_device);
   if (opt.progress && !opt.progress(1.0)) throw Cancelled(f.path() + ": loading cancelled");
   uint64_t best = 0;
   for (const auto& [t, c] : L.type_count)

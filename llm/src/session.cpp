@@ -9,6 +9,7 @@
 #include <cstring>
 
 #include "blocks.h"
+#include "ggml/cuda.h"
 
 namespace llm {
 
@@ -30,16 +31,24 @@ struct TokenGraph {
 };
 
 struct Session::Impl {
-  ggml::Scheduler sched;  // first: the buffers below are its backend's, freed before it
+  ggml::Scheduler sched;  // first: the buffers below are its backends', freed before them
   ggml::Context cache_ctx{size_t(1) << 20};
   std::vector<Tensor*> k, v;
-  std::unique_ptr<ggml::Buffer> kv_buf;
+  std::unique_ptr<ggml::Buffer> kv_buf, kv_dev_buf;  // the host's layers, the GPU's
   ggml::GraphAllocator alloc;
   TokenGraph token;
-  size_t kv_bytes = 0;
-  explicit Impl(int threads) : sched({ggml::cpu_backend(threads)}) {
-    alloc.set_backend(&sched.primary());
-    token.alloc.set_backend(&sched.primary());
+  size_t kv_bytes = 0, kv_dev_bytes = 0;
+  // With offloaded layers a GPU backend of the session's own (its stream and
+  // scratch) goes first; graph memory is then mirrored on the GPU.
+  static std::vector<std::shared_ptr<ggml::Backend>> backends(const Model& m, int threads) {
+    std::vector<std::shared_ptr<ggml::Backend>> b;
+    if (m.n_gpu_layers() > 0) b.push_back(ggml::device_backend(m.gpu_device()));
+    b.push_back(ggml::cpu_backend(threads));
+    return b;
+  }
+  Impl(const Model& m, int threads) : sched(backends(m, threads)) {
+    alloc.set_backend(&sched.graph_memory());
+    token.alloc.set_backend(&sched.graph_memory());
   }
 };
 
@@ -101,11 +110,13 @@ Session::Session(const Model& model, const SessionParams& p) : model_(model) {
                 std::to_string((int64_t)(kv_need / (1 << 20))) + " MiB, more than this machine's " +
                 std::to_string((int64_t)(phys / (1 << 20))) + " MiB of memory (lower -c, or --no-memory-check)");
   int threads = p.n_threads > 0 ? p.n_threads : ggml::physical_cores();
-  impl_ = std::make_unique<Impl>(threads);
+  impl_ = std::make_unique<Impl>(model, threads);
   n_batch_ = p.n_batch;
   loras_ = p.loras;
   if (p.token_graph_span < 0) throw Error("the token graph span must be 0 or positive");
   token_graph_span_ = p.token_graph_span;
+  size_t host_bytes = 0, dev_bytes = 0;
+  auto padded = [](size_t n) { return (n + 63) / 64 * 64; };
   for (int il = 0; il < (int)hp.n_layer; il++) {
     // Keys by position (rows of head_dim); values transposed (rows of positions)
     // so that probabilities x values is a plain matrix product.
@@ -113,17 +124,27 @@ Session::Session(const Model& model, const SessionParams& p) : model_(model) {
     Tensor* v = impl_->cache_ctx.new_tensor_external(p.kv_type, {n_ctx_, hp.head_dim(), hp.n_head_kv}, "v_cache." + std::to_string(il));
     impl_->k.push_back(k);
     impl_->v.push_back(v);
-    impl_->kv_bytes += (k->nbytes() + 63) / 64 * 64 + (v->nbytes() + 63) / 64 * 64;
+    (model.layer_on_device(il) ? dev_bytes : host_bytes) += padded(k->nbytes()) + padded(v->nbytes());
   }
-  // The cache in memory of the backend that computes with it (one buffer,
-  // 64-byte aligned tensors), zeroed where the host can see it.
-  impl_->kv_buf = impl_->sched.primary().alloc(impl_->kv_bytes);
+  impl_->kv_bytes = host_bytes + dev_bytes;
+  impl_->kv_dev_bytes = dev_bytes;
+  // Each layer's cache in the memory of the backend that computes with it
+  // (one buffer each side, 64-byte aligned tensors), zeroed.
+  impl_->kv_buf = impl_->sched.host().alloc(host_bytes);
+  std::memset(impl_->kv_buf->base(), 0, host_bytes);
   char* at = static_cast<char*>(impl_->kv_buf->base());
-  if (impl_->sched.primary().host_memory()) std::memset(at, 0, impl_->kv_bytes);
+  char* at_dev = nullptr;
+  if (dev_bytes) {
+    impl_->kv_dev_buf = impl_->sched.primary().alloc(dev_bytes);  // a device's memory comes zeroed
+    at_dev = static_cast<char*>(impl_->kv_dev_buf->base());
+  }
   for (int il = 0; il < (int)hp.n_layer; il++) {
+    const bool dev = model.layer_on_device(il);
     for (Tensor* t : {impl_->k[size_t(il)], impl_->v[size_t(il)]}) {
-      t->data = at;
-      at += (t->nbytes() + 63) / 64 * 64;
+      char*& p = dev ? at_dev : at;
+      t->data = p;
+      if (dev) t->flags |= ggml::FLAG_DEVICE;
+      p += padded(t->nbytes());
     }
   }
 }
@@ -169,7 +190,7 @@ size_t Session::reserve() {
   build_forward(model_, ctx, g, n_ctx_ - nt, nt, 1, impl_->k, impl_->v, -1, loras_);
   impl_->sched.plan(g, ctx);
   impl_->alloc.allocate(g);
-  ggml::Backend& be = impl_->sched.primary();
+  ggml::Backend& be = impl_->sched.host();
   size_t work = be.work_size(g);
   if (token_graph_span_ > 0) {
     if (impl_->token.cap < n_ctx_) build_token_graph(n_ctx_ - 1);
@@ -179,6 +200,9 @@ size_t Session::reserve() {
 }
 
 size_t Session::kv_bytes() const { return impl_->kv_bytes; }
+size_t Session::kv_device_bytes() const { return impl_->kv_dev_bytes; }
+std::vector<size_t> Session::placement() const { return impl_->sched.last_placement(); }
+size_t Session::last_copies() const { return impl_->sched.last_copies(); }
 size_t Session::scratch_bytes() const { return impl_->alloc.buffer_size() + impl_->token.alloc.buffer_size(); }
 
 const float* Session::logits() const {

@@ -7,10 +7,12 @@
 // model layer (llm/) sees only this header, GGUF types and plain ops.
 //
 // A Scheduler runs a graph over the backends it is given. With one backend
-// (today) it hands the graph over whole; a second backend (CUDA) will take
-// the nodes whose weights live in its memory, with copies inserted where a
-// value crosses between them, behind the same three calls.
+// it hands the graph over whole. With a device backend (CUDA) first, the
+// device takes the nodes that read its memory (weights and KV cache of the
+// offloaded layers) and the nodes fed by those it supports; the CPU takes
+// the rest; values are copied where they cross between the two (docs/cuda.md).
 #include <cstddef>
+#include <cstring>
 #include <functional>
 #include <memory>
 #include <string>
@@ -41,7 +43,14 @@ class Backend {
   virtual bool supports_type(Type t) const = 0;
   virtual bool supports(const Tensor* node) const = 0;
 
+  // Memory of the backend (a device's is zeroed).
   virtual std::unique_ptr<Buffer> alloc(size_t bytes) = 0;
+  // Memory for a graph's planned results, which either side may compute: host
+  // memory, and for a device backend a device copy of the same size beside it
+  // (a result at offset o of the one is at offset o of the other).
+  virtual std::unique_ptr<Buffer> alloc_graph(size_t bytes) { return alloc(bytes); }
+  // Writes host bytes into its memory (weights at load), waiting for the copy.
+  virtual void write(void* dst, const void* src, size_t n) { std::memcpy(dst, src, n); }
 
   // A weight matrix held in a layout of the backend's own (rearranged blocks
   // for its kernels): the bytes that takes (0: the stored bytes are used as
@@ -58,6 +67,16 @@ class Backend {
   // Computes a planned graph; throws ggml::Error for bad runtime input, and
   // ggml::Cancelled when the abort check (set_abort) returned true.
   virtual void compute(Graph& g) = 0;
+  // Computes only these nodes of g (in g's order): a scheduler's part.
+  virtual void compute_nodes(Graph& g, const std::vector<Tensor*>& nodes) = 0;
+  // A device backend's copies between a tensor's host memory and its own
+  // (both whole roots: a leaf or a planned result), in its stream order;
+  // synchronize() waits for all of them and its computes. No-ops on the host.
+  virtual void to_device(const Tensor*) {}
+  virtual void to_host(const Tensor*) {}
+  virtual void synchronize() {}
+  // A new compute of a graph starts: copies made in the last one are stale.
+  virtual void begin_compute() {}
   // Called by one thread after every node of a compute (cheap, may come from
   // any thread of the compute); true stops it before the next node. Empty: none.
   void set_abort(std::function<bool()> f) { abort_ = std::move(f); }
@@ -82,19 +101,39 @@ std::unique_ptr<Backend> cpu_backend(int n_threads = 1);
 // backend for the process (it keeps no state a load could disturb).
 const Backend& default_backend();
 
+// The device backend layers are offloaded to (-ngl): the CUDA backend on GPU
+// `device`; with GGML_DEVICE=emulated in the environment, a device emulated
+// in host memory (CPU kernels on copies of their own, copies as a GPU's: for
+// tests on machines without one). Throws ggml::Error saying why there is none.
+std::shared_ptr<Backend> device_backend(int device = 0);
+std::shared_ptr<Backend> emulated_device_backend();
+// Whether device_backend() can give one; why not otherwise.
+bool device_available(std::string* why = nullptr);
+
 class Scheduler {
  public:
   // The first backend that supports a node runs it; the last must be one
   // that runs everything (the CPU).
   explicit Scheduler(std::vector<std::shared_ptr<Backend>> backends);
-  // Checks every node has a backend and lets it rewrite the graph.
+  // Places every node on a backend (Tensor::backend), checking each has one,
+  // and lets the backend rewrite the graph when one computes all of it.
   void plan(Graph& g, Context& ctx);
   void compute(Graph& g);
   void set_abort(const std::function<bool()>& f);  // on every backend
-  Backend& primary() { return *backends_.front(); }  // where graph memory is allocated
+  Backend& primary() { return *backends_.front(); }
+  Backend& host() { return *backends_.back(); }  // the CPU: work memory, host leaves
+  // The backend whose alloc_graph() gives a graph's planned memory.
+  Backend& graph_memory() { return *backends_.front(); }
+  size_t n_backends() const { return backends_.size(); }
+  // Nodes (views not counted) of the last plan() on each backend, and values
+  // copied between them in the last compute(): for tests and --verbose.
+  std::vector<size_t> last_placement() const { return placed_; }
+  size_t last_copies() const { return copies_; }
 
  private:
   std::vector<std::shared_ptr<Backend>> backends_;
+  std::vector<size_t> placed_;
+  size_t copies_ = 0;
 };
 
 }  // namespace ggml

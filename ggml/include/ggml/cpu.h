@@ -200,7 +200,8 @@ class Executor {
   // Throws ggml::Error for bad runtime input (e.g. a token id out of range).
   // abort: asked by thread 0 after each node; true ends the compute there
   // (every thread leaves at the same node) with ggml::Cancelled.
-  void compute(Graph& g, const std::function<bool()>* abort = nullptr);
+  // nodes: only these of g's nodes (a scheduler's part), else all of them.
+  void compute(Graph& g, const std::function<bool()>* abort = nullptr, const std::vector<Tensor*>* nodes = nullptr);
   size_t work_size() const { return work_.size(); }
   size_t work_size(const Graph& g) const;  // what compute(g) makes the work buffer (the bytes it touches)
 

@@ -67,6 +67,9 @@ enum TensorFlags : uint32_t {
   // graph orders it after its readers' other inputs, so it is made just
   // before it is needed, not kept from the start of the backward pass.
   FLAG_RECOMPUTE = 8,
+  // data is in a device backend's memory (a GPU's): the host never reads it;
+  // views of it are views into that memory.
+  FLAG_DEVICE = 16,
 };
 
 // A tensor of up to 4 dimensions. ne[] are element counts, nb[] byte strides
@@ -86,6 +89,8 @@ struct Tensor {
   // 0: the bytes as GGUF lays out `type`; else an arrangement of the backend
   // that holds them (Backend::prepare_weight), which views keep.
   uint8_t layout = 0;
+  // Which of its scheduler's backends computes this node (Scheduler::plan).
+  uint8_t backend = 0;
   std::string name;
 
   int64_t nelements() const { return ne[0] * ne[1] * ne[2] * ne[3]; }

@@ -59,6 +59,12 @@ struct LoadOptions {
   const ggml::Backend* backend = nullptr;
   // Threads that copy and rearrange weights (0: OpenMP's default).
   int n_threads = 0;
+  // Layers whose weights (and KV cache) live on the GPU, the last ones of
+  // the model; past the layer count, the output matrix and norm too (and a
+  // tied token embedding). Weights of types the GPU backend does not compute
+  // (the K-quants) stay in host memory. Needs a build with the CUDA backend.
+  int n_gpu_layers = 0;
+  int gpu_device = 0;
   // Called after each weight with the share of the file's tensor bytes
   // loaded (0..1, 1 last); returning false stops the load (llm::Cancelled).
   std::function<bool(double)> progress;
@@ -91,9 +97,22 @@ class Model {
   // Of those, the bytes computed with straight from the file map (resident
   // once touched; the rest are copies in memory of their own).
   uint64_t mapped_bytes() const { return mapped_bytes_; }
+  // GPU offload (LoadOptions::n_gpu_layers): layers offloaded (clamped to the
+  // layer count), whether layer il is one, the device's name and the weight
+  // bytes in its memory.
+  int n_gpu_layers() const { return n_gpu_layers_; }
+  bool layer_on_device(int64_t il) const { return n_gpu_layers_ > 0 && il >= hp.n_layer - n_gpu_layers_; }
+  int gpu_device() const { return gpu_device_; }
+  std::string device_name() const;
+  uint64_t device_bytes() const { return device_bytes_; }
 
  private:
   Model() = default;
+  static void offload(Model& m, bool all);
+  std::shared_ptr<ggml::Backend> device_;  // before the buffer: freed after it
+  std::unique_ptr<ggml::Buffer> device_buf_;
+  int n_gpu_layers_ = 0, gpu_device_ = 0;
+  uint64_t device_bytes_ = 0;
   std::unique_ptr<gguf::File> file_;
   ggml::Context ctx_{size_t(1) << 20};
   uint64_t n_params_ = 0, weight_bytes_ = 0, mapped_bytes_ = 0;

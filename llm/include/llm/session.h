@@ -62,6 +62,11 @@ class Session {
   void rewind(int64_t n_past);  // forget positions >= n_past
   int64_t n_ctx() const { return n_ctx_; }
   size_t kv_bytes() const;
+  size_t kv_device_bytes() const;  // of those, in GPU memory (offloaded layers)
+  // Nodes the last planned graph put on each backend (GPU first when there is
+  // one) and values its last compute copied between them.
+  std::vector<size_t> placement() const;
+  size_t last_copies() const;
   size_t scratch_bytes() const;  // the graphs' planned buffers (they grow to the largest seen)
   // Builds and plans, without computing, the largest graphs this session
   // meets when it fills its context: a prompt batch ending at the last

@@ -8,7 +8,9 @@ TOOLS   := bench-ops tokenize convert main quantize bench perplexity finetune-lo
 # "Entering/Leaving directory" lines around its work (~100 per build).
 MAKEFLAGS += --no-print-directory
 
-.PHONY: run all tools deps configure install test test-desktop test-portable test-neon test-sanitize fuzz-build fuzz-gguf fuzz-checkpoint fuzz-convert fuzz-tokenize bench clean
+NVCC    ?= $(shell command -v nvcc 2>/dev/null || ls /usr/local/cuda/bin/nvcc 2>/dev/null)
+
+.PHONY: run all tools deps configure install test cuda test-cuda-build test-desktop test-portable test-neon test-sanitize fuzz-build fuzz-gguf fuzz-checkpoint fuzz-convert fuzz-tokenize bench clean
 
 all: deps configure
 	cmake --build $(BUILD) -j $(JOBS)
@@ -27,6 +29,21 @@ configure:
 
 test: all
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+
+# The tools with the CUDA backend (-ngl N), built in build-cuda and left at
+# the root like `make`'s: needs the CUDA toolkit (nvcc, cuBLAS).
+cuda:
+	@if [ -z "$(NVCC)" ]; then echo "make cuda: no nvcc (the CUDA toolkit) found"; exit 1; fi
+	@$(MAKE) all BUILD=build-cuda CMAKE_FLAGS="$(CMAKE_FLAGS) -DGGML_CUDA=ON -DCMAKE_CUDA_COMPILER=$(NVCC)"
+
+# The CUDA backend compiled and linked wherever nvcc is, and its tests run
+# (without a GPU they say so and pass; scripts/cuda-device-check.sh is the
+# run on a GPU machine).
+test-cuda-build: deps
+	@if [ -z "$(NVCC)" ]; then echo "test-cuda-build: no nvcc (the CUDA toolkit) here: skipped"; exit 0; fi; \
+	cmake -S . -B build-cuda -DCMAKE_BUILD_TYPE=Release -DGGML_CUDA=ON -DCMAKE_CUDA_COMPILER=$(NVCC) >/dev/null && \
+	cmake --build build-cuda -j $(JOBS) --target main bench perplexity test_cuda test_offload && \
+	cd build-cuda && ctest --output-on-failure -R "test_cuda|test_offload"
 
 # The GTK 4 chat window (examples/desktop) built and run under Xvfb: a
 # question typed, the answer checked on screen and as text, Escape stopping one.

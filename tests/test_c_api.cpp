@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "llm.h"
+#include "ggml/backend.h"
 #include "llm/convert.h"
 #include "llm/model.h"
 
@@ -282,6 +283,37 @@ TEST_CASE("C API: load options (file map or copy, threads) give the same logits;
   CHECK(calls == 2);  // it stopped at once
   p.n_threads = -1;
   CHECK(llm_model_load_ex(path.c_str(), &p, &m) == LLM_ERR_INVALID_ARGUMENT);
+}
+
+TEST_CASE("C API: n_gpu_layers offloads (emulated device: the CPU's logits), and without a device is refused") {
+  const std::string path = converted("llama_st");
+  const std::vector<llm_token> ids = {5, 6, 7, 8, 9};
+  Loaded cpu(path, nullptr);
+  llm_context* c0 = nullptr;
+  REQUIRE(llm_context_new(cpu.m, nullptr, &c0) == LLM_OK);
+  const auto want = last_logits(c0, cpu.m, ids);
+  llm_context_free(c0);
+
+  llm_model_params p = llm_model_default_params();
+  CHECK(p.n_gpu_layers == 0);
+  p.n_gpu_layers = 99;
+  setenv("GGML_DEVICE", "emulated", 1);
+  {
+    Loaded dev(path, &p);
+    llm_context* c = nullptr;
+    REQUIRE(llm_context_new(dev.m, nullptr, &c) == LLM_OK);
+    CHECK(last_logits(c, dev.m, ids) == want);
+    llm_context_free(c);
+  }
+  unsetenv("GGML_DEVICE");
+  llm_model* m = nullptr;
+  if (!ggml::device_available()) {
+    CHECK(llm_model_load_ex(path.c_str(), &p, &m) == LLM_ERR_INVALID_ARGUMENT);
+    CHECK(std::string(llm_last_error()).find("n_gpu_layers") != std::string::npos);
+  }
+  p.n_gpu_layers = -1;
+  CHECK(llm_model_load_ex(path.c_str(), &p, &m) == LLM_ERR_INVALID_ARGUMENT);
+  CHECK(m == nullptr);
 }
 
 TEST_CASE("C API: an eval cancelled part way keeps the batches it finished, exactly") {

@@ -85,19 +85,22 @@ int run(int argc, char** argv) {
 
     const int ngl = r["n-gpu-layers"].as<int>();
     double gpu_bw = 0;  // GB/s
-    if (ngl > 0) {
-      gpu_bw = bw_on ? ggml::cuda_read_bandwidth() : 0;
-      if (fmt == "md") std::printf("GPU: %s, read bandwidth %.0f GB/s; -ngl %d\n\n", ggml::cuda_describe().c_str(), gpu_bw, ngl);
-    }
-    if (fmt == "md") {
-      if (busy_n) std::printf("%d other process%s spinning\n\n", busy_n, busy_n == 1 ? "" : "es");
-      std::printf("| model | type | size | params | test | threads | t/s | roofline |\n|---|---|---|---|---|---|---|---|\n");
-      std::fflush(stdout);
-    }
+    if (ngl > 0 && bw_on) gpu_bw = ggml::cuda_read_bandwidth();
+    bool header = false;  // printed with the first model (an offload line first)
     std::mt19937 rng(1234);
     for (const auto& path : r["model"].as<std::vector<std::string>>()) {
       const llm::LoadOptions lo = tool::load_options(r);
       auto m = llm::Model::load(path, lo);
+      if (fmt == "md" && !header) {
+        header = true;
+        if (ngl > 0)
+          std::printf("offload: -ngl %d, %d of %lld layers on %s%s\n\n", ngl, m->n_gpu_layers(), (long long)m->hp.n_layer,
+                      m->device_name().c_str(),
+                      gpu_bw > 0 ? ("; GPU read bandwidth " + std::to_string(int(gpu_bw)) + " GB/s").c_str() : "");
+        if (busy_n) std::printf("%d other process%s spinning\n\n", busy_n, busy_n == 1 ? "" : "es");
+        std::printf("| model | type | size | params | test | threads | t/s | roofline |\n|---|---|---|---|---|---|---|---|\n");
+        std::fflush(stdout);
+      }
       llm::SessionParams sp;
       sp.n_ctx = std::max(depth + std::max(n_prompt, n_gen) + 8, 64);
       sp.n_batch = std::max(n_prompt, 1);

@@ -309,6 +309,32 @@ else
   fail "perplexity: $(cat "$TMP/p2.out")"
 fi
 expect_error "perplexity: text too short" "fewer than one window" "$BIN/perplexity" -m "$TMP/neox32.gguf" -f "$TMP/prompt.txt"
+# -ngl: on the emulated device (GGML_DEVICE=emulated: CPU kernels on memory
+# of its own, copies as a GPU's) main's greedy text, perplexity and bench run
+# as on the CPU; without a device, a one-line refusal.
+a=$("$BIN/main" -m "$TMP/neox32.gguf" -p "Hello world" -n 12 --temp 0 2>/dev/null)
+b=$(GGML_DEVICE=emulated "$BIN/main" -m "$TMP/neox32.gguf" -p "Hello world" -n 12 --temp 0 -ngl 99 2>"$TMP/ngl.err")
+if [[ -n "$a" && "$a" == "$b" ]] && grep -q "layers on emulated device" "$TMP/ngl.err"; then
+  pass "main -ngl 99 (emulated device): the CPU's greedy text"
+else
+  fail "main -ngl 99: '$a' vs '$b' ($(tail -1 "$TMP/ngl.err"))"
+fi
+GGML_DEVICE=emulated "$BIN/perplexity" -m "$TMP/neox32.gguf" -f "$TMP/text.txt" -c 64 -ngl 1 >"$TMP/p3.out" 2>/dev/null
+if [[ -s $TMP/p3.out ]] && [[ $(grep "^perplexity" "$TMP/p.out") == $(grep "^perplexity" "$TMP/p3.out") ]]; then
+  pass "perplexity -ngl 1 (emulated device): the CPU's perplexity"
+else
+  fail "perplexity -ngl 1: $(grep "^perplexity" "$TMP/p3.out") vs $(grep "^perplexity" "$TMP/p.out")"
+fi
+if GGML_DEVICE=emulated "$BIN/bench" -m "$TMP/neox32.gguf" -ngl 99 -p 8 -n 4 -r 1 -o json --no-bandwidth >"$TMP/b.json" 2>&1 &&
+   grep -q '"n_gpu_layers": 2' "$TMP/b.json"; then
+  pass "bench -ngl 99 (emulated device) reports the offload"
+else
+  fail "bench -ngl 99: $(tail -1 "$TMP/b.json")"
+fi
+if ! nvidia-smi -L >/dev/null 2>&1; then
+  expect_error "main: -ngl without a GPU" "-ngl 2: GPU offload" "$BIN/main" -m "$TMP/neox32.gguf" -p hi -ngl 2
+fi
+expect_error "main: -ngl -1" "--n-gpu-layers must be" "$BIN/main" -m "$TMP/neox32.gguf" -p hi -ngl -1
 expect_error "perplexity: other context" "use the same" "$BIN/perplexity" -m "$TMP/neox-q4.gguf" -f "$TMP/text.txt" -c 32 --kl "$TMP/b.kl"
 expect_error "perplexity: not a base file" "not a KL base" "$BIN/perplexity" -m "$TMP/neox-q4.gguf" -f "$TMP/text.txt" -c 64 --kl "$TMP/text.txt"
 expect_error "bench: missing model" "cannot open" "$BIN/bench" -m "$TMP/none.gguf"

@@ -47,6 +47,8 @@ class DeviceBuffer : public Buffer {
       fail("cuda: out of GPU memory allocating " + std::to_string(n >> 20) + " MiB");
     }
     CUDA_CHECK(cudaMemset(p_, 0, n));
+    // Done before any stream of ours uses it (theirs do not wait for the default one).
+    CUDA_CHECK(cudaDeviceSynchronize());
   }
   ~DeviceBuffer() override { cudaFree(p_); }
   void* base() override { return p_; }

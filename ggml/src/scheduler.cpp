@@ -77,11 +77,18 @@ void Scheduler::plan(Graph& g, Context& ctx) {
 void Scheduler::compute(Graph& g) {
   copies_ = 0;
   const uint8_t cpu = uint8_t(backends_.size() - 1);
-  if (backends_.size() == 1 || placed_.empty() || placed_[0] == 0) {
+  const auto& nodes = g.nodes();
+  bool split = false;  // decided per graph: the last plan() may have been another's
+  if (backends_.size() > 1)
+    for (const Tensor* n : nodes)
+      if (!op_is_view(n->op) && n->backend != cpu) {
+        split = true;
+        break;
+      }
+  if (!split) {
     backends_.back()->compute(g);
     return;
   }
-  const auto& nodes = g.nodes();
   for (Tensor* n : nodes) {
     if (n->view_src) {
       GGML_CHECK(n->view_src->data != nullptr, n->view_src, "viewed tensor has no data");
@@ -92,6 +99,7 @@ void Scheduler::compute(Graph& g) {
   std::unordered_set<const Tensor*> moved;  // roots copied to the other side in this compute
   moved.reserve(64);
   std::vector<Tensor*> part;
+  bool device_busy = false;  // device work (or copies) queued since the last wait
   size_t i = 0;
   while (i < nodes.size()) {
     while (i < nodes.size() && op_is_view(nodes[i]->op)) i++;
@@ -103,7 +111,6 @@ void Scheduler::compute(Graph& g) {
       if (nodes[i]->backend != b) break;
       part.push_back(nodes[i]);
     }
-    bool sync = false;
     for (const Tensor* n : part) {
       for (const Tensor* s : n->src) {
         if (!s) continue;
@@ -114,13 +121,17 @@ void Scheduler::compute(Graph& g) {
         } else if (r->op != Op::NONE && r->backend != cpu && moved.insert(r).second) {
           backends_[r->backend]->to_host(r);
           copies_++;
-          sync = true;
         }
       }
     }
-    if (sync)
+    // The host computes only once the device is done: with what it copies
+    // back, and with host memory a queued copy to the device still reads.
+    if (b == cpu && device_busy) {
       for (size_t d = 0; d < cpu; d++) backends_[d]->synchronize();
+      device_busy = false;
+    }
     backends_[b]->compute_nodes(g, part);
+    device_busy = device_busy || b != cpu;
   }
   for (const Tensor* n : nodes) {
     if (op_is_view(n->op) || n->backend == cpu || !(n->flags & FLAG_OUTPUT)) continue;

@@ -2,7 +2,11 @@
 // with broadcasting, copies between F32/F16/BF16 of any strides, row lookups
 // in every weight type, RMS and layer norm, rotary embeddings, softmax with
 // the causal mask. Each follows its CPU kernel's definition (ops.h); sums
-// are float, not the CPU's double, so results agree within rounding.
+// are float, not the CPU's double, so results agree within rounding. Built
+// with --fmad=false (ggml/CMakeLists.txt): a multiply-add rounds twice, as on
+// the host.
+#include <cmath>
+
 #include "common.cuh"
 #include "ggml/ops.h"
 
@@ -161,8 +165,13 @@ __global__ void k_norm(TD d, TD a, float eps) {
 }
 
 // One block per (head, token) row; threads over the row's pairs, the
-// unrotated tail copied.
-__global__ void k_rope(TD d, TD a, TD pos, int n_dims, int neox, float base, float freq_scale, int inverse) {
+// unrotated tail copied. The inverse frequencies come from the host, computed
+// as the CPU computes them (powf there; the device's differs by an ulp here
+// and there, which at position 1000 moves an angle by 1e-4).
+struct RopeFreqs {
+  float inv[128];
+};
+__global__ void k_rope(TD d, TD a, TD pos, int n_dims, int neox, float freq_scale, int inverse, RopeFreqs f) {
   const int64_t r = blockIdx.x;
   const int64_t i2 = (r / a.ne[1]) % a.ne[2];
   const char* x = row_of(a, r);
@@ -170,9 +179,7 @@ __global__ void k_rope(TD d, TD a, TD pos, int n_dims, int neox, float base, flo
   const int half = n_dims / 2;
   const float pf = float(*reinterpret_cast<const int32_t*>(pos.p + i2 * pos.nb[0])) * freq_scale;
   for (int i = threadIdx.x; i < half; i += blockDim.x) {
-    // The host's angles: inv_freq in float, theta in float, cos/sin of it in double.
-    const float inv = 1.0f / powf(base, float(2 * i) / float(n_dims));
-    const float theta = pf * inv;
+    const float theta = pf * f.inv[i];  // in float, cos and sin of it in double, as the host
     double sd, cd;
     sincos(double(theta), &sd, &cd);
     const float c = float(cd), s = inverse ? -float(sd) : float(sd);
@@ -271,8 +278,13 @@ void op_norm(TD d, TD a, float eps, cudaStream_t s) {
 
 void op_rope(const Tensor* n, TD d, TD a, TD pos, cudaStream_t s) {
   if (!rows(a)) return;
-  k_rope<<<rows(a), 64, 0, s>>>(d, a, pos, n->op_params[0], RopeMode(n->op_params[1]) == RopeMode::Neox,
-                                op_param_f32(n, 2), op_param_f32(n, 3), n->op_params[4] != 0);
+  const int n_dims = n->op_params[0];
+  const float base = op_param_f32(n, 2);
+  if (n_dims / 2 > 128) fail("cuda: rope over more than 256 dimensions");
+  RopeFreqs f{};
+  for (int i = 0; i < n_dims / 2; i++) f.inv[i] = 1.0f / std::pow(base, float(2 * i) / float(n_dims));
+  k_rope<<<rows(a), 64, 0, s>>>(d, a, pos, n_dims, RopeMode(n->op_params[1]) == RopeMode::Neox, op_param_f32(n, 3),
+                                n->op_params[4] != 0, f);
 }
 
 void op_soft_max(TD d, TD a, const TD* mask, float scale, int32_t n_past, cudaStream_t s) {

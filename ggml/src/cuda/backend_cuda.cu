@@ -1,9 +1,9 @@
 // The CUDA backend: device buffers, graph memory mirrored on the device (a
 // result at offset o of the host plan lives at offset o of its device copy,
 // so one plan serves both sides), host leaves staged per compute, and the
-// nodes the scheduler gives it launched on one stream, captured into a CUDA
-// graph when they are all kernels of ours (generation: hundreds of small
-// launches a token, replayed as one).
+// nodes the scheduler gives it launched on one stream, or, when they are all
+// kernels of ours (generation: hundreds of small launches a token), recorded
+// into a CUDA graph that later computes update where their arguments changed.
 #include <cstdlib>
 #include <cstring>
 #include <map>
@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "common.cuh"
+#include "launch.cuh"
 #include "device_ops.h"
 #include "ggml/cuda.h"
 #include "ggml/ops.h"
@@ -19,12 +20,16 @@
 namespace ggml {
 
 namespace cuda {
+Recorder*& recording() {
+  static thread_local Recorder* r = nullptr;
+  return r;
+}
 void fail_cuda(const char* what, cudaError_t e) { fail(std::string("cuda: ") + what + ": " + cudaGetErrorString(e)); }
 void fail_cublas(const char* what, cublasStatus_t s) {
   fail(std::string("cublas: ") + what + ": " + cublasGetStatusString(s));
 }
 TD td(const Tensor* t, void* dev) {
-  TD d;
+  TD d{};
   d.p = static_cast<char*>(dev);
   for (int i = 0; i < 4; i++) d.ne[i] = t->ne[i], d.nb[i] = int64_t(t->nb[i]);
   d.type = uint32_t(t->type);
@@ -92,11 +97,11 @@ class CudaBackend : public Backend {
     CUBLAS_CHECK(cublasCreate(&blas_));
     CUBLAS_CHECK(cublasSetStream(blas_, st_));
     const char* e = std::getenv("GGML_CUDA_GRAPHS");
-    graphs_ = !(e && std::strcmp(e, "0") == 0);
+    use_graphs_ = !(e && std::strcmp(e, "0") == 0);
   }
   ~CudaBackend() override {
     cudaSetDevice(dev_);
-    for (auto& [k, x] : execs_) cudaGraphExecDestroy(x);
+    graphs_.clear();
     for (auto& c : stage_) cudaFree(c.p);
     cudaFree(scratch_.p);
     cublasDestroy(blas_);
@@ -146,7 +151,7 @@ class CudaBackend : public Backend {
     if (abort_ && abort_()) throw Cancelled();
     CUDA_CHECK(cudaSetDevice(dev_));
     size_t need = 0;
-    bool capture = graphs_ && nodes.size() >= 4;
+    bool capture = use_graphs_ && nodes.size() >= 4;
     for (const Tensor* n : nodes) {
       if (n->op != Op::MUL_MAT) continue;
       need = std::max(need, scratch_mul_mat(n));
@@ -163,48 +168,52 @@ class CudaBackend : public Backend {
       scratch_.size = need;
     }
     if (!capture) {
-      for (const Tensor* n : nodes) launch(n);
+      for (const Tensor* n : nodes) launch_node(n);
       CUDA_CHECK(cudaGetLastError());
       return;
     }
-    CUDA_CHECK(cudaStreamBeginCapture(st_, cudaStreamCaptureModeThreadLocal));
-    try {
-      for (const Tensor* n : nodes) launch(n);
-    } catch (...) {
-      cudaGraph_t dead = nullptr;
-      cudaStreamEndCapture(st_, &dead);
-      if (dead) cudaGraphDestroy(dead);
-      cudaGetLastError();
-      throw;
+    // The launches recorded, then replayed as a CUDA graph: built when the
+    // sequence is new (or its length changed), else updated node by node
+    // where the arguments differ (a token at the next position: its
+    // attention's sizes, the cache row it writes), then launched.
+    Recorder rec;
+    std::swap(rec, spare_);
+    rec.clear();
+    {
+      struct Recording {
+        explicit Recording(Recorder* r) { recording() = r; }
+        ~Recording() { recording() = nullptr; }
+      } on(&rec);
+      for (const Tensor* n : nodes) launch_node(n);
     }
-    cudaGraph_t graph = nullptr;
-    CUDA_CHECK(cudaStreamEndCapture(st_, &graph));
-    if (execs_.size() > 32) {
-      for (auto& [k, x] : execs_) cudaGraphExecDestroy(x);
-      execs_.clear();
-    }
-    // The same graph computed again (a token at the next position) updates
-    // the instantiated one in place: pointers and sizes change, the shape of
-    // the launch sequence does not.
-    cudaGraphExec_t& exec = execs_[{&g, nodes.front()}];
-    if (exec) {
-      cudaGraphExecUpdateResultInfo info{};
-      if (cudaGraphExecUpdate(exec, graph, &info) != cudaSuccess) {
-        cudaGetLastError();
-        cudaGraphExecDestroy(exec);
-        exec = nullptr;
+    if (rec.size() == 0) return;
+    if (graphs_.size() > 32) graphs_.clear();
+    Replay& rp = graphs_[{&g, nodes.front()}];
+    std::vector<void*> ptrs;
+    if (!rp.exec || rp.nodes.size() != rec.size()) {
+      rp.reset();
+      CUDA_CHECK(cudaGraphCreate(&rp.graph, 0));
+      cudaGraphNode_t prev = nullptr;
+      for (size_t i = 0; i < rec.size(); i++) {
+        const cudaKernelNodeParams kp = rec.params(i, ptrs);
+        cudaGraphNode_t node;
+        CUDA_CHECK(cudaGraphAddKernelNode(&node, rp.graph, prev ? &prev : nullptr, prev ? 1 : 0, &kp));
+        rp.nodes.push_back(node);
+        prev = node;
+      }
+      CUDA_CHECK(cudaGraphInstantiate(&rp.exec, rp.graph, 0));
+      rebuilds_++;
+    } else {
+      for (size_t i = 0; i < rec.size(); i++) {
+        if (rec.same(i, rp.rec, i)) continue;
+        const cudaKernelNodeParams kp = rec.params(i, ptrs);
+        CUDA_CHECK(cudaGraphExecKernelNodeSetParams(rp.exec, rp.nodes[i], &kp));
+        updates_++;
       }
     }
-    if (!exec) {
-      const cudaError_t e = cudaGraphInstantiate(&exec, graph, 0);
-      if (e != cudaSuccess) {
-        exec = nullptr;
-        cudaGraphDestroy(graph);
-        fail_cuda("cudaGraphInstantiate", e);
-      }
-    }
-    cudaGraphDestroy(graph);
-    CUDA_CHECK(cudaGraphLaunch(exec, st_));
+    std::swap(rp.rec, rec);
+    std::swap(rec, spare_);  // the old calls' buffers serve the next record
+    CUDA_CHECK(cudaGraphLaunch(rp.exec, st_));
   }
 
   void to_device(const Tensor* r) override {
@@ -281,7 +290,7 @@ class CudaBackend : public Backend {
   }
   TD in(const Tensor* n, int i) const { return td(n->src[i], dev_ptr(n->src[i])); }
 
-  void launch(const Tensor* n) {
+  void launch_node(const Tensor* n) {
     const TD d = td(n, dev_ptr(n));
     switch (n->op) {
       case Op::CPY: case Op::CONT: op_cpy(d, in(n, 0), st_); break;
@@ -309,7 +318,7 @@ class CudaBackend : public Backend {
   int dev_;
   std::string name_;
   int threads_ = 1;
-  bool graphs_ = true;
+  bool use_graphs_ = true;
   cudaStream_t st_ = nullptr;
   cublasHandle_t blas_ = nullptr;
   Scratch scratch_;
@@ -317,7 +326,26 @@ class CudaBackend : public Backend {
   std::unordered_map<const Tensor*, char*> staged_;
   std::mutex mu_;
   std::vector<Mirror> mirrors_;
-  std::map<std::pair<const void*, const void*>, cudaGraphExec_t> execs_;
+  // A CUDA graph of a run of launches, per (graph, first node) computed.
+  struct Replay {
+    cudaGraph_t graph = nullptr;
+    cudaGraphExec_t exec = nullptr;
+    std::vector<cudaGraphNode_t> nodes;
+    Recorder rec;  // what its nodes launch now
+    Replay() = default;
+    Replay(const Replay&) = delete;
+    Replay& operator=(const Replay&) = delete;
+    ~Replay() { reset(); }
+    void reset() {
+      if (exec) cudaGraphExecDestroy(exec);
+      if (graph) cudaGraphDestroy(graph);
+      exec = nullptr, graph = nullptr;
+      nodes.clear();
+    }
+  };
+  std::map<std::pair<const void*, const void*>, Replay> graphs_;
+  Recorder spare_;
+  size_t rebuilds_ = 0, updates_ = 0;
 };
 
 GraphBuffer::GraphBuffer(CudaBackend* be, int dev, size_t n) : be_(be) {

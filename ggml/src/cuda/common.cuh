@@ -33,6 +33,7 @@ struct TD {
   int64_t ne[4];
   int64_t nb[4];
   uint32_t type;
+  uint32_t pad = 0;  // named: recorded launches compare argument bytes
 };
 TD td(const Tensor* t, void* dev);
 

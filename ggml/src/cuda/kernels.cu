@@ -8,6 +8,7 @@
 #include <cmath>
 
 #include "common.cuh"
+#include "launch.cuh"
 #include "ggml/ops.h"
 
 namespace ggml::cuda {
@@ -228,52 +229,52 @@ unsigned rows(const TD& t) { return unsigned(t.ne[1] * t.ne[2] * t.ne[3]); }
 
 void op_binary(const Tensor* n, TD d, TD a, TD b, cudaStream_t s) {
   const int64_t c = nel(d);
-  if (n->op == Op::ADD) k_binary<Bin::Add><<<grid_for(c), BLOCK, 0, s>>>(d, a, b, c);
-  else k_binary<Bin::Mul><<<grid_for(c), BLOCK, 0, s>>>(d, a, b, c);
+  if (n->op == Op::ADD) launch(k_binary<Bin::Add>, grid_for(c), BLOCK, s, d, a, b, c);
+  else launch(k_binary<Bin::Mul>, grid_for(c), BLOCK, s, d, a, b, c);
 }
 
 void op_unary(const Tensor* n, TD d, TD a, cudaStream_t s) {
   const int64_t c = nel(d);
   switch (n->op) {
-    case Op::SCALE: k_unary<Un::Scale><<<grid_for(c), BLOCK, 0, s>>>(d, a, c, op_param_f32(n, 0)); break;
-    case Op::SILU: k_unary<Un::Silu><<<grid_for(c), BLOCK, 0, s>>>(d, a, c, 0.0f); break;
-    case Op::GELU: k_unary<Un::Gelu><<<grid_for(c), BLOCK, 0, s>>>(d, a, c, 0.0f); break;
-    case Op::GELU_ERF: k_unary<Un::GeluErf><<<grid_for(c), BLOCK, 0, s>>>(d, a, c, 0.0f); break;
+    case Op::SCALE: launch(k_unary<Un::Scale>, grid_for(c), BLOCK, s, d, a, c, op_param_f32(n, 0)); break;
+    case Op::SILU: launch(k_unary<Un::Silu>, grid_for(c), BLOCK, s, d, a, c, 0.0f); break;
+    case Op::GELU: launch(k_unary<Un::Gelu>, grid_for(c), BLOCK, s, d, a, c, 0.0f); break;
+    case Op::GELU_ERF: launch(k_unary<Un::GeluErf>, grid_for(c), BLOCK, s, d, a, c, 0.0f); break;
     default: fail(std::string("cuda: no unary kernel for ") + op_name(n->op));
   }
 }
 
 void op_silu_mul(TD d, TD a, TD b, cudaStream_t s) {
   const int64_t c = nel(d);
-  k_silu_mul<<<grid_for(c), BLOCK, 0, s>>>(d, a, b, c);
+  launch(k_silu_mul, grid_for(c), BLOCK, s, d, a, b, c);
 }
 
 void op_cpy(TD d, TD a, cudaStream_t s) {
   const int64_t c = nel(d);
-  k_cpy<<<grid_for(c), BLOCK, 0, s>>>(d, a, c);
+  launch(k_cpy, grid_for(c), BLOCK, s, d, a, c);
 }
 
 void op_get_rows(TD d, TD a, TD ids, cudaStream_t s) {
   const unsigned g = unsigned(d.ne[1]);
   if (g == 0) return;
   switch (a.type) {
-    case T_F32: k_get_rows<T_F32><<<g, BLOCK, 0, s>>>(d, a, ids); break;
-    case T_F16: k_get_rows<T_F16><<<g, BLOCK, 0, s>>>(d, a, ids); break;
-    case T_BF16: k_get_rows<T_BF16><<<g, BLOCK, 0, s>>>(d, a, ids); break;
-    case T_Q4_0: k_get_rows<T_Q4_0><<<g, BLOCK, 0, s>>>(d, a, ids); break;
-    case T_Q4_1: k_get_rows<T_Q4_1><<<g, BLOCK, 0, s>>>(d, a, ids); break;
-    case T_Q5_0: k_get_rows<T_Q5_0><<<g, BLOCK, 0, s>>>(d, a, ids); break;
-    case T_Q5_1: k_get_rows<T_Q5_1><<<g, BLOCK, 0, s>>>(d, a, ids); break;
-    case T_Q8_0: k_get_rows<T_Q8_0><<<g, BLOCK, 0, s>>>(d, a, ids); break;
+    case T_F32: launch(k_get_rows<T_F32>, g, BLOCK, s, d, a, ids); break;
+    case T_F16: launch(k_get_rows<T_F16>, g, BLOCK, s, d, a, ids); break;
+    case T_BF16: launch(k_get_rows<T_BF16>, g, BLOCK, s, d, a, ids); break;
+    case T_Q4_0: launch(k_get_rows<T_Q4_0>, g, BLOCK, s, d, a, ids); break;
+    case T_Q4_1: launch(k_get_rows<T_Q4_1>, g, BLOCK, s, d, a, ids); break;
+    case T_Q5_0: launch(k_get_rows<T_Q5_0>, g, BLOCK, s, d, a, ids); break;
+    case T_Q5_1: launch(k_get_rows<T_Q5_1>, g, BLOCK, s, d, a, ids); break;
+    case T_Q8_0: launch(k_get_rows<T_Q8_0>, g, BLOCK, s, d, a, ids); break;
     default: fail("cuda: get_rows: unsupported type");
   }
 }
 
 void op_rms_norm(TD d, TD a, const float* w, float eps, cudaStream_t s) {
-  if (rows(a)) k_rms_norm<<<rows(a), BLOCK, 0, s>>>(d, a, w, eps);
+  if (rows(a)) launch(k_rms_norm, rows(a), BLOCK, s, d, a, w, eps);
 }
 void op_norm(TD d, TD a, float eps, cudaStream_t s) {
-  if (rows(a)) k_norm<<<rows(a), BLOCK, 0, s>>>(d, a, eps);
+  if (rows(a)) launch(k_norm, rows(a), BLOCK, s, d, a, eps);
 }
 
 void op_rope(const Tensor* n, TD d, TD a, TD pos, cudaStream_t s) {
@@ -283,14 +284,14 @@ void op_rope(const Tensor* n, TD d, TD a, TD pos, cudaStream_t s) {
   if (n_dims / 2 > 128) fail("cuda: rope over more than 256 dimensions");
   RopeFreqs f{};
   for (int i = 0; i < n_dims / 2; i++) f.inv[i] = 1.0f / std::pow(base, float(2 * i) / float(n_dims));
-  k_rope<<<rows(a), 64, 0, s>>>(d, a, pos, n_dims, RopeMode(n->op_params[1]) == RopeMode::Neox, op_param_f32(n, 3),
+  launch(k_rope, rows(a), 64, s, d, a, pos, n_dims, RopeMode(n->op_params[1]) == RopeMode::Neox, op_param_f32(n, 3),
                                 n->op_params[4] != 0, f);
 }
 
 void op_soft_max(TD d, TD a, const TD* mask, float scale, int32_t n_past, cudaStream_t s) {
   if (!rows(a)) return;
   TD none{};
-  k_soft_max<<<rows(a), BLOCK, 0, s>>>(d, a, mask ? *mask : none, mask != nullptr, scale, n_past);
+  launch(k_soft_max, rows(a), BLOCK, s, d, a, mask ? *mask : none, mask != nullptr, scale, n_past);
 }
 
 }  // namespace ggml::cuda

@@ -6,6 +6,7 @@
 //  - more (prompts): cuBLAS, a in F16 (dequantized into scratch unless it is
 //    F16) times b rounded to F16, float sums; F32 a times F32 b in F32.
 #include "common.cuh"
+#include "launch.cuh"
 
 namespace ggml::cuda {
 
@@ -119,11 +120,11 @@ void launch_mv(TD d, TD a, TD b, cudaStream_t s) {
   const int64_t N = b.ne[1];
   const unsigned gx = unsigned((a.ne[1] + WARPS - 1) / WARPS), gz = unsigned(b.ne[2] * b.ne[3]);
   if (N == 1) {
-    k_mv<T, 1><<<dim3(gx, 1, gz), 32 * WARPS, 0, s>>>(d, a, b);
+    launch(k_mv<T, 1>, dim3(gx, 1, gz), 32 * WARPS, s, d, a, b);
   } else if (N <= 4) {
-    k_mv<T, 4><<<dim3(gx, 1, gz), 32 * WARPS, 0, s>>>(d, a, b);
+    launch(k_mv<T, 4>, dim3(gx, 1, gz), 32 * WARPS, s, d, a, b);
   } else {
-    k_mv<T, 8><<<dim3(gx, unsigned((N + 7) / 8), gz), 32 * WARPS, 0, s>>>(d, a, b);
+    launch(k_mv<T, 8>, dim3(gx, unsigned((N + 7) / 8), gz), 32 * WARPS, s, d, a, b);
   }
 }
 
@@ -148,7 +149,7 @@ __global__ void k_f32_half(TD b, __half* out, int64_t n) {
 template <uint32_t T>
 void to_half(TD a, __half* out, cudaStream_t s) {
   const int64_t n = a.ne[0] * a.ne[1] * a.ne[2] * a.ne[3];
-  if (n) k_to_half<T><<<unsigned((n + 255) / 256), 256, 0, s>>>(a, out, n);
+  if (n) launch(k_to_half<T>, unsigned((n + 255) / 256), 256, s, a, out, n);
 }
 void to_half_any(TD a, __half* out, cudaStream_t s) {
   switch (a.type) {
@@ -213,7 +214,7 @@ void op_mul_mat(TD d, TD a, TD b, const Scratch& sc, cublasHandle_t blas, cudaSt
       at_scratch += align256(size_t(K * M * B2 * B3) * 2);
     }
     const int64_t nb_ = K * N * C2 * C3;
-    k_f32_half<<<unsigned((nb_ + 255) / 256), 256, 0, s>>>(b, reinterpret_cast<__half*>(at_scratch), nb_);
+    launch(k_f32_half, unsigned((nb_ + 255) / 256), 256, s, b, reinterpret_cast<__half*>(at_scratch), nb_);
     Bm = at_scratch, ldb = K, sB2 = K * N, sB3 = K * N * C2;
     at = bt = CUDA_R_16F, ea = eb = 2;
   }

@@ -231,12 +231,13 @@ TEST_CASE("cuda: norms, rope and softmax equal the CPU's within float rounding")
 
 TEST_CASE("cuda: get_rows of every weight type equals the CPU's dequantization") {
   if (!have_gpu()) return;
-  for (Type t : {Type::F32, Type::F16, Type::BF16, Type::Q4_0, Type::Q4_1, Type::Q5_0, Type::Q5_1, Type::Q8_0}) {
+  for (Type t : {Type::F32, Type::F16, Type::BF16, Type::Q4_0, Type::Q4_1, Type::Q5_0, Type::Q5_1, Type::Q8_0,
+                 Type::Q4_K, Type::Q5_K, Type::Q6_K}) {
     const std::string tn = type_name(t);
     CAPTURE(tn);
     CHECK(cpu_vs_cuda([t](Context& c, th::Rng& r, Backend* dev) {
             static DeviceCopy keep;
-            Tensor* w = c.new_tensor(t, {96, 20});
+            Tensor* w = c.new_tensor(t, {256, 20});
             Tensor* ids = c.new_tensor(Type::I32, {5});
             fill(w, r);
             for (int i = 0; i < 5; i++) ids->as<int32_t>()[i] = (i * 7) % 20;
@@ -249,7 +250,8 @@ TEST_CASE("cuda: get_rows of every weight type equals the CPU's dequantization")
 TEST_CASE("cuda: matrix products of every weight type against a double sum, matrix-vector and cuBLAS paths") {
   if (!have_gpu()) return;
   auto dev = gpu();
-  for (Type t : {Type::F32, Type::F16, Type::BF16, Type::Q4_0, Type::Q4_1, Type::Q5_0, Type::Q5_1, Type::Q8_0}) {
+  for (Type t : {Type::F32, Type::F16, Type::BF16, Type::Q4_0, Type::Q4_1, Type::Q5_0, Type::Q5_1, Type::Q8_0,
+                 Type::Q4_K, Type::Q5_K, Type::Q6_K}) {
     for (int64_t N : {1, 3, 8, 9, 40}) {
       for (bool on_device : {true, false}) {
         const std::string tn = type_name(t);

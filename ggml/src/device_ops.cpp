@@ -12,10 +12,10 @@ bool f32(const Tensor* t) { return t && t->type == Type::F32; }
 bool device_supports_type(Type t) {
   switch (t) {
     case Type::F32: case Type::F16: case Type::BF16: case Type::Q4_0: case Type::Q4_1:
-    case Type::Q5_0: case Type::Q5_1: case Type::Q8_0:
+    case Type::Q5_0: case Type::Q5_1: case Type::Q8_0: case Type::Q4_K: case Type::Q5_K: case Type::Q6_K:
       return true;
     default:
-      return false;  // the K-quants: those weights stay on the host
+      return false;  // Q2_K, Q3_K and the rest: those weights stay on the host
   }
 }
 

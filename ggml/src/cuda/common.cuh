@@ -8,7 +8,9 @@
 
 #include <cstdint>
 #include <string>
+#include <type_traits>
 
+#include "blocks.h"
 #include "ggml/error.h"
 #include "ggml/tensor.h"
 
@@ -38,15 +40,8 @@ struct TD {
 TD td(const Tensor* t, void* dev);
 
 // Types the kernels read (weights, caches, activations).
-constexpr uint32_t T_F32 = 0, T_F16 = 1, T_Q4_0 = 2, T_Q4_1 = 3, T_Q5_0 = 6, T_Q5_1 = 7, T_Q8_0 = 8, T_BF16 = 30;
-
-struct bq4_0 { __half d; uint8_t qs[16]; };
-struct bq4_1 { __half d, m; uint8_t qs[16]; };
-struct bq5_0 { __half d; uint8_t qh[4]; uint8_t qs[16]; };
-struct bq5_1 { __half d, m; uint8_t qh[4]; uint8_t qs[16]; };
-struct bq8_0 { __half d; int8_t qs[32]; };
-static_assert(sizeof(bq4_0) == 18 && sizeof(bq4_1) == 20 && sizeof(bq5_0) == 22 && sizeof(bq5_1) == 24 &&
-              sizeof(bq8_0) == 34);
+constexpr uint32_t T_F32 = 0, T_F16 = 1, T_Q4_0 = 2, T_Q4_1 = 3, T_Q5_0 = 6, T_Q5_1 = 7, T_Q8_0 = 8, T_Q4_K = 12,
+                   T_Q5_K = 13, T_Q6_K = 14, T_BF16 = 30;
 
 __device__ __forceinline__ float bf16_f(uint16_t h) { return __uint_as_float(uint32_t(h) << 16); }
 __device__ __forceinline__ uint16_t f_bf16(float f) {
@@ -56,43 +51,32 @@ __device__ __forceinline__ uint16_t f_bf16(float f) {
   return uint16_t((u + 0x7fff + ((u >> 16) & 1)) >> 16);
 }
 
-__device__ __forceinline__ uint32_t load_u32_2aligned(const uint8_t* p) {
-  const uint16_t* q = reinterpret_cast<const uint16_t*>(p);
-  return uint32_t(q[0]) | (uint32_t(q[1]) << 16);
-}
-
-// Element j (0..31) of block b of a row of a block type.
+// Element i of a row of a float type.
 template <uint32_t T>
 __device__ __forceinline__ float deq(const char* row, int64_t i) {
-  if constexpr (T == T_F32) {
-    return reinterpret_cast<const float*>(row)[i];
-  } else if constexpr (T == T_F16) {
-    return __half2float(reinterpret_cast<const __half*>(row)[i]);
-  } else if constexpr (T == T_BF16) {
-    return bf16_f(reinterpret_cast<const uint16_t*>(row)[i]);
-  } else {
-    const int64_t b = i / 32;
-    const int j = int(i % 32);
-    if constexpr (T == T_Q4_0) {
-      const bq4_0& x = reinterpret_cast<const bq4_0*>(row)[b];
-      const int q = j < 16 ? (x.qs[j] & 15) : (x.qs[j - 16] >> 4);
-      return float(q - 8) * __half2float(x.d);
-    } else if constexpr (T == T_Q4_1) {
-      const bq4_1& x = reinterpret_cast<const bq4_1*>(row)[b];
-      const int q = j < 16 ? (x.qs[j] & 15) : (x.qs[j - 16] >> 4);
-      return float(q) * __half2float(x.d) + __half2float(x.m);
-    } else if constexpr (T == T_Q5_0 || T == T_Q5_1) {
-      using B = std::conditional_t<T == T_Q5_0, bq5_0, bq5_1>;
-      const B& x = reinterpret_cast<const B*>(row)[b];
-      const uint32_t qh = load_u32_2aligned(x.qh);
-      const int q = (j < 16 ? (x.qs[j] & 15) : (x.qs[j - 16] >> 4)) | int(((qh >> j) & 1) << 4);
-      if constexpr (T == T_Q5_0) return float(q - 16) * __half2float(x.d);
-      else return float(q) * __half2float(x.d) + __half2float(x.m);
-    } else {
-      static_assert(T == T_Q8_0);
-      const bq8_0& x = reinterpret_cast<const bq8_0*>(row)[b];
-      return float(x.qs[j]) * __half2float(x.d);
-    }
+  static_assert(!blocks::block_type(T), "block types decode 32 values at a time (blocks.h)");
+  if constexpr (T == T_F32) return reinterpret_cast<const float*>(row)[i];
+  else if constexpr (T == T_F16) return __half2float(reinterpret_cast<const __half*>(row)[i]);
+  else return bf16_f(reinterpret_cast<const uint16_t*>(row)[i]);
+}
+
+// Calls f(std::integral_constant<uint32_t, T>{}) for type id t: one kernel
+// instance per type a tensor may have (f: [&](auto k) { constexpr uint32_t T = k; ... }).
+template <class F>
+void with_type(uint32_t t, F&& f) {
+  switch (t) {
+    case T_F32: f(std::integral_constant<uint32_t, T_F32>{}); break;
+    case T_F16: f(std::integral_constant<uint32_t, T_F16>{}); break;
+    case T_BF16: f(std::integral_constant<uint32_t, T_BF16>{}); break;
+    case T_Q4_0: f(std::integral_constant<uint32_t, T_Q4_0>{}); break;
+    case T_Q4_1: f(std::integral_constant<uint32_t, T_Q4_1>{}); break;
+    case T_Q5_0: f(std::integral_constant<uint32_t, T_Q5_0>{}); break;
+    case T_Q5_1: f(std::integral_constant<uint32_t, T_Q5_1>{}); break;
+    case T_Q8_0: f(std::integral_constant<uint32_t, T_Q8_0>{}); break;
+    case T_Q4_K: f(std::integral_constant<uint32_t, T_Q4_K>{}); break;
+    case T_Q5_K: f(std::integral_constant<uint32_t, T_Q5_K>{}); break;
+    case T_Q6_K: f(std::integral_constant<uint32_t, T_Q6_K>{}); break;
+    default: fail("cuda: no kernels for type id " + std::to_string(t));
   }
 }
 

@@ -92,7 +92,15 @@ __global__ void k_get_rows(TD d, TD a, TD ids) {
   if (id < 0 || id >= a.ne[1]) id = 0;
   const char* row = a.p + int64_t(id) * a.nb[1];
   float* out = reinterpret_cast<float*>(d.p + r * d.nb[1]);
-  for (int64_t i = threadIdx.x; i < d.ne[0]; i += blockDim.x) out[i] = deq<T>(row, i);
+  if constexpr (blocks::block_type(T)) {
+    float v[32];
+    for (int64_t g = threadIdx.x; g < d.ne[0] / 32; g += blockDim.x) {
+      blocks::group32<T>(reinterpret_cast<const uint8_t*>(row), g, v);
+      for (int t = 0; t < 32; t++) out[g * 32 + t] = v[t];
+    }
+  } else {
+    for (int64_t i = threadIdx.x; i < d.ne[0]; i += blockDim.x) out[i] = deq<T>(row, i);
+  }
 }
 
 // One block per row of a [ne0, ne1, ne2, ne3] tensor: its row pointer.
@@ -257,17 +265,7 @@ void op_cpy(TD d, TD a, cudaStream_t s) {
 void op_get_rows(TD d, TD a, TD ids, cudaStream_t s) {
   const unsigned g = unsigned(d.ne[1]);
   if (g == 0) return;
-  switch (a.type) {
-    case T_F32: launch(k_get_rows<T_F32>, g, BLOCK, s, d, a, ids); break;
-    case T_F16: launch(k_get_rows<T_F16>, g, BLOCK, s, d, a, ids); break;
-    case T_BF16: launch(k_get_rows<T_BF16>, g, BLOCK, s, d, a, ids); break;
-    case T_Q4_0: launch(k_get_rows<T_Q4_0>, g, BLOCK, s, d, a, ids); break;
-    case T_Q4_1: launch(k_get_rows<T_Q4_1>, g, BLOCK, s, d, a, ids); break;
-    case T_Q5_0: launch(k_get_rows<T_Q5_0>, g, BLOCK, s, d, a, ids); break;
-    case T_Q5_1: launch(k_get_rows<T_Q5_1>, g, BLOCK, s, d, a, ids); break;
-    case T_Q8_0: launch(k_get_rows<T_Q8_0>, g, BLOCK, s, d, a, ids); break;
-    default: fail("cuda: get_rows: unsupported type");
-  }
+  with_type(a.type, [&](auto k) { launch(k_get_rows<decltype(k)::value>, g, BLOCK, s, d, a, ids); });
 }
 
 void op_rms_norm(TD d, TD a, const float* w, float eps, cudaStream_t s) {

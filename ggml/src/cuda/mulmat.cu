@@ -14,54 +14,6 @@ namespace {
 
 constexpr int WARPS = 4;
 
-// The 32 values of block b of a row, dequantized into v.
-template <uint32_t T>
-__device__ __forceinline__ void block_vals(const char* row, int64_t b, float* v) {
-  if constexpr (T == T_Q4_1) {
-    const bq4_1& x = reinterpret_cast<const bq4_1*>(row)[b];
-    const float d = __half2float(x.d), m = __half2float(x.m);
-    const uint16_t* q = reinterpret_cast<const uint16_t*>(x.qs);
-#pragma unroll
-    for (int t = 0; t < 8; t++) {
-      const uint32_t w = q[t];
-      v[2 * t] = float(w & 15) * d + m;
-      v[2 * t + 1] = float((w >> 8) & 15) * d + m;
-      v[2 * t + 16] = float((w >> 4) & 15) * d + m;
-      v[2 * t + 17] = float((w >> 12) & 15) * d + m;
-    }
-  } else if constexpr (T == T_Q8_0) {
-    const bq8_0& x = reinterpret_cast<const bq8_0*>(row)[b];
-    const float d = __half2float(x.d);
-    const uint16_t* q = reinterpret_cast<const uint16_t*>(x.qs);
-#pragma unroll
-    for (int t = 0; t < 16; t++) {
-      const uint32_t w = q[t];
-      v[2 * t] = float(int8_t(w & 0xff)) * d;
-      v[2 * t + 1] = float(int8_t(w >> 8)) * d;
-    }
-  } else {
-#pragma unroll
-    for (int t = 0; t < 32; t++) v[t] = deq<T>(row, b * 32 + t);
-  }
-}
-
-template <>
-__device__ __forceinline__ void block_vals<T_Q4_0>(const char* row, int64_t b, float* v) {
-  const bq4_0& x = reinterpret_cast<const bq4_0*>(row)[b];
-  const float d = __half2float(x.d);
-  const uint16_t* q = reinterpret_cast<const uint16_t*>(x.qs);
-#pragma unroll
-  for (int t = 0; t < 8; t++) {
-    const uint32_t w = q[t];
-    v[2 * t] = float(int(w & 15) - 8) * d;
-    v[2 * t + 1] = float(int((w >> 8) & 15) - 8) * d;
-    v[2 * t + 16] = float(int((w >> 4) & 15) - 8) * d;
-    v[2 * t + 17] = float(int((w >> 12) & 15) - 8) * d;
-  }
-}
-
-constexpr bool is_block_type(uint32_t T) { return T != T_F32 && T != T_F16 && T != T_BF16; }
-
 template <uint32_t T, int NC>
 __global__ void __launch_bounds__(32 * WARPS) k_mv(TD d, TD a, TD b) {
   const int lane = threadIdx.x % 32;
@@ -78,10 +30,10 @@ __global__ void __launch_bounds__(32 * WARPS) k_mv(TD d, TD a, TD b) {
 #pragma unroll
   for (int j = 0; j < NC; j++) acc[j] = 0.0f;
   const int64_t K = a.ne[0];
-  if constexpr (is_block_type(T)) {
+  if constexpr (blocks::block_type(T)) {
     float v[32];
     for (int64_t blk = lane; blk < K / 32; blk += 32) {
-      block_vals<T>(arow, blk, v);
+      blocks::group32<T>(reinterpret_cast<const uint8_t*>(arow), blk, v);
 #pragma unroll
       for (int j = 0; j < NC; j++) {
         const float* bp = reinterpret_cast<const float*>(bcol[j]) + blk * 32;
@@ -128,14 +80,23 @@ void launch_mv(TD d, TD a, TD b, cudaStream_t s) {
   }
 }
 
-// a [K, M, B2, B3] of any readable type -> F16, contiguous.
+// a [K, M, B2, B3] of any readable type -> F16, contiguous; a thread per
+// element, or per group of 32 for the block types.
 template <uint32_t T>
 __global__ void k_to_half(TD a, __half* out, int64_t n) {
-  const int64_t idx = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  constexpr int64_t G = blocks::block_type(T) ? 32 : 1;
+  const int64_t idx = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) * G;
   if (idx >= n) return;
   const int64_t k = idx % a.ne[0], r = idx / a.ne[0];
   const int64_t i1 = r % a.ne[1], i2 = (r / a.ne[1]) % a.ne[2], i3 = r / (a.ne[1] * a.ne[2]);
-  out[idx] = __float2half_rn(deq<T>(a.p + i1 * a.nb[1] + i2 * a.nb[2] + i3 * a.nb[3], k));
+  const char* row = a.p + i1 * a.nb[1] + i2 * a.nb[2] + i3 * a.nb[3];
+  if constexpr (G == 32) {
+    float v[32];
+    blocks::group32<T>(reinterpret_cast<const uint8_t*>(row), k / 32, v);
+    for (int t = 0; t < 32; t++) out[idx + t] = __float2half_rn(v[t]);
+  } else {
+    out[idx] = __float2half_rn(deq<T>(row, k));
+  }
 }
 // b (F32, any strides with contiguous rows) -> F16, contiguous.
 __global__ void k_f32_half(TD b, __half* out, int64_t n) {
@@ -146,22 +107,14 @@ __global__ void k_f32_half(TD b, __half* out, int64_t n) {
   out[idx] = __float2half_rn(*reinterpret_cast<const float*>(b.p + k * 4 + i1 * b.nb[1] + i2 * b.nb[2] + i3 * b.nb[3]));
 }
 
-template <uint32_t T>
-void to_half(TD a, __half* out, cudaStream_t s) {
-  const int64_t n = a.ne[0] * a.ne[1] * a.ne[2] * a.ne[3];
-  if (n) launch(k_to_half<T>, unsigned((n + 255) / 256), 256, s, a, out, n);
-}
 void to_half_any(TD a, __half* out, cudaStream_t s) {
-  switch (a.type) {
-    case T_F32: to_half<T_F32>(a, out, s); break;
-    case T_BF16: to_half<T_BF16>(a, out, s); break;
-    case T_Q4_0: to_half<T_Q4_0>(a, out, s); break;
-    case T_Q4_1: to_half<T_Q4_1>(a, out, s); break;
-    case T_Q5_0: to_half<T_Q5_0>(a, out, s); break;
-    case T_Q5_1: to_half<T_Q5_1>(a, out, s); break;
-    case T_Q8_0: to_half<T_Q8_0>(a, out, s); break;
-    default: fail("cuda: mul_mat: no conversion to f16 for this type");
-  }
+  const int64_t n = a.ne[0] * a.ne[1] * a.ne[2] * a.ne[3];
+  if (n == 0) return;
+  with_type(a.type, [&](auto k) {
+    constexpr uint32_t T = k;
+    const int64_t threads = blocks::block_type(T) ? n / 32 : n;
+    launch(k_to_half<T>, unsigned((threads + 255) / 256), 256, s, a, out, n);
+  });
 }
 
 size_t align256(size_t n) { return (n + 255) / 256 * 256; }
@@ -182,17 +135,7 @@ void op_mul_mat(TD d, TD a, TD b, const Scratch& sc, cublasHandle_t blas, cudaSt
   const int64_t K = a.ne[0], M = a.ne[1], N = b.ne[1];
   if (M == 0 || N == 0) return;
   if (N <= MV_COLS) {
-    switch (a.type) {
-      case T_F32: launch_mv<T_F32>(d, a, b, s); break;
-      case T_F16: launch_mv<T_F16>(d, a, b, s); break;
-      case T_BF16: launch_mv<T_BF16>(d, a, b, s); break;
-      case T_Q4_0: launch_mv<T_Q4_0>(d, a, b, s); break;
-      case T_Q4_1: launch_mv<T_Q4_1>(d, a, b, s); break;
-      case T_Q5_0: launch_mv<T_Q5_0>(d, a, b, s); break;
-      case T_Q5_1: launch_mv<T_Q5_1>(d, a, b, s); break;
-      case T_Q8_0: launch_mv<T_Q8_0>(d, a, b, s); break;
-      default: fail("cuda: mul_mat: unsupported weight type");
-    }
+    with_type(a.type, [&](auto k) { launch_mv<decltype(k)::value>(d, a, b, s); });
     return;
   }
   CUBLAS_CHECK(cublasSetStream(blas, s));

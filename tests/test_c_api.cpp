@@ -2,7 +2,7 @@
 // freed before its contexts, a sampler used with another model's context.
 #include <doctest/doctest.h>
 
-#include "helpers.h"
+#include "fixtures.h"
 
 #include <algorithm>
 #include <atomic>
@@ -24,17 +24,7 @@
 
 namespace {
 
-std::string converted(const std::string& name) {
-  auto out = th::temp_dir() / (name + "-capi.gguf");
-  if (!std::filesystem::exists(out)) {
-    llm::ConvertOptions o;
-    o.model_dir = th::data_dir() + "/hf/" + name;
-    o.out_path = out.string();
-    o.outtype = ggml::Type::F32;
-    llm::convert_hf_checkpoint(o);
-  }
-  return out.string();
-}
+std::string converted(const std::string& name) { return th::converted(name, ggml::Type::F32); }
 
 }  // namespace
 

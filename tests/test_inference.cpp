@@ -6,7 +6,7 @@
 
 #include "ggml/cpu.h"
 #include "ggml/quants.h"
-#include "helpers.h"
+#include "fixtures.h"
 
 #include <cmath>
 #include <filesystem>
@@ -29,17 +29,7 @@ using th::temp_dir;
 
 const char* FIXTURES[] = {"llama_st", "llama_bin", "gptneox_st", "gptneox_bin", "gptj_st", "gptj_bin"};
 
-std::string converted(const std::string& name, ggml::Type t) {
-  fs::path out = temp_dir() / (name + "-" + ggml::type_name(t) + ".gguf");
-  if (!fs::exists(out)) {
-    llm::ConvertOptions o;
-    o.model_dir = data_dir() + "/hf/" + name;
-    o.out_path = out.string();
-    o.outtype = t;
-    llm::convert_hf_checkpoint(o);
-  }
-  return out.string();
-}
+using th::converted;
 
 size_t argmax(const float* x, size_t n) { return size_t(std::max_element(x, x + n) - x); }
 

@@ -13,6 +13,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include "device_mirror.h"
 #include "device_ops.h"
 #include "ggml/backend.h"
 #include "ggml/cpu.h"
@@ -23,12 +24,7 @@ namespace ggml {
 namespace {
 
 const Tensor* root_of(const Tensor* t) { return t->view_src ? t->view_src : t; }
-
-struct Mirror {
-  char* host;
-  char* dev;
-  size_t size;
-};
+using Mirror = MirrorTable::Mirror;
 
 void* zeroed(size_t n) {
   const size_t sz = (std::max<size_t>(n, 1) + TENSOR_ALIGN - 1) / TENSOR_ALIGN * TENSOR_ALIGN;
@@ -146,22 +142,10 @@ class EmulatedDevice : public Backend {
   }
   void begin_compute() override { staged_.clear(); }
 
-  void add_mirror(const Mirror& m) {
-    std::lock_guard<std::mutex> l(mu_);
-    mirrors_.push_back(m);
-  }
-  void remove_mirror(const char* host) {
-    std::lock_guard<std::mutex> l(mu_);
-    for (size_t i = 0; i < mirrors_.size(); i++)
-      if (mirrors_[i].host == host) mirrors_.erase(mirrors_.begin() + long(i));
-  }
+  MirrorTable& mirrors() { return mirrors_; }
 
  private:
-  const Mirror* mirror_of(const char* p) const {
-    for (const Mirror& m : mirrors_)
-      if (p >= m.host && p < m.host + m.size) return &m;
-    return nullptr;
-  }
+  const Mirror* mirror_of(const char* p) const { return mirrors_.find(p); }
   char* dev_ptr(const Tensor* r) {
     char* p = static_cast<char*>(r->data);
     if (const Mirror* m = mirror_of(p)) return m->dev + (p - m->host);
@@ -172,18 +156,17 @@ class EmulatedDevice : public Backend {
 
   Executor exec_;
   std::unordered_map<const Tensor*, std::vector<char>> staged_;
-  std::mutex mu_;
-  std::vector<Mirror> mirrors_;
+  MirrorTable mirrors_;
 };
 
 EmuGraphBuffer::EmuGraphBuffer(EmulatedDevice* be, size_t n) : be_(be) {
   m_.host = static_cast<char*>(zeroed(n));
   m_.dev = static_cast<char*>(zeroed(n));
   m_.size = n;
-  be_->add_mirror(m_);
+  be_->mirrors().add(m_);
 }
 EmuGraphBuffer::~EmuGraphBuffer() {
-  be_->remove_mirror(m_.host);
+  be_->mirrors().remove(m_.host);
   std::free(m_.host);
   std::free(m_.dev);
 }

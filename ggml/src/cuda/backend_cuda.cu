@@ -13,6 +13,7 @@
 
 #include "common.cuh"
 #include "launch.cuh"
+#include "device_mirror.h"
 #include "device_ops.h"
 #include "ggml/cuda.h"
 #include "ggml/ops.h"
@@ -40,6 +41,7 @@ TD td(const Tensor* t, void* dev) {
 namespace {
 
 using namespace cuda;
+using Mirror = MirrorTable::Mirror;
 
 const Tensor* root_of(const Tensor* t) { return t->view_src ? t->view_src : t; }
 
@@ -62,12 +64,6 @@ class DeviceBuffer : public Buffer {
  private:
   void* p_ = nullptr;
   size_t size_;
-};
-
-struct Mirror {
-  char* host;
-  char* dev;
-  size_t size;
 };
 
 class CudaBackend;
@@ -243,15 +239,7 @@ class CudaBackend : public Backend {
     for (auto& c : stage_) c.used = 0;
   }
 
-  void add_mirror(const Mirror& m) {
-    std::lock_guard<std::mutex> l(mu_);
-    mirrors_.push_back(m);
-  }
-  void remove_mirror(const char* host) {
-    std::lock_guard<std::mutex> l(mu_);
-    for (size_t i = 0; i < mirrors_.size(); i++)
-      if (mirrors_[i].host == host) mirrors_.erase(mirrors_.begin() + long(i));
-  }
+  MirrorTable& mirrors() { return mirrors_; }
 
  private:
   struct Chunk {
@@ -259,11 +247,7 @@ class CudaBackend : public Backend {
     size_t size, used;
   };
 
-  const Mirror* mirror_of(const char* p) const {
-    for (const Mirror& m : mirrors_)
-      if (p >= m.host && p < m.host + m.size) return &m;
-    return nullptr;
-  }
+  const Mirror* mirror_of(const char* p) const { return mirrors_.find(p); }
   char* stage(size_t n) {
     n = (n + 255) / 256 * 256;
     for (Chunk& c : stage_) {
@@ -324,8 +308,7 @@ class CudaBackend : public Backend {
   Scratch scratch_;
   std::vector<Chunk> stage_;
   std::unordered_map<const Tensor*, char*> staged_;
-  std::mutex mu_;
-  std::vector<Mirror> mirrors_;
+  MirrorTable mirrors_;
   // A CUDA graph of a run of launches, per (graph, first node) computed.
   struct Replay {
     cudaGraph_t graph = nullptr;
@@ -357,10 +340,10 @@ GraphBuffer::GraphBuffer(CudaBackend* be, int dev, size_t n) : be_(be) {
     if (m_.host) cudaFreeHost(m_.host);
     fail("cuda: out of memory allocating " + std::to_string(n >> 20) + " MiB of graph memory");
   }
-  be_->add_mirror(m_);
+  be_->mirrors().add(m_);
 }
 GraphBuffer::~GraphBuffer() {
-  be_->remove_mirror(m_.host);
+  be_->mirrors().remove(m_.host);
   cudaFreeHost(m_.host);
   cudaFree(m_.dev);
 }

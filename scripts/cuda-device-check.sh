@@ -22,7 +22,7 @@ timeout 300 $G/test_cuda || echo "test_cuda FAILED"
 timeout 120 $G/test_offload || echo "test_offload FAILED"
 step "bench models (TinyLlama shapes, random weights)"
 python3 -m pip install -q --no-index --no-deps --target /tmp/site $G/whl/*.whl && export PYTHONPATH=/tmp/site
-m=/tmp/bench
+m=${BENCH_DIR:-/tmp/bench}  # BENCH_DIR: models made before (a dry run elsewhere: models/bench)
 mkdir -p $m
 [[ -f $m/tinyllama-f16.gguf ]] || python3 scripts/make_bench_models.py --shape tinyllama -o $m/tinyllama-f16.gguf
 for t in q8_0 q4_0 q4_1; do

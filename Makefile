@@ -42,8 +42,8 @@ cuda:
 test-cuda-build: deps
 	@if [ -z "$(NVCC)" ]; then echo "test-cuda-build: no nvcc (the CUDA toolkit) here: skipped"; exit 0; fi; \
 	cmake -S . -B build-cuda -DCMAKE_BUILD_TYPE=Release -DGGML_CUDA=ON -DCMAKE_CUDA_COMPILER=$(NVCC) >/dev/null && \
-	cmake --build build-cuda -j $(JOBS) --target main bench perplexity test_cuda test_offload && \
-	cd build-cuda && ctest --output-on-failure -R "test_cuda|test_offload"
+	cmake --build build-cuda -j $(JOBS) --target main bench perplexity test_cuda test_cuda_blocks test_offload && \
+	cd build-cuda && ctest --output-on-failure -R "^test_(cuda|cuda_blocks|offload)$$"
 
 # The GTK 4 chat window (examples/desktop) built and run under Xvfb: a
 # question typed, the answer checked on screen and as text, Escape stopping one.

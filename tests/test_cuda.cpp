@@ -314,8 +314,8 @@ TEST_CASE("cuda: batched attention products (f16 cache, grouped heads, permuted 
 }
 
 namespace {
-// Every row's logits of a prompt (one batch) and 6 greedy tokens after it,
-// and the tokens.
+// Every row's logits of a prompt (one batch) and n greedy tokens after it,
+// and the tokens; or (stepwise) of the prompt fed one token at a time.
 struct Run {
   std::vector<float> logits;
   std::vector<int32_t> tokens;
@@ -335,33 +335,70 @@ Run greedy(const llm::Model& m, const std::vector<int32_t>& prompt, int n) {
   }
   return r;
 }
+std::vector<float> stepwise(const llm::Model& m, const std::vector<int32_t>& prompt) {
+  llm::SessionParams sp;
+  sp.n_ctx = 64;
+  llm::Session s(m, sp);
+  std::vector<float> all;
+  for (int32_t t : prompt) {
+    s.eval(&t, 1);
+    all.insert(all.end(), s.logits(), s.logits() + s.n_vocab());
+  }
+  return all;
+}
 double rel_diff(const std::vector<float>& a, const std::vector<float>& b) {
+  REQUIRE(a.size() == b.size());
   double mx = 1e-30, d = 0;
   for (size_t i = 0; i < a.size(); i++) mx = std::max(mx, double(std::fabs(a[i]))), d = std::max(d, double(std::fabs(a[i] - b[i])));
   return d / mx;
 }
 }  // namespace
 
-TEST_CASE("cuda: the fixtures and SmolLM2 offloaded (-ngl 1, all) give the CPU's logits within 1e-3 and its greedy tokens") {
+// The reference is the CPU computing with the weights dequantized to F32
+// (LoadOptions::f32_weights): what the GPU computes, in exact float
+// arithmetic. (The CPU's own quantized path rounds activations to 8 bits,
+// 4.5% of SmolLM2's largest logit apart from exact, so it is no reference
+// for a GPU that keeps them in F32.) Generation (matrix-vector products)
+// agrees within 1e-4; a prompt's products go through cuBLAS in F16 (1e-2);
+// greedy tokens are equal where the model is not at a near-tie (a real text
+// prompt; F32 fixtures).
+TEST_CASE("cuda: the fixtures and SmolLM2 offloaded (-ngl 1, all) against the CPU in exact float arithmetic") {
   if (!have_gpu()) return;
-  std::vector<std::string> paths;
-  for (const char* n : {"llama_st", "gptneox_st", "gptj_st"}) paths.push_back(th::converted(n, Type::F16));
+  struct M {
+    std::string path;
+    std::vector<int32_t> prompt;
+    bool greedy;  // compare greedy tokens
+  };
+  std::vector<M> ms;
+  const std::vector<int32_t> ids = {1, 42, 77, 301, 9, 18, 250, 3, 12, 99, 64, 5};
+  for (const char* n : {"llama_st", "gptneox_st", "gptj_st"}) {
+    ms.push_back({th::converted(n, Type::F32), ids, true});
+    ms.push_back({th::converted(n, Type::F16), ids, false});
+  }
   const std::string smol = th::data_dir() + "/../../models/SmolLM2-135M-Instruct.Q4_1.gguf";
-  if (std::filesystem::exists(smol)) paths.push_back(smol);
-  else MESSAGE("SmolLM2 not fetched (make fetch-models): checked the fixtures only");
-  for (const auto& path : paths) {
-    auto cpu = llm::Model::load(path);
-    const std::vector<int32_t> prompt = {1, 42, 77, 301, 9, 18, 250, 3, 12, 99, 64, 5};
-    const Run want = greedy(*cpu, prompt, 6);
+  if (std::filesystem::exists(smol)) {
+    auto m = llm::Model::load(smol);
+    ms.push_back({smol, m->tokenizer->encode("The capital of France is", true, false), true});
+  } else {
+    MESSAGE("SmolLM2 not fetched (make fetch-models): checked the fixtures only");
+  }
+  for (const auto& x : ms) {
+    llm::LoadOptions exact;
+    exact.f32_weights = true;
+    auto cpu = llm::Model::load(x.path, exact);
+    const Run want = greedy(*cpu, x.prompt, 5);
+    const std::vector<float> want_steps = stepwise(*cpu, x.prompt);
     for (int ngl : {1, 99}) {
-      CAPTURE(path);
+      CAPTURE(x.path);
       CAPTURE(ngl);
       llm::LoadOptions o;
       o.n_gpu_layers = ngl;
-      auto m = llm::Model::load(path, o);
-      const Run got = greedy(*m, prompt, 6);
-      CHECK(rel_diff(want.logits, got.logits) < 1e-3);
-      CHECK(got.tokens == want.tokens);
+      auto m = llm::Model::load(x.path, o);
+      CHECK(rel_diff(want_steps, stepwise(*m, x.prompt)) < 1e-4);
+      const Run got = greedy(*m, x.prompt, 5);
+      CHECK(rel_diff(std::vector<float>(want.logits.begin(), want.logits.begin() + long(x.prompt.size() * cpu->hp.n_vocab)),
+                     std::vector<float>(got.logits.begin(), got.logits.begin() + long(x.prompt.size() * cpu->hp.n_vocab))) < 1e-2);
+      if (x.greedy) CHECK(got.tokens == want.tokens);
     }
   }
 }

@@ -91,8 +91,11 @@ TEST_CASE("the scheduler puts offloaded layers on the device, copies only at the
   s.eval(&tok, 1);
   const std::vector<size_t> placed = s.placement();
   REQUIRE(placed.size() == 2);
-  CHECK(placed[0] > 10);  // the last layer's nodes
-  CHECK(placed[1] > placed[0]);
+  CHECK(placed[0] > 10);  // the last layer's nodes, as built
+  // The first layer (fused by the CPU's pass: fewer nodes than the device's
+  // unfused layer), the embedding lookup, the output norm's product.
+  CHECK(placed[1] >= 5);
+  CHECK(placed[1] < placed[0]);
   // In: the layer's input and the positions; out: its result for the
   // output norm's CPU side (the output matrix stays on the host).
   CHECK(s.last_copies() >= 3);
@@ -146,4 +149,54 @@ TEST_CASE("-ngl without a device says why, in one line") {
   std::string why;
   CHECK_FALSE(ggml::device_available(&why));
   CHECK_FALSE(why.empty());
+}
+
+TEST_CASE("a split graph's CPU part is still fused, and gives the floats of the graph the CPU computes alone") {
+  auto build = [](ggml::Context& ctx, ggml::Tensor* w2, std::vector<float>& xs) {
+    th::Rng rng(9);
+    ggml::Tensor* x = ctx.new_tensor(ggml::Type::F32, {64, 1}, "x");
+    ggml::Tensor* wn = ctx.new_tensor(ggml::Type::F32, {64}, "norm");
+    ggml::Tensor* w1 = ctx.new_tensor(ggml::Type::Q8_0, {64, 32}, "w1");
+    th::fill(x, rng), th::fill(wn, rng), th::fill(w1, rng, 0.3f);
+    xs.assign(x->as<float>(), x->as<float>() + 64);
+    ggml::Tensor* y = ggml::mul_mat(ctx, w1, ggml::rms_norm(ctx, x, 1e-5f, wn));  // the CPU's, norm fused in
+    return ggml::mul_mat(ctx, w2, y);                                             // w2's side
+  };
+  th::Rng rng(4);
+  std::vector<float> w2v = rng.normals(32 * 16, 0.2f), xs;
+  auto dev = ggml::emulated_device_backend();
+  std::vector<float> out[2];
+  for (int split = 0; split < 2; split++) {
+    ggml::Context ctx;
+    std::unique_ptr<ggml::Buffer> wbuf;
+    ggml::Tensor* w2;
+    if (split) {
+      w2 = ctx.new_tensor_external(ggml::Type::F32, {32, 16}, "w2");
+      wbuf = dev->alloc(w2->nbytes());
+      dev->write(wbuf->base(), w2v.data(), w2->nbytes());
+      w2->data = wbuf->base();
+      w2->flags |= ggml::FLAG_DEVICE;
+    } else {
+      w2 = ctx.new_tensor(ggml::Type::F32, {32, 16}, "w2");
+      std::memcpy(w2->data, w2v.data(), w2->nbytes());
+    }
+    ggml::Tensor* r = build(ctx, w2, xs);
+    ggml::Graph g;
+    g.expand(r);
+    std::vector<std::shared_ptr<ggml::Backend>> bs;
+    if (split) bs.push_back(dev);
+    bs.push_back(ggml::cpu_backend(1));
+    ggml::Scheduler sched(bs);
+    sched.plan(g, ctx);
+    bool fused = false;
+    for (const ggml::Tensor* n : g.nodes())
+      if (n->op == ggml::Op::MUL_MAT && (n->op_params[0] & ggml::MM_NORM)) fused = n->backend == bs.size() - 1;
+    CHECK(fused);
+    if (split) CHECK(sched.last_placement()[0] == 1);  // w2's product alone
+    ggml::GraphAllocator alloc(ggml::GraphAllocator::Mode::Reuse, &sched.graph_memory());
+    alloc.allocate(g);
+    sched.compute(g);
+    out[split].assign(r->as<float>(), r->as<float>() + 16);
+  }
+  CHECK(out[0] == out[1]);
 }

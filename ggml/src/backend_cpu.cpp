@@ -63,6 +63,9 @@ class CpuBackend : public Backend {
   }
 
   void optimize(Graph& g, Context& ctx) const override { cpu::fuse(g, ctx); }
+  void optimize_part(Graph& g, Context& ctx, const std::function<bool(const Tensor*)>& mine) const override {
+    cpu::fuse(g, ctx, mine);
+  }
   void set_threads(int n) override { exec_.set_threads(n); }
   int threads() const override { return exec_.threads(); }
   void compute(Graph& g) override { exec_.compute(g, abort_ ? &abort_ : nullptr); }

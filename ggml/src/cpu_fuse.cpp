@@ -53,9 +53,14 @@ void become(Tensor* n, const Tensor* r) {
   n->data = nullptr;
 }
 
+// The nodes this pass may rewrite or absorb (all, unless the graph is split
+// with a device: then the CPU's). Set by fuse() for its steps.
+thread_local const std::function<bool(const Tensor*)>* g_mine = nullptr;
+bool mine(const Tensor* t) { return !g_mine || !*g_mine || (*g_mine)(t); }
+
 bool one_row(const Tensor* b) { return b->ne[1] == 1 && b->ne[2] == 1 && b->ne[3] == 1; }
 bool matrix(const Tensor* a) { return a->ne[2] == 1 && a->ne[3] == 1 && a->rows_contiguous(); }
-bool inner(const Tensor* t) { return !(t->flags & FLAG_OUTPUT); }
+bool inner(const Tensor* t) { return !(t->flags & FLAG_OUTPUT) && mine(t); }
 // A product of a 2-D weight matrix with one activation row, nothing fused yet.
 bool plain_product(const Tensor* m) {
   return m->op == Op::MUL_MAT && m->op_params[0] == 0 && matrix(m->src[0]) && one_row(m->src[1]) &&
@@ -114,7 +119,7 @@ bool fuse_swiglu(Graph& g, Context& ctx) {
   bool changed = false;
   const Uses u = uses_of(g);
   for (Tensor* s : g.nodes()) {
-    if (s->op != Op::SILU_MUL) continue;
+    if (s->op != Op::SILU_MUL || !mine(s)) continue;
     Tensor *gate = s->src[0], *up = s->src[1];
     if (gate == up || !plain_product(gate) || !plain_product(up) || !inner(gate) || !inner(up)) continue;
     if (n_uses(u, gate) != 1 || n_uses(u, up) != 1 || gate->src[1] != up->src[1]) continue;
@@ -138,7 +143,7 @@ bool fuse_norms(Graph& g, Context& ctx) {
     bool all = true;
     for (const Tensor* c : it->second) {
       const int32_t fl = c->op == Op::MUL_MAT ? c->op_params[0] : -1;
-      all = all && (fl == 0 || fl == MM_GLU) && c->src[1] == r && matrix(c->src[0]);
+      all = all && (fl == 0 || fl == MM_GLU) && c->src[1] == r && matrix(c->src[0]) && mine(c);
     }
     if (!all) continue;
     for (Tensor* c : it->second) {
@@ -158,7 +163,7 @@ bool fuse_adds(Graph& g, Context& ctx) {
   bool changed = false;
   const Uses u = uses_of(g);
   for (Tensor* d : g.nodes()) {
-    if (d->op != Op::ADD) continue;
+    if (d->op != Op::ADD || !mine(d)) continue;
     for (int side = 0; side < 2; side++) {
       Tensor *m = d->src[side], *o = d->src[1 - side];
       if (!plain_product(m) || !inner(m) || n_uses(u, m) != 1 || o == m) continue;
@@ -212,7 +217,11 @@ void reorder(Graph& g) {
 
 }  // namespace
 
-void fuse(Graph& g, Context& ctx) {
+void fuse(Graph& g, Context& ctx, const std::function<bool(const Tensor*)>& only) {
+  g_mine = &only;
+  struct Reset {
+    ~Reset() { g_mine = nullptr; }
+  } reset;
   // Each step sees the graph as the previous one left it: ordered again
   // (and its views at their roots) only where a step changed something, so
   // a prompt's graph, which has nothing to fuse, costs five scans.

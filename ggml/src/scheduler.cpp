@@ -7,6 +7,7 @@
 #include <unordered_set>
 
 #include "ggml/backend.h"
+#include "ggml/graph.h"
 
 namespace ggml {
 
@@ -36,6 +37,29 @@ void Scheduler::plan(Graph& g, Context& ctx) {
     for (const Tensor* n : g.nodes()) placed_[0] += !op_is_view(n->op);
     return;
   }
+  size_t on_dev = place(g);
+  // The CPU's fusion pass rewrites nodes for its kernels, which a device
+  // would then have to compute: on a split graph it rewrites the CPU's part
+  // alone, and the rewritten graph is placed again.
+  if (on_dev == 0) {
+    backends_.back()->optimize(g, ctx);
+    for (Tensor* n : g.nodes()) n->backend = cpu;  // its new nodes too
+  } else {
+    // The device's nodes as placed now; what the pass makes is the CPU's.
+    std::unordered_set<const Tensor*> device;
+    for (const Tensor* n : g.nodes())
+      if (n->backend != cpu) device.insert(n);
+    backends_.back()->optimize_part(g, ctx, [&device](const Tensor* t) { return device.count(t) == 0; });
+    on_dev = place(g);
+  }
+  size_t computed = 0;
+  for (const Tensor* n : g.nodes()) computed += !op_is_view(n->op);
+  placed_[0] = on_dev;
+  placed_[cpu] = computed - on_dev;
+}
+
+size_t Scheduler::place(Graph& g) {
+  const uint8_t cpu = uint8_t(backends_.size() - 1);
   Backend& dev = *backends_.front();
   size_t on_dev = 0;
   for (Tensor* n : g.nodes()) {
@@ -65,13 +89,7 @@ void Scheduler::plan(Graph& g, Context& ctx) {
     n->backend = want ? 0 : cpu;
     on_dev += want;
   }
-  size_t computed = 0;
-  for (const Tensor* n : g.nodes()) computed += !op_is_view(n->op);
-  placed_[0] = on_dev;
-  placed_[cpu] = computed - on_dev;
-  // The CPU's fusion pass rewrites nodes for its kernels, which a device
-  // would then have to compute: it runs on graphs the CPU computes alone.
-  if (on_dev == 0) backends_.back()->optimize(g, ctx);
+  return on_dev;
 }
 
 void Scheduler::compute(Graph& g) {
@@ -139,6 +157,8 @@ void Scheduler::compute(Graph& g) {
     if (moved.insert(n).second) backends_[n->backend]->to_host(n), copies_++;
   }
   for (size_t d = 0; d < cpu; d++) backends_[d]->synchronize();
+  if (profiling())
+    for (size_t c = 0; c < copies_; c++) profile_add_named("scheduler: a value copied between backends", 0.0);
 }
 
 void Scheduler::set_abort(const std::function<bool()>& f) {

@@ -62,6 +62,10 @@ class Backend {
   // Rewrites a built graph for its kernels, once, before planning: new
   // tensors go to ctx, results stay bit for bit those of the plain graph.
   virtual void optimize(Graph& g, Context& ctx) const = 0;
+  // The same for the part of a split graph it computes (nodes mine accepts).
+  virtual void optimize_part(Graph& g, Context& ctx, const std::function<bool(const Tensor*)>& mine) const {
+    (void)g, (void)ctx, (void)mine;
+  }
   virtual void set_threads(int n) = 0;
   virtual int threads() const = 0;
   // Computes a planned graph; throws ggml::Error for bad runtime input, and
@@ -116,7 +120,8 @@ class Scheduler {
   // that runs everything (the CPU).
   explicit Scheduler(std::vector<std::shared_ptr<Backend>> backends);
   // Places every node on a backend (Tensor::backend), checking each has one,
-  // and lets the backend rewrite the graph when one computes all of it.
+  // and lets the CPU rewrite the graph (its fusion pass), on a split graph
+  // only its own part.
   void plan(Graph& g, Context& ctx);
   void compute(Graph& g);
   void set_abort(const std::function<bool()>& f);  // on every backend
@@ -131,6 +136,7 @@ class Scheduler {
   size_t last_copies() const { return copies_; }
 
  private:
+  size_t place(Graph& g);  // sets Tensor::backend; returns the device's node count
   std::vector<std::shared_ptr<Backend>> backends_;
   std::vector<size_t> placed_;
   size_t copies_ = 0;

@@ -174,8 +174,10 @@ const KernelSet* amx_kernels();
 // neighbours into the fused nodes these kernels have (a norm into the
 // products that read it, SwiGLU, residual adds, adjacent products and q/k
 // ropes merged), each giving the floats of the nodes it replaces. New
-// tensors go to ctx. Once per graph, before planning.
-void fuse(Graph& g, Context& ctx);
+// tensors go to ctx. Once per graph, before planning. mine (when given):
+// only nodes it accepts are rewritten or absorbed (the CPU's part of a graph
+// split with a device).
+void fuse(Graph& g, Context& ctx, const std::function<bool(const Tensor*)>& mine = {});
 
 }  // namespace ggml::cpu
 

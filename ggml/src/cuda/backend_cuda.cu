@@ -4,6 +4,7 @@
 // nodes the scheduler gives it launched on one stream, or, when they are all
 // kernels of ours (generation: hundreds of small launches a token), recorded
 // into a CUDA graph that later computes update where their arguments changed.
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <map>
@@ -16,6 +17,7 @@
 #include "device_mirror.h"
 #include "device_ops.h"
 #include "ggml/cuda.h"
+#include "ggml/graph.h"
 #include "ggml/ops.h"
 
 namespace ggml {
@@ -145,6 +147,17 @@ class CudaBackend : public Backend {
 
   void compute_nodes(Graph& g, const std::vector<Tensor*>& nodes) override {
     if (abort_ && abort_()) throw Cancelled();
+    // GGML_PROFILE: the host's time launching (the GPU's own runs behind it)
+    // and how CUDA graphs were made, under "cuda: ..." in the profile.
+    const bool prof = profiling();
+    const auto t0 = prof ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point();
+    struct Timed {
+      bool on;
+      std::chrono::steady_clock::time_point t0;
+      ~Timed() {
+        if (on) profile_add_named("cuda: host side of launches", std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+      }
+    } timed{prof, t0};
     CUDA_CHECK(cudaSetDevice(dev_));
     size_t need = 0;
     bool capture = use_graphs_ && nodes.size() >= 4;
@@ -198,18 +211,20 @@ class CudaBackend : public Backend {
         prev = node;
       }
       CUDA_CHECK(cudaGraphInstantiate(&rp.exec, rp.graph, 0));
-      rebuilds_++;
+      if (prof)
+        for (size_t i = 0; i < rec.size(); i++) profile_add_named("cuda: graph built (calls: its nodes)", 0.0);
     } else {
       for (size_t i = 0; i < rec.size(); i++) {
         if (rec.same(i, rp.rec, i)) continue;
         const cudaKernelNodeParams kp = rec.params(i, ptrs);
         CUDA_CHECK(cudaGraphExecKernelNodeSetParams(rp.exec, rp.nodes[i], &kp));
-        updates_++;
+        if (prof) profile_add_named("cuda: graph node updated", 0.0);
       }
     }
     std::swap(rp.rec, rec);
     std::swap(rec, spare_);  // the old calls' buffers serve the next record
     CUDA_CHECK(cudaGraphLaunch(rp.exec, st_));
+    if (prof) profile_add_named("cuda: graph replayed", 0.0);
   }
 
   void to_device(const Tensor* r) override {
@@ -328,7 +343,6 @@ class CudaBackend : public Backend {
   };
   std::map<std::pair<const void*, const void*>, Replay> graphs_;
   Recorder spare_;
-  size_t rebuilds_ = 0, updates_ = 0;
 };
 
 GraphBuffer::GraphBuffer(CudaBackend* be, int dev, size_t n) : be_(be) {

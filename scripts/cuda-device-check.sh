@@ -42,7 +42,7 @@ cpu=$($G/main -m $m/tinyllama-q4_0.gguf --ids $ids -n 24 --temp 0 -t "$(nproc)" 
 gpu=$($G/main -m $m/tinyllama-q4_0.gguf --ids $ids -n 24 --temp 0 -ngl 99 2>/dev/null)
 [[ "$cpu" == "$gpu" ]] && echo "greedy text equal" || { echo "greedy text DIFFERS"; echo "cpu: $cpu"; echo "gpu: $gpu"; }
 step "bench -ngl 99"
-for t in f16 q8_0 q4_0 q4_1; do
+for t in ${CHECK_TYPES:-f16 q8_0 q4_0 q4_1}; do
   timeout 240 $G/bench -m $m/tinyllama-$t.gguf -ngl 99 -p 512 -n 128 -r 3 -o json | tee -a "$OUT/bench.jsonl"
 done
 step "bench -ngl 99, CUDA graphs off (Q4_0 tg128)"
@@ -50,5 +50,5 @@ GGML_CUDA_GRAPHS=0 timeout 120 $G/bench -m $m/tinyllama-q4_0.gguf -ngl 99 -p 0 -
 step "bench -ngl 11 (half the layers, Q4_0)"
 timeout 120 $G/bench -m $m/tinyllama-q4_0.gguf -ngl 11 -p 512 -n 32 -r 2 -o json --no-bandwidth | tee -a "$OUT/bench.jsonl"
 step "profile of one generation (GGML_PROFILE, Q4_0, -ngl 99)"
-GGML_PROFILE=1 timeout 60 $G/main -m $m/tinyllama-q4_0.gguf --ids $ids -n 64 --temp 0 -ngl 99 2>&1 >/dev/null | tail -25
+GGML_PROFILE=1 timeout 60 $G/main -m $m/tinyllama-q4_0.gguf --ids $ids -n 64 --temp 0 -ngl 99 2>&1 >/dev/null | grep -A30 "ggml profile"
 step done

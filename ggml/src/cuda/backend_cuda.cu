@@ -293,9 +293,8 @@ class CudaBackend : public Backend {
     const TD d = td(n, dev_ptr(n));
     switch (n->op) {
       case Op::CPY: case Op::CONT: op_cpy(d, in(n, 0), st_); break;
-      case Op::ADD: case Op::MUL: op_binary(n, d, in(n, 0), in(n, 1), st_); break;
+      case Op::ADD: case Op::MUL: case Op::SILU_MUL: op_binary(n, d, in(n, 0), in(n, 1), st_); break;
       case Op::SCALE: case Op::SILU: case Op::GELU: case Op::GELU_ERF: op_unary(n, d, in(n, 0), st_); break;
-      case Op::SILU_MUL: op_silu_mul(d, in(n, 0), in(n, 1), st_); break;
       case Op::GET_ROWS: op_get_rows(d, in(n, 0), in(n, 1), st_); break;
       case Op::MUL_MAT: op_mul_mat(d, in(n, 0), in(n, 1), scratch_, blas_, st_); break;
       case Op::RMS_NORM:

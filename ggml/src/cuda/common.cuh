@@ -110,7 +110,6 @@ struct Scratch {
 };
 void op_binary(const Tensor* n, TD d, TD a, TD b, cudaStream_t s);
 void op_unary(const Tensor* n, TD d, TD a, cudaStream_t s);
-void op_silu_mul(TD d, TD a, TD b, cudaStream_t s);
 void op_cpy(TD d, TD a, cudaStream_t s);
 void op_get_rows(TD d, TD a, TD ids, cudaStream_t s);
 void op_rms_norm(TD d, TD a, const float* w, float eps, cudaStream_t s);

@@ -35,7 +35,8 @@ __device__ __forceinline__ int64_t at_bcast(const TD& t, const int64_t* ix) {
 int64_t nel(const TD& t) { return t.ne[0] * t.ne[1] * t.ne[2] * t.ne[3]; }
 unsigned grid_for(int64_t n) { return unsigned((n + BLOCK - 1) / BLOCK); }
 
-enum class Bin { Add, Mul };
+// silu_mul's b has a's shape: its broadcast index is the plain one.
+enum class Bin { Add, Mul, SiluMul };
 template <Bin OP>
 __global__ void k_binary(TD d, TD a, TD b, int64_t n) {
   const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
@@ -44,7 +45,11 @@ __global__ void k_binary(TD d, TD a, TD b, int64_t n) {
   unravel(i, d.ne, ix);
   const float x = *reinterpret_cast<const float*>(a.p + at(a, ix));
   const float y = *reinterpret_cast<const float*>(b.p + at_bcast(b, ix));
-  *reinterpret_cast<float*>(d.p + at(d, ix)) = OP == Bin::Add ? x + y : x * y;
+  float r;
+  if constexpr (OP == Bin::Add) r = x + y;
+  else if constexpr (OP == Bin::Mul) r = x * y;
+  else r = (x / (1.0f + expf(-x))) * y;
+  *reinterpret_cast<float*>(d.p + at(d, ix)) = r;
 }
 
 enum class Un { Scale, Silu, Gelu, GeluErf };
@@ -61,16 +66,6 @@ __global__ void k_unary(TD d, TD a, int64_t n, float param) {
   else if constexpr (OP == Un::Gelu) y = 0.5f * x * (1.0f + tanhf(0.7978845608028654f * (x + 0.044715f * x * x * x)));
   else y = 0.5f * x * (1.0f + erff(x * 0.7071067811865476f));
   *reinterpret_cast<float*>(d.p + at(d, ix)) = y;
-}
-
-__global__ void k_silu_mul(TD d, TD a, TD b, int64_t n) {
-  const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (i >= n) return;
-  int64_t ix[4];
-  unravel(i, d.ne, ix);
-  const float x = *reinterpret_cast<const float*>(a.p + at(a, ix));
-  const float y = *reinterpret_cast<const float*>(b.p + at(b, ix));
-  *reinterpret_cast<float*>(d.p + at(d, ix)) = (x / (1.0f + expf(-x))) * y;
 }
 
 // d and a of one element count; a walked in its own shape (CONT, CPY).
@@ -237,8 +232,12 @@ unsigned rows(const TD& t) { return unsigned(t.ne[1] * t.ne[2] * t.ne[3]); }
 
 void op_binary(const Tensor* n, TD d, TD a, TD b, cudaStream_t s) {
   const int64_t c = nel(d);
-  if (n->op == Op::ADD) launch(k_binary<Bin::Add>, grid_for(c), BLOCK, s, d, a, b, c);
-  else launch(k_binary<Bin::Mul>, grid_for(c), BLOCK, s, d, a, b, c);
+  switch (n->op) {
+    case Op::ADD: launch(k_binary<Bin::Add>, grid_for(c), BLOCK, s, d, a, b, c); break;
+    case Op::MUL: launch(k_binary<Bin::Mul>, grid_for(c), BLOCK, s, d, a, b, c); break;
+    case Op::SILU_MUL: launch(k_binary<Bin::SiluMul>, grid_for(c), BLOCK, s, d, a, b, c); break;
+    default: fail(std::string("cuda: no binary kernel for ") + op_name(n->op));
+  }
 }
 
 void op_unary(const Tensor* n, TD d, TD a, cudaStream_t s) {
@@ -250,11 +249,6 @@ void op_unary(const Tensor* n, TD d, TD a, cudaStream_t s) {
     case Op::GELU_ERF: launch(k_unary<Un::GeluErf>, grid_for(c), BLOCK, s, d, a, c, 0.0f); break;
     default: fail(std::string("cuda: no unary kernel for ") + op_name(n->op));
   }
-}
-
-void op_silu_mul(TD d, TD a, TD b, cudaStream_t s) {
-  const int64_t c = nel(d);
-  launch(k_silu_mul, grid_for(c), BLOCK, s, d, a, b, c);
 }
 
 void op_cpy(TD d, TD a, cudaStream_t s) {

@@ -19,7 +19,7 @@ nvidia-smi -L || true
 nproc
 # CUDA 13's runtime and cuBLAS: the toolkit's, else a Python package's copy.
 for l in libcudart.so.13 libcublas.so.13 libcublasLt.so.13; do
-  ldd $G/main | grep -q "$l => not found" || continue
+  [[ $(ldd $G/main) == *"$l => not found"* ]] || continue
   f=$(find /usr/local /opt /usr/lib -name "$l" 2>/dev/null | head -1)
   [[ -n $f ]] && export LD_LIBRARY_PATH="$(dirname "$f"):$LD_LIBRARY_PATH"
 done

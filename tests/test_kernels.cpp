@@ -189,7 +189,7 @@ TEST_CASE("SIMD activation quantization matches the reference") {
   }
 }
 
-TEST_CASE("silu and exp_sum of every kernel set against std::exp in double, over the float range") {
+TEST_CASE("silu, silu_back and exp_sum of every kernel set against std::exp in double, over the float range") {
   th::Rng rng(21);
   std::vector<float> x;
   for (float v : {-200.0f, -104.0f, -88.0f, -30.0f, -1e-3f, -0.0f, 0.0f, 1e-30f, 0.5f, 20.0f, 88.0f, 88.7f, 150.0f})
@@ -205,6 +205,15 @@ TEST_CASE("silu and exp_sum of every kernel set against std::exp in double, over
       for (size_t j = 0; j < n; j++) {
         const double want = double(x[j]) / (1.0 + std::exp(-double(x[j])));
         REQUIRE_MESSAGE(std::fabs(y[j] - want) <= 1e-30 + 1e-6 * std::fabs(want), "silu(" << x[j] << ") = " << y[j]);
+      }
+      std::vector<float> g(n), d(n);
+      for (size_t j = 0; j < n; j++) g[j] = float(j % 7) - 2.5f;
+      k->silu_back(x.data(), g.data(), d.data(), int64_t(n));
+      for (size_t j = 0; j < n; j++) {
+        const double s = 1.0 / (1.0 + std::exp(-double(x[j]))), want = g[j] * s * (1.0 + x[j] * (1.0 - s));
+        // (near x = -1.28, where the derivative is 0, the cancellation of 1 + x (1 - s) in float)
+        REQUIRE_MESSAGE(std::fabs(d[j] - want) <= 1e-30 + 2e-6 * std::fabs(g[j]) * (1.0 + std::fabs(x[j])) * s,
+                        "silu_back(" << x[j] << ") = " << d[j] << " want " << want);
       }
       // softmax subtracts the row maximum, so exp_sum's arguments are <= 0;
       // here up to 78 (inside the float range).

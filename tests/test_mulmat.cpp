@@ -171,8 +171,9 @@ TEST_CASE("mul_mat: prompt-sized products take the blocked (and BLAS) paths") {
 // Kernel sets with a GEMM microkernel take it for float weights (F16 and BF16
 // on the BF16 one where the CPU has it; each set is also run with that one
 // removed, to cover the float one for them) and, with an int8 one, for Q4_0,
-// Q4_1 and Q8_0, once there are nr / 2 activation rows.
-// Shapes cross every blocking boundary: one weight row, rows not a multiple
+// Q4_1 and Q8_0, once there are nr / 2 activation rows (F32 weights: and 2 mr
+// weight rows; fewer take the tiles, checked here too).
+// Shapes cross every blocking boundary: two row groups and one row, rows not a multiple
 // of the microkernel's mr or of the item's row block, activation rows not a
 // multiple of nr or of an item's panels, K of one column (one block), odd K,
 // K below, at and across the 256-column blocks; batched broadcasting with
@@ -208,9 +209,10 @@ TEST_CASE("mul_mat: GEMM microkernel paths, odd shapes, every kernel set that ha
       // blocks; 1100 crosses the bf16 path's 512-column blocks with an odd tail.
       // Q8_0R, Q4_0R and Q4_1R rows are whole groups of 256.
       const bool r8 = cpu::own_format(t);
-      const Case cases[] = {{r8 ? 256 : quant ? 288 : 300, 1, nr / 2},   {r8 ? 512 : quant ? 32 : 1, 5, nr},
+      const Case cases[] = {{r8 ? 256 : quant ? 288 : 300, 2 * mr + 1, nr / 2}, {r8 ? 512 : quant ? 32 : 1, 2 * mr + 5, nr},
                             {256, 4 * mr, nr / 2 + 1},                   {r8 ? 768 : quant ? 544 : 513, 4 * mr + 13, 47},
-                            {r8 ? 1024 : quant ? 704 : 1101, mr - 1, 130}, {r8 ? 256 : 96, 37, 3 * nr + 5}};
+                            {r8 ? 1024 : quant ? 704 : 1101, 3 * mr - 1, 130}, {r8 ? 256 : 96, 37, 3 * nr + 5},
+                            {r8 ? 256 : quant ? 288 : 300, 1, nr / 2}, {r8 ? 512 : quant ? 64 : 96, 2 * mr - 1, 3 * nr}};
       for (const Case& c : cases) {
         CAPTURE(c.K);
         CAPTURE(c.M);

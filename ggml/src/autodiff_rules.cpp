@@ -50,6 +50,10 @@ void backward_get_rows(BackwardContext& c, Tensor* n) {
   if (c.wants(a)) c.add(a, get_rows_back(c.ctx, dense_rows(c.ctx, c.grad(n)), n->src[1], a->ne[1]));
 }
 
+// The ranks LoRA is used with (PEFT's configurations reach 128): the sides of
+// a product counted as "a few rows" below.
+constexpr int64_t FEW = 128;
+
 void backward_mul_mat(BackwardContext& c, Tensor* n) {
   // n[i, j] = sum_k a[k, i] b[k, j]:  db = a^T g (any weight type, never
   // dequantized whole), da[k, i] = sum_j b[k, j] g[i, j].
@@ -59,10 +63,10 @@ void backward_mul_mat(BackwardContext& c, Tensor* n) {
   Tensor* g = dense_rows(c.ctx, c.grad(n));
   // (in mixed precision only through frozen weights: a trained one's products are small)
   if (c.wants(b)) {
-    if (a->type == Type::F32 && a->ne[0] < 32 && a->ne[2] == 1 && a->ne[3] == 1) {
+    if (a->type == Type::F32 && a->ne[0] <= FEW && a->ne[0] < a->ne[1] && a->ne[2] == 1 && a->ne[3] == 1) {
       // A few rows (LoRA's B: rank r): the update of mul_mat_t would be r
-      // floats wide; as dot products over M instead, on a transposed copy
-      // (r x M floats) in the plain product.
+      // floats wide (rank 32: 6 GFLOP/s); as dot products over M instead, on
+      // a transposed copy (r x M floats) in the plain product.
       c.add(b, mul_mat(c.ctx, cont(c.ctx, transpose(c.ctx, a)), g));
     } else {
       c.add(b, mul_mat_t(c.ctx, a, g, c.bf16 && !c.wants(a)));
@@ -70,7 +74,7 @@ void backward_mul_mat(BackwardContext& c, Tensor* n) {
   }
   if (!c.wants(a)) return;
   Tensor* da;  // [K, M, C2, C3]
-  if (a->ne[2] * a->ne[3] * b->ne[2] * b->ne[3] == 1 && std::min(a->ne[0], a->ne[1]) < 32) {
+  if (a->ne[2] * a->ne[3] * b->ne[2] * b->ne[3] == 1 && std::min(a->ne[0], a->ne[1]) <= FEW) {
     // One side of a few rows (LoRA's A: M = r; its B: K = r): a sum over the
     // tokens of outer products as mul_mat_t's updates, along the long side,
     // transposing only small tensors (g for A; b and the result for B)

@@ -218,12 +218,8 @@ void compute_soft_max_back(const ComputeParams& p, Tensor* dst) {
 
 void compute_act_back(const ComputeParams& p, Tensor* dst) {
   if (dst->op == Op::SILU_BACK) {
-    pair_rows(p, dst, [](const float* x, const float* g, float* y, int64_t n) {
-      for (int64_t i = 0; i < n; i++) {
-        const float s = 1.0f / (1.0f + std::exp(-x[i]));
-        y[i] = g[i] * (s * (1.0f + x[i] * (1.0f - s)));
-      }
-    });
+    const cpu::KernelSet& k = *p.k;
+    pair_rows(p, dst, [&k](const float* x, const float* g, float* y, int64_t n) { k.silu_back(x, g, y, n); });
   } else if (dst->op_params[0] == 0) {
     pair_rows(p, dst, [](const float* x, const float* g, float* y, int64_t n) {
       constexpr float c = 0.7978845608028654f, k = 0.044715f;  // sqrt(2/pi)

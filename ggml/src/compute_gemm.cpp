@@ -94,12 +94,17 @@ struct Shape {
 bool gemm_applies(const Tensor* dst, const cpu::KernelSet& k) {
   if (dst->op_params[0] != 0) return false;  // fused products (generation's) take the tiles
   const Type t = fmt(dst->src[0]);
-  int nr = 0;
-  if (k.gemm.kernel && (t == Type::F32 || t == Type::F16 || t == Type::BF16)) nr = k.gemm.nr;
-  if (k.gemm_bf16.kernel && bf16_ok(dst, t)) nr = k.gemm_bf16.nr;
-  if (k.gemm_q.kernel && quantized_path(t)) nr = k.gemm_q.nr;
+  int mr = 0, nr = 0;
+  if (k.gemm.kernel && (t == Type::F32 || t == Type::F16 || t == Type::BF16)) mr = k.gemm.mr, nr = k.gemm.nr;
+  if (k.gemm_bf16.kernel && bf16_ok(dst, t)) mr = k.gemm_bf16.mr, nr = k.gemm_bf16.nr;
+  if (k.gemm_q.kernel && quantized_path(t)) mr = k.gemm_q.mr, nr = k.gemm_q.nr;
   // Below half a panel the zero padding wastes more than the tiles lose.
-  return nr > 0 && dst->src[1]->ne[1] >= nr / 2;
+  // Below two row groups of F32 weights (LoRA's A, rank 8 or 16: M = r)
+  // packing every activation row costs more than the product: the tiles ran
+  // LoRA's products 3-4x faster (SmolLM2 fine-tune, GGML_PROFILE). (Only F32:
+  // the tiles would round F16 attention's activations to F16, not bf16.)
+  const bool few_rows = t == Type::F32 && !bf16_ok(dst, t) && dst->src[0]->ne[1] < 2 * mr;
+  return nr > 0 && dst->src[1]->ne[1] >= nr / 2 && !few_rows;
 }
 
 size_t gemm_work_size(const Tensor* dst, int nth, const cpu::KernelSet& k) {

@@ -12,6 +12,12 @@ namespace {
 void silu_scalar(const float* x, float* y, int64_t n) {
   for (int64_t j = 0; j < n; j++) y[j] = x[j] / (1.0f + std::exp(-x[j]));
 }
+void silu_back_scalar(const float* x, const float* g, float* y, int64_t n) {
+  for (int64_t j = 0; j < n; j++) {
+    const float s = 1.0f / (1.0f + std::exp(-x[j]));
+    y[j] = g[j] * (s * (1.0f + x[j] * (1.0f - s)));
+  }
+}
 double exp_sum_scalar(float* y, int64_t n, float sub) {
   double sum = 0;
   for (int64_t j = 0; j < n; j++) {
@@ -68,6 +74,7 @@ KernelSet make_scalar() {
   k.to_float[slot(cpu::Q4_1R)] = dequantize_q4_1r;
   k.silu = silu_scalar;
   k.exp_sum = exp_sum_scalar;
+  k.silu_back = silu_back_scalar;
   k.mmt = mmt_scalar;
   return k;
 }
@@ -92,6 +99,7 @@ void inherit(KernelSet& k, const KernelSet& base) {
   if (!k.gemm_bf16.kernel) k.gemm_bf16 = base.gemm_bf16;
   if (!k.silu) k.silu = base.silu;
   if (!k.exp_sum) k.exp_sum = base.exp_sum;
+  if (!k.silu_back) k.silu_back = base.silu_back;
   if (!k.mmt) k.mmt = base.mmt;
 }
 

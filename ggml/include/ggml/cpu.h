@@ -135,6 +135,8 @@ struct KernelSet {
   // y = x / (1 + exp(-x)); and y = exp(y - sub) in place, returning the sum.
   void (*silu)(const float* x, float* y, int64_t n) = nullptr;
   double (*exp_sum)(float* y, int64_t n, float sub) = nullptr;
+  // silu's backward: y = g s (1 + x (1 - s)), s = 1 / (1 + exp(-x)).
+  void (*silu_back)(const float* x, const float* g, float* y, int64_t n) = nullptr;
   // The transposed product's update (mul_mat_t, dX = W^T dY): for q < nq,
   // y[q][k] += sum over i < rows of d[q][i0 + i] * w[i * ldw + k], k < K. The
   // order of the sums depends only on the shapes.

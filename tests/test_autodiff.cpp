@@ -672,7 +672,10 @@ TEST_CASE("mul_mat_t in mixed precision: within bf16 rounding of the exact produ
     CAPTURE(type_name(t));
     th::Rng rng(25);
     Context ctx;
-    const int64_t K = 512, M = 301, N = 37;  // an odd row count: a pair padded with zero
+    // An odd row count (a pair padded with zero) past one block of 256 pairs;
+    // K not whole items (96 columns for floats, 256 for blocks) where the
+    // type allows (Q4_K and Q4_0R rows are whole 256s).
+    const int64_t K = t == Type::Q4_K || t == cpu::Q4_0R ? 768 : 544, M = 601, N = 37;
     Tensor* w = th::weight(ctx, t, {K, M});
     th::fill(w, rng);
     Tensor* d = ctx.new_tensor(Type::F32, {M, N});

@@ -22,8 +22,13 @@
 namespace ggml {
 
 namespace {
-constexpr int64_t KB = 256;   // columns of W (rows of dX) per item: whole blocks of every type
-constexpr int64_t KU = 128;   // pairs of W rows per block of the inner index
+// Columns of W (rows of dX) per item: whole microkernel groups (12 or 32
+// rows), and for block formats 256 (whole blocks of every type, the K-quants'
+// and the CPU's rearranged groups included). Float weights take 96 because
+// items must be many: SmolLM2's K = 576 in items of 256 was 512 columns on
+// one thread and 64 on the other.
+int64_t item_columns(Type t) { return t == Type::F32 || t == Type::F16 || t == Type::BF16 ? 96 : 256; }
+constexpr int64_t KU = 256;   // pairs of W rows per block of the inner index
 constexpr int64_t ACT = 512;  // dY rows per item (whole panels): each converted tile serves them all
 
 size_t al64(size_t n) { return (n + 63) / 64 * 64; }
@@ -40,11 +45,11 @@ inline uint32_t pair_bf16(float a, float b) {
 }
 
 struct MS {
-  int64_t K, M, N, mr, nr, units, panels, batches, ppi, groups;
+  int64_t K, M, N, KB, mr, nr, units, panels, batches, ppi, groups;
   MS(const Tensor* dst, const cpu::KernelSet& k) {
     const Tensor* a = dst->src[0];
     const Tensor* d = dst->src[1];
-    K = a->ne[0], M = a->ne[1], N = d->ne[1];
+    K = a->ne[0], M = a->ne[1], N = d->ne[1], KB = item_columns(fmt(a));
     mr = k.gemm_bf16.mr, nr = k.gemm_bf16.nr;
     const int64_t ka = k.gemm_bf16.kalign;
     units = ((M + 1) / 2 + ka - 1) / ka * ka;
@@ -77,7 +82,7 @@ void compute_mmt_bf16(const ComputeParams& p, Tensor* dst) {
   const Tensor* d = dst->src[1];
   const cpu::KernelSet& k = *p.k;
   const MS s(dst, k);
-  const int64_t K = s.K, M = s.M, N = s.N, MR = s.mr, NR = s.nr;
+  const int64_t K = s.K, M = s.M, N = s.N, KB = s.KB, MR = s.mr, NR = s.nr;
   const int64_t r2 = d->ne[2] / a->ne[2], r3 = d->ne[3] / a->ne[3];
   char* base = reinterpret_cast<char*>((reinterpret_cast<uintptr_t>(p.wdata) + 63) / 64 * 64);
   uint32_t* packed = reinterpret_cast<uint32_t*>(base);
@@ -160,12 +165,15 @@ void compute_mmt_bf16(const ComputeParams& p, Tensor* dst) {
                              cbuf + size_t(((pn - p0) * s.groups + g) * MR * NR), ib > 0);
       }
     }
+    // (column c is row c % MR of group c / MR: nested loops, no division per
+    // value, which had cost more than the microkernel's sums)
     for (int64_t pn = p0; pn < p1; pn++)
       for (int64_t jj = 0; jj < NR && pn * NR + jj < N; jj++) {
         float* o = reinterpret_cast<float*>(dst->row_ptr(pn * NR + jj, i2, i3)) + k0;
-        for (int64_t c = 0; c < kb; c++) {
-          const int64_t g = c / MR, r = c % MR;
-          o[c] = cbuf[size_t(((pn - p0) * s.groups + g) * MR * NR + r * NR + jj)];
+        const float* t = cbuf + size_t((pn - p0) * s.groups) * size_t(MR * NR) + size_t(jj);
+        for (int64_t c0 = 0; c0 < kb; c0 += MR, t += MR * NR) {
+          const int64_t n = std::min(MR, kb - c0);
+          for (int64_t r = 0; r < n; r++) o[c0 + r] = t[r * NR];
         }
       }
   }

@@ -189,6 +189,25 @@ TEST_CASE("SIMD activation quantization matches the reference") {
   }
 }
 
+TEST_CASE("transpose32 of every kernel set: every block edge, strides wider than the block") {
+  for (const cpu::KernelSet* k : cpu::available()) {
+    const std::string kname = k->name;
+    CAPTURE(kname);
+    for (int64_t rows : {1, 5, 16, 17, 33})
+      for (int64_t cols : {1, 12, 16, 31, 48}) {
+        CAPTURE(rows);
+        CAPTURE(cols);
+        const int64_t lds = cols + 3, ldd = rows + 5;
+        std::vector<uint32_t> src(size_t(rows * lds)), dst(size_t(cols * ldd), 0xdeadbeefu);
+        for (size_t i = 0; i < src.size(); i++) src[i] = uint32_t(i * 2654435761u);
+        k->transpose32(src.data(), lds, rows, cols, dst.data(), ldd);
+        for (int64_t c = 0; c < cols; c++)
+          for (int64_t r = 0; r < ldd; r++)  // the gaps between dst's rows untouched
+            REQUIRE(dst[size_t(c * ldd + r)] == (r < rows ? src[size_t(r * lds + c)] : 0xdeadbeefu));
+      }
+  }
+}
+
 TEST_CASE("silu, silu_back and exp_sum of every kernel set against std::exp in double, over the float range") {
   th::Rng rng(21);
   std::vector<float> x;

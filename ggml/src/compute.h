@@ -95,6 +95,13 @@ size_t mul_mat_work_size(const Tensor* dst, int nth, const cpu::KernelSet& k);
 bool gemm_applies(const Tensor* dst, const cpu::KernelSet& k);
 size_t gemm_work_size(const Tensor* dst, int nth, const cpu::KernelSet& k);
 void compute_gemm(const ComputeParams& p, Tensor* dst);
+// One panel of a bf16 GEMM's activations: rows jj < valid (F32, `ld` floats
+// apart from `first`) as bf16 pairs along k, out[q * nr + jj] for q < units;
+// pairs past the row's end and rows past `valid` are zeros. tmp holds
+// PANEL_TMP_PAIRS pairs of each of the nr rows.
+constexpr int64_t PANEL_TMP_PAIRS = 64;
+void pack_bf16_panel(const cpu::KernelSet& k, const float* first, size_t ld, int64_t valid, int64_t nr, int64_t K,
+                     int64_t units, uint32_t* out, uint32_t* tmp);
 void compute_rms_norm(const ComputeParams& p, Tensor* dst);
 // One row of rms_norm (y may be x): shared by the node and the matrix
 // product that fuses it, so the two give the same floats.

@@ -63,7 +63,7 @@ struct MS {
   size_t ftile_bytes() const { return al64(size_t(2 * KU * KB) * 4 + size_t(KU * groups * mr) * 4); }
   size_t agroup_bytes() const { return al64(size_t(groups * mr * KU) * 4); }
   size_t cbuf_bytes() const { return al64(size_t(ppi * groups * mr * nr) * 4); }
-  size_t scratch_bytes() const { return al64(size_t(std::max<int64_t>(2 * KU, M) + 64) * 4) + al64(size_t(units) * 4); }
+  size_t scratch_bytes() const { return al64(size_t(nr * PANEL_TMP_PAIRS) * 4); }  // pack_bf16_panel's
   size_t thread_bytes() const { return ftile_bytes() + agroup_bytes() + cbuf_bytes() + scratch_bytes(); }
 };
 }  // namespace
@@ -90,8 +90,7 @@ void compute_mmt_bf16(const ComputeParams& p, Tensor* dst) {
   float* ftile = reinterpret_cast<float*>(tb);
   uint32_t* agroups = reinterpret_cast<uint32_t*>(tb + s.ftile_bytes());
   float* cbuf = reinterpret_cast<float*>(tb + s.ftile_bytes() + s.agroup_bytes());
-  float* col = reinterpret_cast<float*>(tb + s.ftile_bytes() + s.agroup_bytes() + s.cbuf_bytes());
-  uint32_t* pairs = reinterpret_cast<uint32_t*>(reinterpret_cast<char*>(col) + al64(size_t(std::max<int64_t>(2 * KU, M) + 64) * 4));
+  uint32_t* tmp = reinterpret_cast<uint32_t*>(tb + s.ftile_bytes() + s.agroup_bytes() + s.cbuf_bytes());
 
   // Phase 1: dY's rows as bf16 pairs along i, panel[p][jj].
   {
@@ -99,18 +98,8 @@ void compute_mmt_bf16(const ComputeParams& p, Tensor* dst) {
     split_range(s.batches * s.panels, p.ith, p.nth, &u0, &u1);
     for (int64_t u = u0; u < u1; u++) {
       const int64_t b = u / s.panels, pn = u % s.panels, i2 = b % d->ne[2], i3 = b / d->ne[2];
-      uint32_t* out = packed + size_t(u) * size_t(s.units * NR);
-      for (int64_t jj = 0; jj < NR; jj++) {
-        const int64_t j = pn * NR + jj;
-        if (j >= N) {
-          for (int64_t q = 0; q < s.units; q++) out[q * NR + jj] = 0;
-          continue;
-        }
-        k.gemm_bf16.pack(Type::F32, d->row_ptr(j, i2, i3), M, pairs);
-        const int64_t real = (M + 1) / 2;
-        for (int64_t q = 0; q < real; q++) out[q * NR + jj] = pairs[q];
-        for (int64_t q = real; q < s.units; q++) out[q * NR + jj] = 0;
-      }
+      pack_bf16_panel(k, reinterpret_cast<const float*>(d->row_ptr(pn * NR, i2, i3)), d->nb[1] / sizeof(float),
+                      std::min(NR, N - pn * NR), NR, M, s.units, packed + size_t(u) * size_t(s.units * NR), tmp);
     }
   }
   p.barrier();
@@ -150,14 +139,7 @@ void compute_mmt_bf16(const ComputeParams& p, Tensor* dst) {
         }
         for (int64_t c = kb; c < gm; c++) out[c] = 0;
       }
-      for (int64_t c0 = 0; c0 < gm; c0 += 16)
-        for (int64_t q0 = 0; q0 < np; q0 += 16) {
-          const int64_t c1 = std::min(gm, c0 + 16), q1 = std::min(np, q0 + 16);
-          for (int64_t c = c0; c < c1; c++) {
-            uint32_t* dstc = agroups + size_t(c) * size_t(KU);
-            for (int64_t q = q0; q < q1; q++) dstc[q] = prow[size_t(q * gm + c)];
-          }
-        }
+      k.transpose32(prow, gm, np, gm, agroups, KU);
       for (int64_t pn = p0; pn < p1; pn++) {
         const uint32_t* panel = packed + size_t(b * s.panels + pn) * size_t(s.units * NR) + size_t(ib * NR);
         for (int64_t g = 0; g < groups; g++)
@@ -165,17 +147,14 @@ void compute_mmt_bf16(const ComputeParams& p, Tensor* dst) {
                              cbuf + size_t(((pn - p0) * s.groups + g) * MR * NR), ib > 0);
       }
     }
-    // (column c is row c % MR of group c / MR: nested loops, no division per
-    // value, which had cost more than the microkernel's sums)
+    // Each tile (columns of dX x tokens) transposed into dX's rows (one value
+    // at a time, with a division each, this had cost more than the sums).
     for (int64_t pn = p0; pn < p1; pn++)
-      for (int64_t jj = 0; jj < NR && pn * NR + jj < N; jj++) {
-        float* o = reinterpret_cast<float*>(dst->row_ptr(pn * NR + jj, i2, i3)) + k0;
-        const float* t = cbuf + size_t((pn - p0) * s.groups) * size_t(MR * NR) + size_t(jj);
-        for (int64_t c0 = 0; c0 < kb; c0 += MR, t += MR * NR) {
-          const int64_t n = std::min(MR, kb - c0);
-          for (int64_t r = 0; r < n; r++) o[c0 + r] = t[r * NR];
-        }
-      }
+      for (int64_t g = 0; g < groups; g++)
+        k.transpose32(reinterpret_cast<const uint32_t*>(cbuf + size_t(((pn - p0) * s.groups + g) * MR * NR)), NR,
+                      std::min(MR, kb - g * MR), std::min(NR, N - pn * NR),
+                      reinterpret_cast<uint32_t*>(reinterpret_cast<float*>(dst->row_ptr(pn * NR, i2, i3)) + k0 + g * MR),
+                      int64_t(dst->nb[1] / sizeof(float)));
   }
 }
 

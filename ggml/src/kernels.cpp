@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -17,6 +18,12 @@ void silu_back_scalar(const float* x, const float* g, float* y, int64_t n) {
     const float s = 1.0f / (1.0f + std::exp(-x[j]));
     y[j] = g[j] * (s * (1.0f + x[j] * (1.0f - s)));
   }
+}
+void transpose32_scalar(const uint32_t* src, int64_t lds, int64_t rows, int64_t cols, uint32_t* dst, int64_t ldd) {
+  for (int64_t r0 = 0; r0 < rows; r0 += 16)  // 16 x 16 blocks: both sides' lines stay cached
+    for (int64_t c0 = 0; c0 < cols; c0 += 16)
+      for (int64_t r = r0; r < std::min(rows, r0 + 16); r++)
+        for (int64_t c = c0; c < std::min(cols, c0 + 16); c++) dst[c * ldd + r] = src[r * lds + c];
 }
 double exp_sum_scalar(float* y, int64_t n, float sub) {
   double sum = 0;
@@ -75,6 +82,7 @@ KernelSet make_scalar() {
   k.silu = silu_scalar;
   k.exp_sum = exp_sum_scalar;
   k.silu_back = silu_back_scalar;
+  k.transpose32 = transpose32_scalar;
   k.mmt = mmt_scalar;
   return k;
 }
@@ -100,6 +108,7 @@ void inherit(KernelSet& k, const KernelSet& base) {
   if (!k.silu) k.silu = base.silu;
   if (!k.exp_sum) k.exp_sum = base.exp_sum;
   if (!k.silu_back) k.silu_back = base.silu_back;
+  if (!k.transpose32) k.transpose32 = base.transpose32;
   if (!k.mmt) k.mmt = base.mmt;
 }
 

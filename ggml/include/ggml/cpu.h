@@ -135,6 +135,10 @@ struct KernelSet {
   // y = x / (1 + exp(-x)); and y = exp(y - sub) in place, returning the sum.
   void (*silu)(const float* x, float* y, int64_t n) = nullptr;
   double (*exp_sum)(float* y, int64_t n, float sub) = nullptr;
+  // dst[c * ldd + r] = src[r * lds + c] for r < rows, c < cols (32-bit
+  // values): the GEMMs' panels and their results between the layouts.
+  void (*transpose32)(const uint32_t* src, int64_t lds, int64_t rows, int64_t cols, uint32_t* dst,
+                      int64_t ldd) = nullptr;
   // silu's backward: y = g s (1 + x (1 - s)), s = 1 / (1 + exp(-x)).
   void (*silu_back)(const float* x, const float* g, float* y, int64_t n) = nullptr;
   // The transposed product's update (mul_mat_t, dX = W^T dY): for q < nq,

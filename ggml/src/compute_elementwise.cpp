@@ -60,8 +60,8 @@ void load_row_f32(const cpu::KernelSet& k, const Tensor* t, int64_t i1, int64_t 
 namespace {
 // A transposed F32 matrix made contiguous (the backward pass's x^T and g^T:
 // source rows are columns, element i at stride nb[0], dimension 1 packed):
-// in 16 x 16 tiles, every source cache line read once per tile instead of
-// one strided element load per value.
+// bands of 16 rows through the kernel set's register transpose, every source
+// cache line read once per 16 values instead of one strided load per value.
 bool copy_transposed_f32(const ComputeParams& p, const Tensor* src, Tensor* dst) {
   if (src->type != Type::F32 || dst->type != Type::F32 || src->nb[1] != sizeof(float) || src->nb[0] <= sizeof(float) ||
       src->nb[0] % sizeof(float) != 0 || !dst->is_contiguous())
@@ -78,11 +78,8 @@ bool copy_transposed_f32(const ComputeParams& p, const Tensor* src, Tensor* dst)
     const int64_t i2 = s % dst->ne[2], i3 = s / dst->ne[2];
     const float* in = reinterpret_cast<const float*>(static_cast<const char*>(src->data) + i2 * src->nb[2] + i3 * src->nb[3]);
     float* out = static_cast<float*>(dst->data) + s * R * C;
-    for (int64_t c0 = 0; c0 < C; c0 += T) {
-      const int64_t c1 = std::min(C, c0 + T);
-      for (int64_t c = c0; c < c1; c++)
-        for (int64_t r = r0; r < r1; r++) out[r * C + c] = in[size_t(c) * ld + size_t(r)];
-    }
+    p.k->transpose32(reinterpret_cast<const uint32_t*>(in + r0), int64_t(ld), C, r1 - r0,
+                     reinterpret_cast<uint32_t*>(out + r0 * C), C);
   }
   return true;
 }
@@ -111,10 +108,18 @@ void compute_copy(const ComputeParams& p, Tensor* dst) {
     }
     const size_t row_bytes = row_size(dst->type, dst->ne[0]);
     float* tmp = raw ? nullptr : thread_row_buffer(p, src->ne[0]);
+    // F32 on one side with packed rows (the bf16 copies of kept activations,
+    // and back): converted in one pass, not through the row buffer.
+    const bool from_f32 = src->type == Type::F32 && src->rows_contiguous();
+    const bool to_f32 = dst->type == Type::F32 && dst->rows_contiguous();
     for (int64_t r = r0; r < r1; r++) {
       const RowIndex s = row_index(src, r), d = row_index(dst, r);
       if (raw) {
         std::memcpy(dst->row_ptr(d.i1, d.i2, d.i3), src->row_ptr(s.i1, s.i2, s.i3), row_bytes);
+      } else if (from_f32) {
+        store_row_f32(k, dst, d.i1, d.i2, d.i3, reinterpret_cast<const float*>(src->row_ptr(s.i1, s.i2, s.i3)));
+      } else if (to_f32) {
+        load_row_f32(k, src, s.i1, s.i2, s.i3, reinterpret_cast<float*>(dst->row_ptr(d.i1, d.i2, d.i3)));
       } else {
         load_row_f32(k, src, s.i1, s.i2, s.i3, tmp);
         store_row_f32(k, dst, d.i1, d.i2, d.i3, tmp);

@@ -63,7 +63,8 @@ void compute_rope(const ComputeParams& p, Tensor* dst) {
   const bool inverse = dst->op_params[4] != 0;  // rope_back: the transpose of the rotation
   // The angles follow Hugging Face: inv_freq_i = 1 / base^(2i/n_dims) in F32,
   // theta = (pos * freq_scale) * inv_freq_i in F32, cos and sin of that.
-  std::vector<float> cs(size_t(2 * half));
+  std::vector<float> cs(size_t(2 * half)), inv(static_cast<size_t>(half));
+  for (int i = 0; i < half; i++) inv[size_t(i)] = 1.0f / std::pow(base, float(2 * i) / float(n_dims));
   const int64_t n_tok = dst->ne[2] * dst->ne[3];
   int64_t t0, t1;
   split_range(n_tok, p.ith, p.nth, &t0, &t1);
@@ -73,8 +74,7 @@ void compute_rope(const ComputeParams& p, Tensor* dst) {
     std::memcpy(&ps, static_cast<const char*>(pos->data) + size_t(i2) * pos->nb[0], 4);
     const float pf = float(ps) * freq_scale;
     for (int i = 0; i < half; i++) {
-      const float inv = 1.0f / std::pow(base, float(2 * i) / float(n_dims));
-      const float theta = pf * inv;
+      const float theta = pf * inv[size_t(i)];
       cs[size_t(2 * i)] = float(std::cos(double(theta)));
       cs[size_t(2 * i + 1)] = inverse ? -float(std::sin(double(theta))) : float(std::sin(double(theta)));
     }

@@ -184,6 +184,65 @@ TEST_CASE("mixed precision (bf16 products through the frozen base, bf16 activati
   }
 }
 
+TEST_CASE("bf16_matrices: an F32 base held as BF16 trains in mixed precision bit for bit as held in F32, in less memory") {
+  // The GEMM's products (16 tokens or more; fewer take the dot-product
+  // tiles, which keep an F32 weight exact) round the frozen weights to bf16
+  // either way, in the packing or at load, both to nearest even: the same
+  // floats must follow, for LLaMA's separate q/k/v and GPT-NeoX's fused qkv.
+  for (std::string name : {"llama", "gptneox_parallel"}) {
+    CAPTURE(name);
+    Fixture f = load(name);
+    llm::LoadOptions lo;
+    lo.bf16_matrices = true;
+    const std::string path = (th::temp_dir() / (name + "-f32.gguf")).string();
+    auto held = llm::Model::load(path, lo);
+    CHECK(held->tok_embd->type == Type::F32);  // looked up, not multiplied
+    for (const llm::Layer& l : held->layers)
+      for (const Tensor* w : {l.wq, l.wqkv, l.wo, l.w_up, l.w_down})
+        if (w) CHECK(w->type == Type::BF16);
+    CHECK(held->weight_bytes() < f.model->weight_bytes());
+    std::vector<std::vector<float>> runs[2];
+    for (int h = 0; h < 2; h++) {
+      std::unique_ptr<llm::Model> keep = h ? std::move(held) : nullptr;
+      if (h) std::swap(f.model, keep);
+      auto lora = llm::Lora::load_peft(*f.model, f.dir);
+      Context ctx;
+      Graph g;
+      const int64_t n = 40;
+      llm::TrainGraph t = llm::build_train_graph(*f.model, lora.get(), ctx, g, n);
+      for (int64_t i = 0; i < n; i++) {
+        t.tokens->as<int32_t>()[i] = int32_t((i * 7 + 3) % f.model->hp.n_vocab);
+        t.targets->as<int32_t>()[i] = i + 1 < n ? int32_t(((i + 1) * 7 + 3) % f.model->hp.n_vocab) : -1;
+      }
+      *t.count->as<float>() = float(n - 1);
+      BackwardOptions bo;
+      bo.bf16_products = true;
+      bo.bf16_activations = true;
+      Gradients grads = build_backward(ctx, g, t.loss, bo);
+      auto be = cpu_backend(2);
+      Optimizer opt(lora->params(), OptimizerConfig{}, *be);
+      opt.accumulate(ctx, g, grads);
+      GraphAllocator alloc(GraphAllocator::Mode::Reuse, be.get());
+      alloc.allocate(g);
+      for (int step = 0; step < 4; step++) {
+        if (step) opt.step();
+        be->compute(g);
+        runs[h].push_back({*t.loss->as<float>()});
+      }
+      for (const llm::LoraAdapter& a : lora->adapters())
+        for (const Tensor* gr : {grads.of(a.a), grads.of(a.b)}) runs[h].emplace_back(gr->as<float>(), gr->as<float>() + gr->nelements());
+      if (h) std::swap(f.model, keep);
+    }
+    REQUIRE(runs[0].size() == runs[1].size());
+    for (size_t i = 0; i < runs[0].size(); i++) {
+      CAPTURE(i);
+      double worst = 0;
+      for (size_t j = 0; j < runs[0][i].size(); j++) worst = std::max(worst, std::fabs(double(runs[0][i][j]) - runs[1][i][j]));
+      CHECK_MESSAGE(runs[0][i] == runs[1][i], "differs by up to " << worst << " (" << runs[0][i][0] << ")");
+    }
+  }
+}
+
 TEST_CASE("LoRA: B's rows go to the GGUF layout and back") {
   Fixture f = load("llama");
   auto lora = llm::Lora::load_peft(*f.model, f.dir);

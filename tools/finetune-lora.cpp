@@ -233,7 +233,9 @@ int run(int argc, char** argv) {
       throw llm::Error("--checkpoint-dir " + ck_dir + ": " + why);
   }
 
-  auto model = llm::Model::load(r["model"].as<std::string>());
+  llm::LoadOptions lo;
+  lo.bf16_matrices = o.bf16;  // the products round them to bf16 anyway
+  auto model = llm::Model::load(r["model"].as<std::string>(), lo);
   const llm::TrainData train = llm::load_train_data(r["train"].as<std::string>(), *model, o.ctx);
   llm::TrainData valid;
   const bool have_valid = r.count("valid") > 0;

@@ -63,10 +63,12 @@ void backward_mul_mat(BackwardContext& c, Tensor* n) {
   Tensor* g = dense_rows(c.ctx, c.grad(n));
   // (in mixed precision only through frozen weights: a trained one's products are small)
   if (c.wants(b)) {
-    if (a->type == Type::F32 && a->ne[0] <= FEW && a->ne[0] < a->ne[1] && a->ne[2] == 1 && a->ne[3] == 1) {
-      // A few rows (LoRA's B: rank r): the update of mul_mat_t would be r
-      // floats wide (rank 32: 6 GFLOP/s); as dot products over M instead, on
-      // a transposed copy (r x M floats) in the plain product.
+    if (c.wants(a) && a->type == Type::F32 && a->ne[0] <= FEW && a->ne[0] < a->ne[1] && a->ne[2] == 1 &&
+        a->ne[3] == 1) {
+      // A trained matrix of a few rows (LoRA's B: rank r): the update of
+      // mul_mat_t would be r floats wide (rank 32: 6 GFLOP/s); as dot products
+      // over M instead, on a transposed copy (r x M floats) in the plain
+      // product. (Not a frozen weight: a copy each step, and in F32.)
       c.add(b, mul_mat(c.ctx, cont(c.ctx, transpose(c.ctx, a)), g));
     } else {
       c.add(b, mul_mat_t(c.ctx, a, g, c.bf16 && !c.wants(a)));

@@ -108,9 +108,12 @@ struct Loader {
   // added/multiplied as F32; every weight with f32_weights), in the
   // backend's own layout (the CPU's rearranged Q8_0/Q4_0/Q4_1), copied as
   // stored, or used from the file map.
-  enum class Hold { F32, Prepared, Copy, Mapped };
+  enum class Hold { F32, BF16, Prepared, Copy, Mapped };
   Hold hold(const gguf::TensorInfo* ti, size_t dims) const {
     if (opt.f32_weights || (dims == 1 && ti->type != ggml::Type::F32)) return Hold::F32;
+    if (opt.bf16_matrices && dims == 2 && (ti->type == ggml::Type::F32 || ti->type == ggml::Type::F16) &&
+        ti->name != "token_embd.weight")
+      return Hold::BF16;
     if (to_device && device->supports_type(ti->type)) return Hold::Mapped;
     if (opt.repack && dims == 2) {
       ggml::Tensor probe;
@@ -125,7 +128,7 @@ struct Loader {
     return opt.copy_weights ? Hold::Copy : Hold::Mapped;
   }
   static ggml::Type held_type(const gguf::TensorInfo* ti, Hold h) {
-    return h == Hold::F32 ? ggml::Type::F32 : ti->type;
+    return h == Hold::F32 ? ggml::Type::F32 : h == Hold::BF16 ? ggml::Type::BF16 : ti->type;
   }
 
   // Writes ti's values, held as h, into t (its memory; not for Hold::Mapped).
@@ -136,6 +139,24 @@ struct Loader {
     if (h == Hold::F32) {
       ggml::traits(ti->type).to_float(ti->data, static_cast<float*>(t->data), n);
       bytes += (uint64_t)n * 4;
+      return;
+    }
+    if (h == Hold::BF16) {  // row by row through F32 (round to nearest even, as the products' packing)
+      const int64_t K = ti->ne[0], rows = n / K;
+      const size_t in_row = ggml::row_size(ti->type, K);
+      const auto to_f32 = ggml::traits(ti->type).to_float;
+      const auto to_bf16 = ggml::traits(ggml::Type::BF16).from_float;
+#pragma omp parallel
+      {
+        std::vector<float> tmp(static_cast<size_t>(K));
+#pragma omp for schedule(static)
+        for (int64_t r = 0; r < rows; r++) {
+          to_f32(src + size_t(r) * in_row, tmp.data(), K);
+          to_bf16(tmp.data(), out + size_t(r) * size_t(K) * 2, K);
+        }
+      }
+      release_pages(ti->data, ti->nbytes);
+      bytes += uint64_t(n) * 2;
       return;
     }
     if (h == Hold::Prepared) {

@@ -44,6 +44,11 @@ struct LoadOptions {
   // Dequantize every weight to F32 at load (a copy in memory): for parity
   // checks against reference implementations that run in F32.
   bool f32_weights = false;
+  // Hold F32 and F16 weight matrices as BF16 (not the token embedding, whose
+  // rows are looked up, not multiplied): for fine-tuning in mixed precision,
+  // whose products round the frozen weights to bf16 anyway (the same floats
+  // then, without a conversion per product; an F32 base in half the memory).
+  bool bf16_matrices = false;
   // Copy the weights into anonymous memory backed by transparent huge pages
   // (the file's pages are then released from this process, so the memory is
   // counted once); false: use the file map directly. Copying costs load time

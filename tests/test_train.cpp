@@ -131,11 +131,17 @@ TEST_CASE("mixed precision (bf16 products through the frozen base, bf16 activati
   // learning rate whatever its gradient's size, so signs that bf16 flips on
   // near-zero gradients show in the losses.
   // With bf16_activations as well, the activations kept for the backward
-  // pass are bf16 copies: the same tolerances hold.
-  for (bool acts : {false, true})
+  // pass are bf16 copies: the same tolerances hold. With bf16_attention too
+  // (finetune-lora --bf16), attention's products round both operands: on
+  // these tiny random models gradients within 8e-2 (measured 6.0e-2, GPT-J)
+  // and losses within 5e-2 (measured 3.5e-2, LLaMA); on the README's KJV
+  // run with an F32 base every step's loss within 7.2e-4 of F32's.
+  for (int v : {0, 1, 2})
   for (std::string name : {"llama", "gptneox_parallel", "gptj"}) {
+    const bool acts = v >= 1, attn = v == 2;
     CAPTURE(name);
     CAPTURE(acts);
+    CAPTURE(attn);
     Fixture f = load(name);
     auto lora = llm::Lora::load_peft(*f.model, f.dir);
     Context ctx;
@@ -144,13 +150,19 @@ TEST_CASE("mixed precision (bf16 products through the frozen base, bf16 activati
     BackwardOptions bo;
     bo.bf16_products = true;
     bo.bf16_activations = acts;
+    bo.bf16_attention = attn;
     Gradients grads = build_backward(ctx, g, t.loss, bo);
     int bf16_nodes = 0;
     for (const Tensor* nd : g.nodes()) bf16_nodes += nd->op == Op::MUL_MAT_T && (nd->op_params[0] & 1);
     CHECK(bf16_nodes > 0);
-    int stored = 0;
-    for (const Tensor* nd : g.nodes()) stored += nd->type == Type::BF16;
+    int stored = 0, attention = 0;
+    auto root = [](const Tensor* x) { return op_is_view(x->op) && x->view_src ? x->view_src : x; };
+    for (const Tensor* nd : g.nodes()) {
+      stored += nd->type == Type::BF16;
+      attention += nd->op == Op::MUL_MAT && nd->op_params[MM_BF16_PARAM] == 1 && root(nd->src[0])->op != Op::NONE;
+    }
     CHECK((stored > 0) == acts);
+    CHECK((attention > 0) == attn);  // products of two activations flagged, forward and backward
     auto be = cpu_backend(2);
     OptimizerConfig cfg;
     cfg.lr = f.j["adamw"]["lr"].get<double>();
@@ -171,7 +183,7 @@ TEST_CASE("mixed precision (bf16 products through the frozen base, bf16 activati
             is_b ? lora->b_to_peft(a, gr) : std::vector<float>(gr->as<float>(), gr->as<float>() + gr->nelements());
         worst = std::max(worst, rel_diff(got, ref->find(lora->peft_name(a, is_b))->to_f32()));
       }
-    CHECK(worst <= 5e-2);
+    CHECK(worst <= (attn ? 8e-2 : 5e-2));
     const auto losses = f.j["losses"].get<std::vector<double>>();
     double worst_step = 0;
     for (size_t s = 1; s < losses.size(); s++) {
@@ -179,8 +191,10 @@ TEST_CASE("mixed precision (bf16 products through the frozen base, bf16 activati
       be->compute(g);
       worst_step = std::max(worst_step, std::fabs(*t.loss->as<float>() - losses[s]) / losses[s]);
     }
-    CHECK(worst_step <= 3e-2);
-    MESSAGE(name << " in mixed precision" << std::string(acts ? " with bf16 activations" : "") << ": worst gradient " << worst << ", worst step loss " << worst_step << " (relative)");
+    CHECK(worst_step <= (attn ? 5e-2 : 3e-2));
+    MESSAGE(name << " in mixed precision" << std::string(acts ? " with bf16 activations" : "")
+                 << std::string(attn ? " and attention" : "") << ": worst gradient " << worst << ", worst step loss "
+                 << worst_step << " (relative)");
   }
 }
 

@@ -99,7 +99,7 @@ static int run(int argc, char** argv) {
       ("tokens", "tokens per training step (--train)", cxxopts::value<int64_t>()->default_value("256"))
       ("rank", "LoRA rank (--train)", cxxopts::value<int>()->default_value("8"))
       ("layers", "layers (--train; checkpointing keeps each one's input)", cxxopts::value<int>()->default_value("1"))
-      ("bf16", "mixed precision (--train): products through the frozen base and the activations kept in bf16")
+      ("bf16", "mixed precision (--train): products through the frozen base and attention's, and the activations kept, in bf16")
       ("o,output", "output format: md or json", cxxopts::value<std::string>()->default_value("md"));
   tool::add_standard_options(opts);
   {

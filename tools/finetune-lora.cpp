@@ -173,7 +173,7 @@ int run(int argc, char** argv) {
       ("momentum", "SGD momentum", cxxopts::value<double>()->default_value("0"))
       ("grad-clip", "clip the gradients' global norm to this (0: off)", cxxopts::value<double>()->default_value("0"))
       ("checkpointing", "recompute each layer in the backward pass instead of keeping its activations")
-      ("bf16", "mixed precision: products with the frozen base in bf16 (AVX512-BF16/AMX CPUs), activations kept for the backward pass in bf16");
+      ("bf16", "mixed precision: products with the frozen base and attention's in bf16 (AVX512-BF16/AMX CPUs), an F32/F16 base's matrices held as bf16, activations kept for the backward pass in bf16");
   opts.add_options("model loading")("t,threads", "threads (0: one per physical core)",
                                     cxxopts::value<int>()->default_value("0"));
   tool::add_standard_options(opts);

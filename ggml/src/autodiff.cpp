@@ -144,7 +144,7 @@ Gradients build_backward(Context& ctx, Graph& g, Tensor* loss, const BackwardOpt
   const auto at = std::find(nodes.begin(), nodes.end(), loss);
   GGML_CHECK(at != nodes.end(), loss, "autodiff: the loss is not a node of the graph (expand it first)");
 
-  BackwardContext c{ctx, {}, {}, opt.bf16_products};
+  BackwardContext c{ctx, {}, {}, opt.bf16_products, opt.bf16_attention};
   std::vector<Tensor*> params;
   for (Tensor* l : g.leafs()) {
     if (!(l->flags & FLAG_PARAM)) continue;
@@ -159,9 +159,10 @@ Gradients build_backward(Context& ctx, Graph& g, Tensor* loss, const BackwardOpt
         break;
       }
   GGML_CHECK(c.wants(loss), loss, "autodiff: no trainable tensor flows into the loss");
-  if (opt.bf16_products)
-    for (Tensor* n : nodes)  // the forward's products with frozen F32 weights, as the backward's
-      if (n->op == Op::MUL_MAT && !c.wants(n->src[0]) && n->src[0]->type == Type::F32) n->op_params[MM_BF16_PARAM] = 1;
+  for (Tensor* n : nodes)  // the forward's products as the backward's
+    if (n->op == Op::MUL_MAT && n->src[0]->type == Type::F32 &&
+        ((opt.bf16_products && !c.wants(n->src[0])) || (opt.bf16_attention && computed(n->src[0]) && computed(n->src[1]))))
+      n->op_params[MM_BF16_PARAM] = 1;
 
   Gradients out;
   out.seed = ctx.new_tensor(Type::F32, {1}, "dloss");

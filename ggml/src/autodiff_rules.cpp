@@ -71,7 +71,7 @@ void backward_mul_mat(BackwardContext& c, Tensor* n) {
       // product. (Not a frozen weight: a copy each step, and in F32.)
       c.add(b, mul_mat(c.ctx, cont(c.ctx, transpose(c.ctx, a)), g));
     } else {
-      c.add(b, mul_mat_t(c.ctx, a, g, c.bf16 && !c.wants(a)));
+      c.add(b, mul_mat_t(c.ctx, a, g, (c.bf16 && !c.wants(a)) || c.both_computed(a, b)));
     }
   }
   if (!c.wants(a)) return;
@@ -86,6 +86,7 @@ void backward_mul_mat(BackwardContext& c, Tensor* n) {
                 : cont(c.ctx, transpose(c.ctx, mul_mat_t(c.ctx, g, cont(c.ctx, transpose(c.ctx, b)), false)));
   } else {
     da = mul_mat(c.ctx, cont(c.ctx, transpose(c.ctx, b)), cont(c.ctx, transpose(c.ctx, g)));
+    if (c.both_computed(a, b)) da->op_params[MM_BF16_PARAM] = 1;
   }
   if (!same_shape(da, a)) {
     // b's batch i used a's batch i / r: sum each run of r batches.

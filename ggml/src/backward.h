@@ -7,13 +7,23 @@
 
 namespace ggml {
 
+// A tensor computed by the graph (or a view of one), not a leaf: an
+// activation or a gradient rather than a weight or an input.
+inline bool computed(const Tensor* t) {
+  if (t && op_is_view(t->op) && t->view_src) t = t->view_src;  // (view_src is the root)
+  return t && t->op != Op::NONE;
+}
+
 struct BackwardContext {
   Context& ctx;
   std::unordered_map<const Tensor*, Tensor*> grads;
   std::unordered_set<const Tensor*> needs;  // a trainable leaf flows into these
   bool bf16 = false;                        // BackwardOptions::bf16_products
+  bool bf16_attention = false;              // BackwardOptions::bf16_attention
 
   bool wants(const Tensor* t) const { return t && needs.count(t) != 0; }
+  // A product of two such tensors is attention's (bf16_attention).
+  bool both_computed(const Tensor* a, const Tensor* b) const { return bf16_attention && computed(a) && computed(b); }
   Tensor* grad(const Tensor* t) const {
     auto it = grads.find(t);
     return it == grads.end() ? nullptr : it->second;

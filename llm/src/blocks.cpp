@@ -25,8 +25,10 @@ Tensor* linear(GraphInputs& in, Tensor* x, Tensor* w, Tensor* b) {
       in.dropout_masks->push_back(mask);
       xa = ggml::mul(in.ctx, x, mask);
     }
-    Tensor* d = ggml::mul_mat(in.ctx, a->b, ggml::mul_mat(in.ctx, a->a, xa));
-    y = ggml::add(in.ctx, y, ggml::scale(in.ctx, d, a->scale * s));
+    // (the scale on the rank-r side: r values a token to scale, forward and
+    // backward, instead of the output's; PEFT scales B's output)
+    Tensor* d = ggml::mul_mat(in.ctx, a->b, ggml::scale(in.ctx, ggml::mul_mat(in.ctx, a->a, xa), a->scale * s));
+    y = ggml::add(in.ctx, y, d);
   }
   return y;
 }

@@ -43,6 +43,10 @@ struct BackwardOptions {
   // one: weights and gradients rounded to bf16, sums in float. Trainable
   // tensors, their gradients and the optimizer stay F32.
   bool bf16_products = false;
+  // Mixed precision: the products of two computed tensors (attention's
+  // scores and weighted values, forward and backward) in bf16 the same way,
+  // as PyTorch's autocast does; products with trainable tensors stay F32.
+  bool bf16_attention = false;
   // Mixed precision: every forward result the backward pass reads (other
   // than the checkpoints) is kept as a bf16 copy made right after it is
   // computed, and widened again just before its first backward use: half the

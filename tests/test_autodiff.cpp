@@ -683,7 +683,7 @@ TEST_CASE("checkpointing: the same gradients from less planned memory") {
 }
 
 TEST_CASE("mul_mat_t in mixed precision: within bf16 rounding of the exact product, any thread count") {
-  for (Type t : {Type::Q4_0, Type::Q8_0, Type::Q4_K, Type::F16, Type::F32, cpu::Q4_0R}) {
+  for (Type t : {Type::Q4_0, Type::Q8_0, Type::Q4_K, Type::F16, Type::BF16, Type::F32, cpu::Q4_0R}) {
     CAPTURE(type_name(t));
     th::Rng rng(25);
     Context ctx;

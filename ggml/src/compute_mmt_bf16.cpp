@@ -118,8 +118,15 @@ void compute_mmt_bf16(const ComputeParams& p, Tensor* dst) {
     for (int64_t ib = 0; ib < s.units; ib += KU) {
       const int64_t np = std::min(KU, s.units - ib);  // pairs in this block (a multiple of kalign)
       const int64_t r0 = 2 * ib, rows = std::max<int64_t>(0, std::min(2 * np, M - r0));
-      for (int64_t r = 0; r < rows; r++)
-        k.to_float[cpu::slot(fmt(a))](a->row_ptr(r0 + r, i2 / r2, i3 / r3) + seg, ftile + size_t(r * kb), kb);
+      // BF16 weights (a base held so for training) pair their rows' 16-bit
+      // values as they are; other types go through F32 rows first.
+      const bool raw = a->type == Type::BF16;
+      auto wrow16 = [&](int64_t r) {
+        return reinterpret_cast<const uint16_t*>(a->row_ptr(r0 + r, i2 / r2, i3 / r3) + seg);
+      };
+      if (!raw)
+        for (int64_t r = 0; r < rows; r++)
+          k.to_float[cpu::slot(fmt(a))](a->row_ptr(r0 + r, i2 / r2, i3 / r3) + seg, ftile + size_t(r * kb), kb);
       // W^T's rows: each pair of the block's rows as bf16 pairs along the
       // columns (a loop the compiler vectorizes), then column c of those
       // (agroups[c][q]) through 16 x 16 transposed tiles.
@@ -130,7 +137,13 @@ void compute_mmt_bf16(const ComputeParams& p, Tensor* dst) {
         const float* x0 = r < rows ? ftile + size_t(r * kb) : nullptr;
         const float* x1 = r + 1 < rows ? ftile + size_t((r + 1) * kb) : nullptr;
         uint32_t* out = prow + size_t(q * gm);
-        if (x0 && x1) {
+        if (raw && x1) {
+          const uint16_t *h0 = wrow16(r), *h1 = wrow16(r + 1);
+          for (int64_t c = 0; c < kb; c++) out[c] = uint32_t(h0[c]) | uint32_t(h1[c]) << 16;
+        } else if (raw && x0) {
+          const uint16_t* h0 = wrow16(r);
+          for (int64_t c = 0; c < kb; c++) out[c] = uint32_t(h0[c]);
+        } else if (x0 && x1) {
           for (int64_t c = 0; c < kb; c++) out[c] = pair_bf16(x0[c], x1[c]);
         } else if (x0) {
           for (int64_t c = 0; c < kb; c++) out[c] = pair_bf16(x0[c], 0.0f);

@@ -14,6 +14,7 @@
 #include <cxxopts.hpp>
 #include <string>
 
+#include "ggml/cpu.h"
 #include "common.h"
 #include "plot.h"
 #include "llm/files.h"
@@ -173,7 +174,7 @@ int run(int argc, char** argv) {
       ("momentum", "SGD momentum", cxxopts::value<double>()->default_value("0"))
       ("grad-clip", "clip the gradients' global norm to this (0: off)", cxxopts::value<double>()->default_value("0"))
       ("checkpointing", "recompute each layer in the backward pass instead of keeping its activations")
-      ("bf16", "mixed precision: products with the frozen base and attention's in bf16 (AVX512-BF16/AMX CPUs), an F32/F16 base's matrices held as bf16, activations kept for the backward pass in bf16");
+      ("bf16", "mixed precision: products with the frozen base and attention's in bf16 (AVX512-BF16/AMX CPUs), an F32/F16 base's matrices held as bf16 (with the BF16 GEMM), activations kept for the backward pass in bf16");
   opts.add_options("model loading")("t,threads", "threads (0: one per physical core)",
                                     cxxopts::value<int>()->default_value("0"));
   tool::add_standard_options(opts);
@@ -234,7 +235,9 @@ int run(int argc, char** argv) {
   }
 
   llm::LoadOptions lo;
-  lo.bf16_matrices = o.bf16;  // the products round them to bf16 anyway
+  // Where the products round them to bf16 anyway (sets without the BF16 GEMM
+  // run --bf16's products in F32: the base stays as stored there).
+  lo.bf16_matrices = o.bf16 && ggml::cpu::best().gemm_bf16.kernel != nullptr;
   auto model = llm::Model::load(r["model"].as<std::string>(), lo);
   const llm::TrainData train = llm::load_train_data(r["train"].as<std::string>(), *model, o.ctx);
   llm::TrainData valid;

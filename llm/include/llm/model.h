@@ -48,6 +48,7 @@ struct LoadOptions {
   // rows are looked up, not multiplied): for fine-tuning in mixed precision,
   // whose products round the frozen weights to bf16 anyway (the same floats
   // then, without a conversion per product; an F32 base in half the memory).
+  // finetune-lora --bf16 asks for it where the kernel set has the BF16 GEMM.
   bool bf16_matrices = false;
   // Copy the weights into anonymous memory backed by transparent huge pages
   // (the file's pages are then released from this process, so the memory is

@@ -719,6 +719,33 @@ TEST_CASE("mul_mat_t in mixed precision: within bf16 rounding of the exact produ
   }
 }
 
+TEST_CASE("mul_mat_t in mixed precision: batches, broadcast weights and a few tokens") {
+  // Attention's products: [K, M, B2] weights broadcast over C2 = 2 B2 batches;
+  // N under one microkernel row group and over one.
+  for (int64_t N : {7, 29}) {
+    CAPTURE(N);
+    th::Rng rng(26);
+    Context ctx;
+    const int64_t K = 70, M = 33, B2 = 2, C2 = 4;
+    Tensor* w = ctx.new_tensor(Type::F32, {K, M, B2});
+    th::fill(w, rng);
+    Tensor* d = ctx.new_tensor(Type::F32, {M, N, C2});
+    th::fill(d, rng);
+    auto r = th::run(mul_mat_t(ctx, w, d, true), 2);
+    const Tensor* o = r->g.nodes().back();
+    double diff = 0, norm = 0;
+    for (int64_t c = 0; c < C2; c++)
+      for (int64_t j = 0; j < N; j++)
+        for (int64_t k = 0; k < K; k++) {
+          double s = 0;
+          for (int64_t i = 0; i < M; i++) s += th::get(w, k, i, c / (C2 / B2)) * th::get(d, i, j, c);
+          diff += std::pow(s - th::get(o, k, j, c), 2);
+          norm += s * s;
+        }
+    CHECK(std::sqrt(diff / norm) < 4e-3);
+  }
+}
+
 TEST_CASE("bf16 activations: gradients within bf16 rounding of F32's, from less planned memory") {
   // Runs: F32; bf16 with reuse on 2 threads; without reuse on 1; with reuse on 3.
   std::vector<float> got[4];

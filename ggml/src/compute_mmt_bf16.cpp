@@ -3,33 +3,37 @@
 // float. Asked for per node (op_params[0] bit 0, BackwardOptions::bf16);
 // sets without the microkernel run the F32 path.
 //
-// Phase 1 packs dY's rows into panels of nr rows of bf16 pairs along the
-// inner index i (zero-padded), once per product. Phase 2 cuts dX into items of
-// (batch, 256 columns k, a run of panels); for each block of KU pairs of i an
-// item converts the W rows of the block (their 256-column segment) to F32,
-// gathers each column k into pairs along i (W^T's rows), and runs the
-// microkernel on every (group of mr columns, panel), keeping running totals in
-// a per-thread tile written to dst at the end. Items and blocks depend only on
-// the shapes: the same floats for any thread count.
+// The microkernel's broadcast side is dY (mr tokens), its loaded side W: a
+// panel of nr columns k of W holds, for each pair of W's rows (2q, 2q + 1),
+// the two rows' values at those columns side by side, which is W's rows
+// interleaved two by two: no transposition on either side, and each result
+// tile's rows are runs of a dX row.
+//
+// Phase 1 packs dY's rows as bf16 pairs along the inner index i (zero-padded
+// to whole groups of mr rows and blocks of KU pairs), once per product, each
+// group's block contiguous. Phase 2 cuts dX into items of (batch, KB columns,
+// a run of token groups); for each block of KU pairs an item builds its
+// panels from the block's W rows and runs the microkernel on every (panel,
+// token group), keeping running totals in a per-thread tile buffer copied to
+// dX at the end. Items and blocks depend only on the shapes: the same floats
+// for any thread count.
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
-#include <vector>
 
 #include "compute.h"
-#include "ggml/fp16.h"
 
 namespace ggml {
 
 namespace {
-// Columns of W (rows of dX) per item: whole microkernel groups (12 or 32
-// rows), and for block formats 256 (whole blocks of every type, the K-quants'
-// and the CPU's rearranged groups included). Float weights take 96 because
-// items must be many: SmolLM2's K = 576 in items of 256 was 512 columns on
-// one thread and 64 on the other.
+// Columns of W (rows of dX) per item: whole panels, and for block formats
+// 256 (whole blocks of every type, the K-quants' and the CPU's rearranged
+// groups included). Float weights take 96 because items must be many:
+// SmolLM2's K = 576 in items of 256 was 512 columns on one thread and 64 on
+// the other.
 int64_t item_columns(Type t) { return t == Type::F32 || t == Type::F16 || t == Type::BF16 ? 96 : 256; }
-constexpr int64_t KU = 256;   // pairs of W rows per block of the inner index
-constexpr int64_t ACT = 512;  // dY rows per item (whole panels): each converted tile serves them all
+constexpr int64_t KU = 256;  // pairs of W rows per block of the inner index: a panel is KU x nr words (32 KiB)
+constexpr int64_t TOK = 512;  // at most about this many tokens per item: W's panels are built once per item
 
 size_t al64(size_t n) { return (n + 63) / 64 * 64; }
 
@@ -45,7 +49,7 @@ inline uint32_t pair_bf16(float a, float b) {
 }
 
 struct MS {
-  int64_t K, M, N, KB, mr, nr, units, panels, batches, ppi, groups;
+  int64_t K, M, N, KB, mr, nr, units, blocks, tgroups, chunks, gpi, cpanels, batches;
   MS(const Tensor* dst, const cpu::KernelSet& k) {
     const Tensor* a = dst->src[0];
     const Tensor* d = dst->src[1];
@@ -53,18 +57,21 @@ struct MS {
     mr = k.gemm_bf16.mr, nr = k.gemm_bf16.nr;
     const int64_t ka = k.gemm_bf16.kalign;
     units = ((M + 1) / 2 + ka - 1) / ka * ka;
-    panels = (N + nr - 1) / nr;
+    blocks = (units + KU - 1) / KU;
+    tgroups = (N + mr - 1) / mr;
+    // Token groups shared evenly among the fewest runs of at most TOK tokens.
+    chunks = (tgroups + std::max<int64_t>(1, TOK / mr) - 1) / std::max<int64_t>(1, TOK / mr);
+    gpi = (tgroups + chunks - 1) / chunks;
+    cpanels = (KB + nr - 1) / nr;
     batches = d->ne[2] * d->ne[3];
-    ppi = std::max<int64_t>(1, ACT / nr);
-    groups = (KB + mr - 1) / mr;
   }
-  size_t panel_bytes() const { return size_t(units * nr) * 4; }
-  size_t packed_bytes() const { return al64(size_t(batches * panels) * panel_bytes()); }
-  size_t ftile_bytes() const { return al64(size_t(2 * KU * KB) * 4 + size_t(KU * groups * mr) * 4); }
-  size_t agroup_bytes() const { return al64(size_t(groups * mr * KU) * 4); }
-  size_t cbuf_bytes() const { return al64(size_t(ppi * groups * mr * nr) * 4); }
-  size_t scratch_bytes() const { return al64(size_t(nr * PANEL_TMP_PAIRS) * 4); }  // pack_bf16_panel's
-  size_t thread_bytes() const { return ftile_bytes() + agroup_bytes() + cbuf_bytes() + scratch_bytes(); }
+  // dY's group g, block blk: mr rows of KU pairs (the last block's tail zeros).
+  size_t group_words() const { return size_t(blocks * mr * KU); }
+  size_t packed_bytes() const { return al64(size_t(batches * tgroups) * group_words() * 4); }
+  size_t rows_bytes() const { return al64(size_t(2 * KB) * 4 + size_t(KU) * 4); }  // two W row segments; one dY row
+  size_t panels_bytes() const { return al64(size_t(cpanels * KU * nr) * 4); }
+  size_t cbuf_bytes() const { return al64(size_t(gpi * cpanels * mr * nr) * 4); }
+  size_t thread_bytes() const { return rows_bytes() + panels_bytes() + cbuf_bytes(); }
 };
 }  // namespace
 
@@ -87,87 +94,107 @@ void compute_mmt_bf16(const ComputeParams& p, Tensor* dst) {
   char* base = reinterpret_cast<char*>((reinterpret_cast<uintptr_t>(p.wdata) + 63) / 64 * 64);
   uint32_t* packed = reinterpret_cast<uint32_t*>(base);
   char* tb = base + s.packed_bytes() + size_t(p.ith) * s.thread_bytes();
-  float* ftile = reinterpret_cast<float*>(tb);
-  uint32_t* agroups = reinterpret_cast<uint32_t*>(tb + s.ftile_bytes());
-  float* cbuf = reinterpret_cast<float*>(tb + s.ftile_bytes() + s.agroup_bytes());
-  uint32_t* tmp = reinterpret_cast<uint32_t*>(tb + s.ftile_bytes() + s.agroup_bytes() + s.cbuf_bytes());
+  float* wrows = reinterpret_cast<float*>(tb);                   // 2 x KB
+  uint32_t* drow = reinterpret_cast<uint32_t*>(wrows + 2 * KB);  // (M + 1) / 2 pairs, packed a block at a time
+  uint32_t* panels = reinterpret_cast<uint32_t*>(tb + s.rows_bytes());
+  float* cbuf = reinterpret_cast<float*>(tb + s.rows_bytes() + s.panels_bytes());
+  const int64_t real = (M + 1) / 2;  // pairs of dY's row past `real` are padding
 
-  // Phase 1: dY's rows as bf16 pairs along i, panel[p][jj].
+  // Phase 1: dY's rows as bf16 pairs along i, split among threads by row.
   {
     int64_t u0, u1;
-    split_range(s.batches * s.panels, p.ith, p.nth, &u0, &u1);
+    split_range(s.batches * s.tgroups * MR, p.ith, p.nth, &u0, &u1);
     for (int64_t u = u0; u < u1; u++) {
-      const int64_t b = u / s.panels, pn = u % s.panels, i2 = b % d->ne[2], i3 = b / d->ne[2];
-      pack_bf16_panel(k, reinterpret_cast<const float*>(d->row_ptr(pn * NR, i2, i3)), d->nb[1] / sizeof(float),
-                      std::min(NR, N - pn * NR), NR, M, s.units, packed + size_t(u) * size_t(s.units * NR), tmp);
+      const int64_t b = u / (s.tgroups * MR), j = u % (s.tgroups * MR), i2 = b % d->ne[2], i3 = b / d->ne[2];
+      uint32_t* g = packed + size_t(b * s.tgroups + j / MR) * s.group_words() + size_t(j % MR * KU);
+      const float* row = j < N ? reinterpret_cast<const float*>(d->row_ptr(j, i2, i3)) : nullptr;
+      for (int64_t blk = 0; blk < s.blocks; blk++) {
+        uint32_t* out = g + size_t(blk * MR * KU);
+        const int64_t q0 = blk * KU, nq = row ? std::max<int64_t>(0, std::min(KU, real - q0)) : 0;
+        if (nq > 0) {
+          k.gemm_bf16.pack(Type::F32, row + 2 * q0, std::min(2 * KU, M - 2 * q0), nq == KU ? out : drow);
+          if (nq < KU) std::memcpy(out, drow, size_t(nq) * 4);
+        }
+        std::fill(out + nq, out + KU, 0u);
+      }
     }
   }
   p.barrier();
 
-  // Phase 2: items of (batch, KB columns, ppi panels).
-  const int64_t k_blocks = (K + KB - 1) / KB, n_chunks = (s.panels + s.ppi - 1) / s.ppi;
+  // Phase 2: items of (batch, KB columns, gpi token groups).
+  const int64_t k_blocks = (K + KB - 1) / KB;
+  const bool raw = a->type == Type::BF16;  // BF16 weights pair their 16-bit values as they are
+  const cpu::dequant_fn to_f32 = k.to_float[cpu::slot(fmt(a))];
   int64_t w0, w1;
-  split_range(s.batches * k_blocks * n_chunks, p.ith, p.nth, &w0, &w1);
+  split_range(s.batches * k_blocks * s.chunks, p.ith, p.nth, &w0, &w1);
   for (int64_t w = w0; w < w1; w++) {
-    const int64_t nc = w % n_chunks, kblk = (w / n_chunks) % k_blocks, b = w / (n_chunks * k_blocks);
+    const int64_t nc = w % s.chunks, kblk = (w / s.chunks) % k_blocks, b = w / (s.chunks * k_blocks);
     const int64_t i2 = b % d->ne[2], i3 = b / d->ne[2];
-    const int64_t k0 = kblk * KB, kb = std::min(KB, K - k0);
-    const int64_t groups = (kb + MR - 1) / MR;
-    const int64_t p0 = nc * s.ppi, p1 = std::min(s.panels, p0 + s.ppi);
+    const int64_t k0 = kblk * KB, kb = std::min(KB, K - k0), cp = (kb + NR - 1) / NR;
+    const int64_t g0 = nc * s.gpi, g1 = std::min(s.tgroups, g0 + s.gpi);
     const size_t seg = row_size(fmt(a), k0);
-    for (int64_t ib = 0; ib < s.units; ib += KU) {
-      const int64_t np = std::min(KU, s.units - ib);  // pairs in this block (a multiple of kalign)
-      const int64_t r0 = 2 * ib, rows = std::max<int64_t>(0, std::min(2 * np, M - r0));
-      // BF16 weights (a base held so for training) pair their rows' 16-bit
-      // values as they are; other types go through F32 rows first.
-      const bool raw = a->type == Type::BF16;
-      auto wrow16 = [&](int64_t r) {
-        return reinterpret_cast<const uint16_t*>(a->row_ptr(r0 + r, i2 / r2, i3 / r3) + seg);
-      };
-      if (!raw)
-        for (int64_t r = 0; r < rows; r++)
-          k.to_float[cpu::slot(fmt(a))](a->row_ptr(r0 + r, i2 / r2, i3 / r3) + seg, ftile + size_t(r * kb), kb);
-      // W^T's rows: each pair of the block's rows as bf16 pairs along the
-      // columns (a loop the compiler vectorizes), then column c of those
-      // (agroups[c][q]) through 16 x 16 transposed tiles.
-      const int64_t gm = groups * MR;
-      uint32_t* prow = reinterpret_cast<uint32_t*>(ftile + size_t(2 * KU * KB));
+    auto wrow = [&](int64_t r) { return a->row_ptr(r, i2 / r2, i3 / r3) + seg; };
+    for (int64_t blk = 0; blk < s.blocks; blk++) {
+      const int64_t ib = blk * KU, np = std::min(KU, s.units - ib);  // a multiple of kalign
+      // Panel c's word [q][jj]: W rows 2(ib + q) and 2(ib + q) + 1 at column
+      // k0 + c nr + jj, zeros past W's rows and the item's columns.
       for (int64_t q = 0; q < np; q++) {
-        const int64_t r = 2 * q;
-        const float* x0 = r < rows ? ftile + size_t(r * kb) : nullptr;
-        const float* x1 = r + 1 < rows ? ftile + size_t((r + 1) * kb) : nullptr;
-        uint32_t* out = prow + size_t(q * gm);
-        if (raw && x1) {
-          const uint16_t *h0 = wrow16(r), *h1 = wrow16(r + 1);
-          for (int64_t c = 0; c < kb; c++) out[c] = uint32_t(h0[c]) | uint32_t(h1[c]) << 16;
-        } else if (raw && x0) {
-          const uint16_t* h0 = wrow16(r);
-          for (int64_t c = 0; c < kb; c++) out[c] = uint32_t(h0[c]);
-        } else if (x0 && x1) {
-          for (int64_t c = 0; c < kb; c++) out[c] = pair_bf16(x0[c], x1[c]);
-        } else if (x0) {
-          for (int64_t c = 0; c < kb; c++) out[c] = pair_bf16(x0[c], 0.0f);
-        } else {
-          for (int64_t c = 0; c < kb; c++) out[c] = 0;
+        const int64_t r = 2 * (ib + q);
+        const int64_t have = std::max<int64_t>(0, std::min<int64_t>(2, M - r));
+        uint32_t* out = panels + size_t(q * NR);
+        const size_t pstride = size_t(np * NR);
+        if (have == 0) {
+          for (int64_t c = 0; c < cp; c++) std::fill(out + c * pstride, out + c * pstride + NR, 0u);
+          continue;
         }
-        for (int64_t c = kb; c < gm; c++) out[c] = 0;
+        if (raw) {
+          const uint16_t* h0 = reinterpret_cast<const uint16_t*>(wrow(r));
+          const uint16_t* h1 = have == 2 ? reinterpret_cast<const uint16_t*>(wrow(r + 1)) : nullptr;
+          for (int64_t c = 0; c < cp; c++) {
+            uint32_t* o = out + c * pstride;
+            const int64_t n = std::min(NR, kb - c * NR);
+            const uint16_t* x0 = h0 + c * NR;
+            if (h1) {
+              const uint16_t* x1 = h1 + c * NR;
+              for (int64_t jj = 0; jj < n; jj++) o[jj] = uint32_t(x0[jj]) | uint32_t(x1[jj]) << 16;
+            } else {
+              for (int64_t jj = 0; jj < n; jj++) o[jj] = uint32_t(x0[jj]);
+            }
+            std::fill(o + n, o + NR, 0u);
+          }
+        } else {
+          to_f32(wrow(r), wrows, kb);
+          if (have == 2) {
+            to_f32(wrow(r + 1), wrows + KB, kb);
+          } else {
+            std::fill(wrows + KB, wrows + KB + kb, 0.0f);
+          }
+          for (int64_t c = 0; c < cp; c++) {
+            uint32_t* o = out + c * pstride;
+            const int64_t n = std::min(NR, kb - c * NR);
+            const float* x0 = wrows + c * NR;
+            const float* x1 = wrows + KB + c * NR;
+            for (int64_t jj = 0; jj < n; jj++) o[jj] = pair_bf16(x0[jj], x1[jj]);
+            std::fill(o + n, o + NR, 0u);
+          }
+        }
       }
-      k.transpose32(prow, gm, np, gm, agroups, KU);
-      for (int64_t pn = p0; pn < p1; pn++) {
-        const uint32_t* panel = packed + size_t(b * s.panels + pn) * size_t(s.units * NR) + size_t(ib * NR);
-        for (int64_t g = 0; g < groups; g++)
-          k.gemm_bf16.kernel(np, agroups + size_t(g * MR) * size_t(KU), size_t(KU), panel,
-                             cbuf + size_t(((pn - p0) * s.groups + g) * MR * NR), ib > 0);
+      for (int64_t c = 0; c < cp; c++) {
+        const uint32_t* panel = panels + size_t(c * np * NR);
+        for (int64_t g = g0; g < g1; g++)
+          k.gemm_bf16.kernel(np, packed + size_t(b * s.tgroups + g) * s.group_words() + size_t(blk * MR * KU),
+                             size_t(KU), panel, cbuf + size_t(((g - g0) * s.cpanels + c) * MR * NR), blk > 0);
       }
     }
-    // Each tile (columns of dX x tokens) transposed into dX's rows (one value
-    // at a time, with a division each, this had cost more than the sums).
-    for (int64_t pn = p0; pn < p1; pn++)
-      for (int64_t g = 0; g < groups; g++)
-        k.transpose32(reinterpret_cast<const uint32_t*>(cbuf + size_t(((pn - p0) * s.groups + g) * MR * NR)), NR,
-                      std::min(MR, kb - g * MR), std::min(NR, N - pn * NR),
-                      reinterpret_cast<uint32_t*>(reinterpret_cast<float*>(dst->row_ptr(pn * NR, i2, i3)) + k0 + g * MR),
-                      int64_t(dst->nb[1] / sizeof(float)));
+    // Each tile's rows are runs of dX's rows.
+    for (int64_t g = g0; g < g1; g++)
+      for (int64_t c = 0; c < cp; c++) {
+        const float* t = cbuf + size_t(((g - g0) * s.cpanels + c) * MR * NR);
+        const int64_t n = std::min(NR, kb - c * NR);
+        for (int64_t i = 0; i < MR && g * MR + i < N; i++)
+          std::memcpy(reinterpret_cast<float*>(dst->row_ptr(g * MR + i, i2, i3)) + k0 + c * NR, t + i * NR,
+                      size_t(n) * sizeof(float));
+      }
   }
 }
 

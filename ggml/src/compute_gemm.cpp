@@ -133,8 +133,7 @@ void pack_panel_f32(const cpu::KernelSet& k, const Tensor* b, const Shape& s, in
       rows[jj] = tmp.data() + jj * K;
     }
   }
-  int64_t valid = 0;
-  while (valid < NR && pn * NR + valid < s.N) valid++;
+  const int64_t valid = std::max<int64_t>(0, std::min(NR, s.N - pn * NR));
   if (rows_f32) {  // the rows a uniform stride apart: one transposition
     k.transpose32(reinterpret_cast<const uint32_t*>(rows[0]), int64_t(b->nb[1] / sizeof(float)), valid, K,
                   reinterpret_cast<uint32_t*>(out), NR);
@@ -312,9 +311,7 @@ void compute_gemm(const ComputeParams& p, Tensor* dst) {
   const int64_t m_blocks = (M + s.mb - 1) / s.mb;
   const int64_t n_chunks = (s.panels + s.ppi - 1) / s.ppi;
   const size_t ldc = dst->nb[1] / sizeof(float);
-  int64_t w0, w1;
-  split_range(s.batches * m_blocks * n_chunks, p.ith, p.nth, &w0, &w1);
-  for (int64_t w = w0; w < w1; w++) {
+  for_each_item(p, s.batches * m_blocks * n_chunks, [&](int64_t w) {
     const int64_t nc = w % n_chunks, mblk = (w / n_chunks) % m_blocks, batch = w / (n_chunks * m_blocks);
     const int64_t i2 = batch % s.C2, i3 = batch / s.C2;
     const int64_t m0 = mblk * s.mb, rows_here = std::min(s.mb, M - m0);
@@ -361,7 +358,7 @@ void compute_gemm(const ComputeParams& p, Tensor* dst) {
         k.transpose32(reinterpret_cast<const uint32_t*>(cbuf + ((pn - p0) * GROUPS + gi) * MR * NR), NR,
                       std::min(MR, rows_here - gi * MR), std::min(NR, N - pn * NR),
                       reinterpret_cast<uint32_t*>(out + size_t(pn * NR) * ldc + size_t(m0 + gi * MR)), int64_t(ldc));
-  }
+  });
 }
 
 }  // namespace ggml

@@ -125,9 +125,7 @@ void compute_mmt_bf16(const ComputeParams& p, Tensor* dst) {
   const int64_t k_blocks = (K + KB - 1) / KB;
   const bool raw = a->type == Type::BF16;  // BF16 weights pair their 16-bit values as they are
   const cpu::dequant_fn to_f32 = k.to_float[cpu::slot(fmt(a))];
-  int64_t w0, w1;
-  split_range(s.batches * k_blocks * s.chunks, p.ith, p.nth, &w0, &w1);
-  for (int64_t w = w0; w < w1; w++) {
+  for_each_item(p, s.batches * k_blocks * s.chunks, [&](int64_t w) {
     const int64_t nc = w % s.chunks, kblk = (w / s.chunks) % k_blocks, b = w / (s.chunks * k_blocks);
     const int64_t i2 = b % d->ne[2], i3 = b / d->ne[2];
     const int64_t k0 = kblk * KB, kb = std::min(KB, K - k0), cp = (kb + NR - 1) / NR;
@@ -195,7 +193,7 @@ void compute_mmt_bf16(const ComputeParams& p, Tensor* dst) {
           std::memcpy(reinterpret_cast<float*>(dst->row_ptr(g * MR + i, i2, i3)) + k0 + c * NR, t + i * NR,
                       size_t(n) * sizeof(float));
       }
-  }
+  });
 }
 
 }  // namespace ggml

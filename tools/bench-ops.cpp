@@ -23,6 +23,7 @@
 
 #include "bandwidth.h"
 #include "bench_train.h"
+#include "peak.h"
 #include "ggml/ggml.h"
 
 using namespace ggml;
@@ -168,11 +169,16 @@ static int run(int argc, char** argv) {
     Executor ex(threads, kset);
 
     const double bw = measure_read_bandwidth(threads, size_t(512) << 20);
+    const Peaks peak = measure_peaks(*kset, threads);
     const size_t llc_x8 = size_t(8) * 32 << 20;  // 8 x a 32 MiB last-level cache
     if (fmt == "md") {
       std::printf("bench-ops: %d threads, kernels %s, cpu %s\n", threads, kset->name, cpu::features().str().c_str());
       std::printf("read bandwidth at start: %.1f GB/s (%d threads, 512 MiB buffer); each row is compared with\n"
                   "the bandwidth measured just before and after it (the higher of the two)\n", bw, threads);
+      std::printf("peak (register-only loops, %d threads): float FMA %.0f GFLOP/s", threads, peak.fma);
+      if (peak.bf16 > 0) std::printf(", bf16 dot %.0f GFLOP/s", peak.bf16);
+      if (peak.int8 > 0) std::printf(", int8 dot %.0f GOP/s", peak.int8);
+      std::printf("\n");
       std::printf("matrix-vector: 1x%lld by %lldx%lld; matrix-matrix: N x %lld by %lldx%lld\n\n", (long long)K,
                   (long long)K, (long long)M, (long long)K, (long long)K, (long long)M);
       std::printf("| type | bits/weight | mv time (us) | mv GFLOP/s | mv GB/s | read bw GB/s | mv %% of read bw |");
@@ -181,7 +187,9 @@ static int run(int argc, char** argv) {
       for (size_t i = 0; i < mm_rows.size(); i++) std::printf("---|");
       std::printf("\n");
     } else {
-      std::printf("{\"read_bandwidth_gbs\": %.2f, \"threads\": %d, \"kernels\": \"%s\"}\n", bw, threads, kset->name);
+      std::printf("{\"read_bandwidth_gbs\": %.2f, \"threads\": %d, \"kernels\": \"%s\", \"peak_fma_gflops\": %.1f, "
+                  "\"peak_bf16_gflops\": %.1f, \"peak_int8_gops\": %.1f}\n",
+                  bw, threads, kset->name, peak.fma, peak.bf16, peak.int8);
     }
     for (Type t : types) {
       const size_t wbytes = row_size(t, K) * size_t(M);

@@ -46,6 +46,19 @@ void mmt_scalar(const float* w, int64_t rows, int64_t K, size_t ldw, const float
   }
 }
 
+volatile float peak_sink;  // the loops' sums land here, so they cannot be dropped
+
+double peak_fma_scalar(int64_t n) {
+  float acc[16];
+  for (int i = 0; i < 16; i++) acc[i] = float(i);
+  for (int64_t r = 0; r < n; r++)
+    for (int i = 0; i < 16; i++) acc[i] = acc[i] * 0.999f + 1e-3f;
+  float s = 0;
+  for (float a : acc) s += a;
+  peak_sink = s;
+  return double(n) * 16 * 2;
+}
+
 KernelSet make_scalar() {
   using namespace ref;
   KernelSet k;
@@ -84,6 +97,7 @@ KernelSet make_scalar() {
   k.silu_back = silu_back_scalar;
   k.transpose32 = transpose32_scalar;
   k.mmt = mmt_scalar;
+  k.peak_fma = peak_fma_scalar;
   return k;
 }
 }  // namespace
@@ -110,6 +124,9 @@ void inherit(KernelSet& k, const KernelSet& base) {
   if (!k.silu_back) k.silu_back = base.silu_back;
   if (!k.transpose32) k.transpose32 = base.transpose32;
   if (!k.mmt) k.mmt = base.mmt;
+  if (!k.peak_fma) k.peak_fma = base.peak_fma;
+  if (!k.peak_bf16) k.peak_bf16 = base.peak_bf16;
+  if (!k.peak_int8) k.peak_int8 = base.peak_int8;
 }
 
 #if !defined(GGML_HAVE_X86_KERNELS)

@@ -555,6 +555,24 @@ expect_error "finetune-lora: resume from a damaged checkpoint" "$(basename "$new
 if "$BIN/perplexity" -m "$TMP/llama.gguf" -f "$TMP/train.txt" -c 32 --chunks 2 --lora "$TMP/adapter.gguf" >"$TMP/ppl.out" 2>&1 &&
    grep -qi "ppl\|perplexity" "$TMP/ppl.out"; then pass "perplexity --lora"; else fail "perplexity --lora: $(tail -2 "$TMP/ppl.out")"; fi
 
+# bench-ops' peaks: no product can outrun the instruction it runs on (2x of
+# slack for this VM's drift between the two measurements); a miscounted peak
+# loop (lanes, accumulators, ops per lane) would fail it.
+if "$BIN/bench-ops" -o json --types f32,f16,q8_0 -k 512 -m 512 --mm 64 -r 3 >"$TMP/ops.jsonl" 2>"$TMP/err" &&
+   msg=$(python3 - "$TMP/ops.jsonl" <<'EOF'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+h, by = rows[0], {r["type"]: r["mm64_gflops"] for r in rows[1:]}
+fma, bf16, int8 = h["peak_fma_gflops"], h["peak_bf16_gflops"], h["peak_int8_gops"]
+bad = []
+if not fma > 0: bad.append("no FMA peak")
+if by["f32"] > 2 * fma: bad.append(f"f32 {by['f32']} > 2 x FMA peak {fma}")
+if by["f16"] > 2 * max(fma, bf16): bad.append(f"f16 {by['f16']} > 2 x peak {max(fma, bf16)}")
+if by["q8_0"] > 2 * max(fma, int8): bad.append(f"q8_0 {by['q8_0']} > 2 x peak {max(fma, int8)}")
+print("; ".join(bad))
+EOF
+) && [[ -z $msg ]]; then pass "bench-ops: products within the measured peaks"; else fail "bench-ops peaks: $msg $(tail -2 "$TMP/err")"; fi
+
 # --version on every tool: one line naming the tool and a version.
 for tool in main tokenize convert quantize perplexity bench bench-ops finetune-lora export-lora; do
   v=$("$BIN/$tool" --version 2>&1)

@@ -146,6 +146,16 @@ struct KernelSet {
   // order of the sums depends only on the shapes.
   void (*mmt)(const float* w, int64_t rows, int64_t K, size_t ldw, const float* const* d, int64_t i0, float* const* y,
               int nq) = nullptr;
+  // The set's product instructions in register-only loops of n rounds (16
+  // independent accumulators), for bench-ops' peak: each returns the
+  // operations it did. Float multiply-adds (2 per lane); bf16 pair dot
+  // products (4 per lane: AVX512-BF16's vdpbf16ps); u8 x s8 quad dot
+  // products (8 per lane: VNNI's vpdpbusd). Null where the set lacks one.
+  // Hosts differ more than their flags say: one of this project's VMs ran
+  // vdpbf16ps at half the float FMA's FLOP/s, another at twice.
+  double (*peak_fma)(int64_t n) = nullptr;
+  double (*peak_bf16)(int64_t n) = nullptr;
+  double (*peak_int8)(int64_t n) = nullptr;
 };
 
 const KernelSet& scalar();

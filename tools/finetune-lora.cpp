@@ -16,6 +16,7 @@
 
 #include "ggml/cpu.h"
 #include "common.h"
+#include "peak.h"
 #include "plot.h"
 #include "llm/files.h"
 #include "llm/finetune.h"
@@ -23,6 +24,20 @@
 #include <nlohmann/json.hpp>
 
 namespace {
+
+// --bf16 is for CPUs whose bf16 dot product does more FLOPs than their float
+// FMA (twice, on most AVX512-BF16 hosts); some run it at half. The products'
+// path is not switched by a timing (a resumed run must take the same one):
+// the user is told, in a fifth of a second of measuring.
+void bf16_speed_note(const ggml::cpu::KernelSet& k) {
+  if (!k.peak_bf16 || !k.peak_fma || std::string(k.name) == "amx") return;  // AMX tiles: another instruction
+  const double bf = peak_rate(k.peak_bf16, 1, 0.02), fma = peak_rate(k.peak_fma, 1, 0.02);
+  if (bf < fma)
+    std::fprintf(stderr,
+                 "finetune-lora: note: this CPU's bf16 dot product (vdpbf16ps) does %.2fx the FLOP/s of its float FMA "
+                 "(%.0f against %.0f GFLOP/s a core): --bf16 saves memory here but may train slower than without it\n",
+                 bf / fma, bf, fma);
+}
 
 std::vector<std::string> split_commas(const std::string& s) {
   std::vector<std::string> v;
@@ -238,6 +253,7 @@ int run(int argc, char** argv) {
   // Where the products round them to bf16 anyway (sets without the BF16 GEMM
   // run --bf16's products in F32: the base stays as stored there).
   lo.bf16_matrices = o.bf16 && ggml::cpu::best().gemm_bf16.kernel != nullptr;
+  if (lo.bf16_matrices) bf16_speed_note(ggml::cpu::best());
   auto model = llm::Model::load(r["model"].as<std::string>(), lo);
   const llm::TrainData train = llm::load_train_data(r["train"].as<std::string>(), *model, o.ctx);
   llm::TrainData valid;

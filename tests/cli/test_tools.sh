@@ -573,6 +573,20 @@ print("; ".join(bad))
 EOF
 ) && [[ -z $msg ]]; then pass "bench-ops: products within the measured peaks"; else fail "bench-ops peaks: $msg $(tail -2 "$TMP/err")"; fi
 
+# finetune-lora --bf16 says so where the bf16 dot product is the slower one
+# (judged only where bench-ops' peaks are far from even: the host drifts).
+if ratio=$(python3 -c "import json,sys; h=json.loads(open(sys.argv[1]).readline()); print(h['peak_bf16_gflops']/h['peak_fma_gflops'])" "$TMP/ops.jsonl" 2>/dev/null); then
+  "$BIN/finetune-lora" -m "$TMP/llama.gguf" --train "$TMP/fox.txt" --ctx 32 --batch 2 --steps 1 --bf16 -o "$TMP/bfn.gguf" 2>"$TMP/bfn.err"
+  noted=$(grep -c "vdpbf16ps" "$TMP/bfn.err")
+  case $(python3 -c "import sys; r=float(sys.argv[1]); print('slow' if 0 < r < 0.7 else 'fast' if r > 1.4 or r == 0 else 'even')" "$ratio") in
+    slow) [[ $noted -eq 1 ]] && pass "finetune-lora --bf16: slow bf16 noted (peak ratio $ratio)" || fail "finetune-lora --bf16: no note at peak ratio $ratio" ;;
+    fast) [[ $noted -eq 0 ]] && pass "finetune-lora --bf16: no note (peak ratio $ratio)" || fail "finetune-lora --bf16: a note at peak ratio $ratio" ;;
+    *) pass "finetune-lora --bf16 note: peaks too even to judge ($ratio)" ;;
+  esac
+else
+  fail "bench-ops peaks: no JSON header"
+fi
+
 # --version on every tool: one line naming the tool and a version.
 for tool in main tokenize convert quantize perplexity bench bench-ops finetune-lora export-lora; do
   v=$("$BIN/$tool" --version 2>&1)

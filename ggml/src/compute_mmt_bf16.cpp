@@ -95,7 +95,7 @@ void compute_mmt_bf16(const ComputeParams& p, Tensor* dst) {
   uint32_t* packed = reinterpret_cast<uint32_t*>(base);
   char* tb = base + s.packed_bytes() + size_t(p.ith) * s.thread_bytes();
   float* wrows = reinterpret_cast<float*>(tb);                   // 2 x KB
-  uint32_t* drow = reinterpret_cast<uint32_t*>(wrows + 2 * KB);  // (M + 1) / 2 pairs, packed a block at a time
+  uint32_t* drow = reinterpret_cast<uint32_t*>(wrows + 2 * KB);  // a last, partial block of a dY row: KU pairs
   uint32_t* panels = reinterpret_cast<uint32_t*>(tb + s.rows_bytes());
   float* cbuf = reinterpret_cast<float*>(tb + s.rows_bytes() + s.panels_bytes());
   const int64_t real = (M + 1) / 2;  // pairs of dY's row past `real` are padding

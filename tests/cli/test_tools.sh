@@ -557,7 +557,7 @@ if "$BIN/perplexity" -m "$TMP/llama.gguf" -f "$TMP/train.txt" -c 32 --chunks 2 -
 
 # bench-ops' peaks: no product can outrun the instruction it runs on (2x of
 # slack for this VM's drift between the two measurements); a miscounted peak
-# loop (lanes, accumulators, ops per lane) would fail it.
+# loop (lanes, accumulators, ops per lane) would fail it. SIMD sets only.
 if "$BIN/bench-ops" -o json --types f32,f16,q8_0 -k 512 -m 512 --mm 64 -r 3 >"$TMP/ops.jsonl" 2>"$TMP/err" &&
    msg=$(python3 - "$TMP/ops.jsonl" <<'EOF'
 import json, sys
@@ -565,6 +565,10 @@ rows = [json.loads(l) for l in open(sys.argv[1])]
 h, by = rows[0], {r["type"]: r["mm64_gflops"] for r in rows[1:]}
 fma, bf16, int8 = h["peak_fma_gflops"], h["peak_bf16_gflops"], h["peak_int8_gops"]
 bad = []
+# The scalar set's loop is plain C, while products under it may run on
+# OpenBLAS or on loops the compiler vectorized: there is no ceiling to check.
+if h["kernels"] == "scalar":
+    print(""); sys.exit(0)
 if not fma > 0: bad.append("no FMA peak")
 if by["f32"] > 2 * fma: bad.append(f"f32 {by['f32']} > 2 x FMA peak {fma}")
 if by["f16"] > 2 * max(fma, bf16): bad.append(f"f16 {by['f16']} > 2 x peak {max(fma, bf16)}")

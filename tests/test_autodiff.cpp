@@ -746,6 +746,67 @@ TEST_CASE("mul_mat_t in mixed precision: batches, broadcast weights and a few to
   }
 }
 
+TEST_CASE("mul_mat_t in int8: within 8-bit rounding of the exact product, any thread count") {
+  for (Type t : {Type::Q4_0, Type::Q4_1, Type::Q8_0, cpu::Q4_0R, cpu::Q8_0R}) {
+    CAPTURE(type_name(t));
+    th::Rng rng(27);
+    Context ctx;
+    // M = 608: 19 blocks of W^T (two GEMM blocks of 8, the second partial)
+    // over two threads' shares; K not whole tiles of 256 where the layout
+    // allows; N = 37: a partial panel of 32 tokens.
+    const bool r256 = t == cpu::Q4_0R || t == cpu::Q8_0R;
+    const int64_t K = r256 ? 768 : 544, M = 608, N = 37;
+    Tensor* w = th::weight(ctx, t, {K, M});
+    th::fill(w, rng);
+    Tensor* d = ctx.new_tensor(Type::F32, {M, N});
+    th::fill(d, rng);
+    std::vector<std::vector<float>> outs;
+    for (int threads : {1, 3}) {
+      auto r = th::run(mul_mat_t(ctx, w, d, false, true), threads);
+      const Tensor* o = r->g.nodes().back();
+      outs.emplace_back(o->as<float>(), o->as<float>() + o->nelements());
+    }
+    CHECK(outs[0] == outs[1]);
+    std::vector<std::vector<double>> rows;
+    for (int64_t i = 0; i < M; i++) rows.push_back(th::row_f64(w, i));
+    double diff = 0, norm = 0;
+    for (int64_t j = 0; j < N; j++)
+      for (int64_t k = 0; k < K; k++) {
+        double s = 0;
+        for (int64_t i = 0; i < M; i++) s += rows[size_t(i)][size_t(k)] * double(d->as<float>()[j * M + i]);
+        diff += std::pow(s - outs[0][size_t(j * K + k)], 2);
+        norm += s * s;
+      }
+    const double rel = std::sqrt(diff / norm);
+    MESSAGE(std::string(type_name(t)) << ": int8 dX relative error " << rel);
+    // Two roundings to 8 bits per block of 32 (W^T's and dY's): each about
+    // 0.5 / 127 of the block's largest value, uniform
+    CHECK(rel < 1.5e-2);
+    if (cpu::best().gemm_q.kernel) CHECK(rel > 1e-5);  // the int8 path did run (it rounds)
+  }
+}
+
+TEST_CASE("mul_mat_t in int8: shapes the int8 path does not take are the float path's floats") {
+  // M not whole blocks of 32, a float weight, and N under half a panel.
+  struct Case { Type t; int64_t M, N; };
+  for (const Case& cs : {Case{Type::Q8_0, 601, 37}, Case{Type::F16, 64, 37}, Case{Type::Q4_0, 64, 5}}) {
+    CAPTURE(type_name(cs.t));
+    th::Rng rng(28);
+    Context ctx;
+    Tensor* w = th::weight(ctx, cs.t, {64, cs.M});
+    th::fill(w, rng);
+    Tensor* d = ctx.new_tensor(Type::F32, {cs.M, cs.N});
+    th::fill(d, rng);
+    std::vector<float> outs[2];
+    for (int int8 = 0; int8 < 2; int8++) {
+      auto r = th::run(mul_mat_t(ctx, w, d, false, int8 == 1), 2);
+      const Tensor* o = r->g.nodes().back();
+      outs[int8].assign(o->as<float>(), o->as<float>() + o->nelements());
+    }
+    CHECK(outs[0] == outs[1]);
+  }
+}
+
 TEST_CASE("bf16 activations: gradients within bf16 rounding of F32's, from less planned memory") {
   // Runs: F32; bf16 with reuse on 2 threads; without reuse on 1; with reuse on 3.
   std::vector<float> got[4];

@@ -163,6 +163,31 @@ TEST_CASE("SIMD F32 -> F16 conversion matches the reference bit for bit") {
   }
 }
 
+TEST_CASE("SIMD Q8_0 quantization matches the reference byte for byte") {
+  th::Rng rng(35);
+  auto x = rng.normals(32 * 96, 2.0f);
+  for (int i = 0; i < 32; i++) x[size_t(32 * 3 + i)] = 0.0f;  // an all-zero block
+  // Blocks whose values land exactly on and next to half steps (the rounding
+  // std::round does half away from zero; x + 0.5 truncated differs at
+  // 0.49999997).
+  for (int i = 0; i < 32; i++) x[size_t(32 * 4 + i)] = float(i - 16) * 0.5f + (i == 0 ? 127.0f : 0.0f);
+  x[32 * 5] = 127.0f;
+  x[32 * 5 + 1] = 0.49999997f;
+  x[32 * 5 + 2] = -0.49999997f;
+  x[32 * 5 + 3] = -2.5f;
+  x[32 * 6] = 1e-30f;
+  const int64_t n = int64_t(x.size());
+  std::vector<unsigned char> want(row_size(Type::Q8_0, n)), got(want.size());
+  ref::quantize_q8_0(x.data(), want.data(), n);
+  for (const cpu::KernelSet* k : cpu::available()) {
+    const std::string kname = k->name;
+    CAPTURE(kname);
+    std::fill(got.begin(), got.end(), 0xAA);
+    k->from_float[cpu::slot(Type::Q8_0)](x.data(), got.data(), n);
+    for (size_t i = 0; i < got.size(); i++) REQUIRE_MESSAGE(got[i] == want[i], "byte " << i);
+  }
+}
+
 TEST_CASE("SIMD activation quantization matches the reference") {
   th::Rng rng(33);
   for (const cpu::KernelSet* k : simd_sets()) {

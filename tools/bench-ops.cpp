@@ -101,6 +101,7 @@ static int run(int argc, char** argv) {
       ("rank", "LoRA rank (--train)", cxxopts::value<int>()->default_value("8"))
       ("layers", "layers (--train; checkpointing keeps each one's input)", cxxopts::value<int>()->default_value("1"))
       ("bf16", "mixed precision (--train): products through the frozen base and attention's, and the activations kept, in bf16")
+      ("float-backward", "(--train) a Q8_0/Q4_0/Q4_1 base's backward products in float, not int8 (finetune-lora --float-backward)")
       ("o,output", "output format: md or json", cxxopts::value<std::string>()->default_value("md"));
   tool::add_standard_options(opts);
   {
@@ -138,6 +139,7 @@ static int run(int argc, char** argv) {
       o.rank = args["rank"].as<int>();
       o.layers = args["layers"].as<int>();
       o.bf16 = args.count("bf16") > 0;
+      o.int8 = args.count("float-backward") == 0;
       if (o.layers < 1 || o.layers > 64) throw Error("--layers must be from 1 to 64");
       o.reps = reps;
       o.json = fmt == "json";

@@ -108,6 +108,7 @@ void bench_train(const TrainBenchOptions& o) {
       bo.bf16_products = o.bf16;
       bo.bf16_activations = o.bf16;
       bo.bf16_attention = o.bf16;
+      bo.int8_products = o.int8;
       build_backward(ctx, g2, loss, bo);
       GraphAllocator ba(GraphAllocator::Mode::Reuse, be.get());
       ba.allocate(g2);

@@ -12,6 +12,7 @@ struct TrainBenchOptions {
   int64_t tokens = 256;
   int layers = 1;
   bool bf16 = false;  // mixed precision: BackwardOptions::bf16_products and bf16_activations
+  bool int8 = true;   // BackwardOptions::int8_products (finetune-lora's default; --float-backward)
   int rank = 8;
   int reps = 3;
   bool json = false;

@@ -189,7 +189,8 @@ int run(int argc, char** argv) {
       ("momentum", "SGD momentum", cxxopts::value<double>()->default_value("0"))
       ("grad-clip", "clip the gradients' global norm to this (0: off)", cxxopts::value<double>()->default_value("0"))
       ("checkpointing", "recompute each layer in the backward pass instead of keeping its activations")
-      ("bf16", "mixed precision: products with the frozen base and attention's in bf16 (AVX512-BF16/AMX CPUs), an F32/F16 base's matrices held as bf16 (with the BF16 GEMM), activations kept for the backward pass in bf16");
+      ("bf16", "mixed precision: products with the frozen base and attention's in bf16 (AVX512-BF16/AMX CPUs), an F32/F16 base's matrices held as bf16 (with the BF16 GEMM), activations kept for the backward pass in bf16")
+      ("float-backward", "with a Q8_0, Q4_0 or Q4_1 base: the backward pass's products through it in float (by default int8, as its forward's: the base requantized along its other axis, the gradient rounded to 8 bits per block of 32)");
   opts.add_options("model loading")("t,threads", "threads (0: one per physical core)",
                                     cxxopts::value<int>()->default_value("0"));
   tool::add_standard_options(opts);
@@ -215,6 +216,7 @@ int run(int argc, char** argv) {
   o.seed = r["seed"].as<uint64_t>();
   o.checkpointing = r.count("checkpointing") > 0;
   o.bf16 = r.count("bf16") > 0;
+  o.int8_backward = r.count("float-backward") == 0;
   o.lora_dropout = tool::in_range(r, "lora-dropout", 0.0f, 0.999f, "in [0, 1)");
   o.threads = tool::in_range(r, "threads", 0, 1024, "0 (one per physical core) or a count up to 1024");
   const std::string optim = r["optim"].as<std::string>();

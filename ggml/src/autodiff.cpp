@@ -144,7 +144,7 @@ Gradients build_backward(Context& ctx, Graph& g, Tensor* loss, const BackwardOpt
   const auto at = std::find(nodes.begin(), nodes.end(), loss);
   GGML_CHECK(at != nodes.end(), loss, "autodiff: the loss is not a node of the graph (expand it first)");
 
-  BackwardContext c{ctx, {}, {}, opt.bf16_products, opt.bf16_attention};
+  BackwardContext c{ctx, {}, {}, opt.bf16_products, opt.bf16_attention, opt.int8_products};
   std::vector<Tensor*> params;
   for (Tensor* l : g.leafs()) {
     if (!(l->flags & FLAG_PARAM)) continue;

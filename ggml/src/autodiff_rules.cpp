@@ -71,7 +71,7 @@ void backward_mul_mat(BackwardContext& c, Tensor* n) {
       // product. (Not a frozen weight: a copy each step, and in F32.)
       c.add(b, mul_mat(c.ctx, cont(c.ctx, transpose(c.ctx, a)), g));
     } else {
-      c.add(b, mul_mat_t(c.ctx, a, g, (c.bf16 && !c.wants(a)) || c.both_computed(a, b)));
+      c.add(b, mul_mat_t(c.ctx, a, g, (c.bf16 && !c.wants(a)) || c.both_computed(a, b), c.int8 && !c.wants(a)));
     }
   }
   if (!c.wants(a)) return;

@@ -20,6 +20,7 @@ struct BackwardContext {
   std::unordered_set<const Tensor*> needs;  // a trainable leaf flows into these
   bool bf16 = false;                        // BackwardOptions::bf16_products
   bool bf16_attention = false;              // BackwardOptions::bf16_attention
+  bool int8 = false;                        // BackwardOptions::int8_products
 
   bool wants(const Tensor* t) const { return t && needs.count(t) != 0; }
   // A product of two such tensors is attention's (bf16_attention).

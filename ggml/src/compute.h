@@ -95,6 +95,8 @@ size_t mul_mat_work_size(const Tensor* dst, int nth, const cpu::KernelSet& k);
 bool gemm_applies(const Tensor* dst, const cpu::KernelSet& k);
 size_t gemm_work_size(const Tensor* dst, int nth, const cpu::KernelSet& k);
 void compute_gemm(const ComputeParams& p, Tensor* dst);
+// Whether a weight format is one of the int8 GEMM's (Q8_0, Q4_0, Q4_1 and their rearranged layouts).
+bool gemm_q_format(Type f);
 // One panel of a bf16 GEMM's activations: rows jj < valid (F32, `ld` floats
 // apart from `first`) as bf16 pairs along k, out[q * nr + jj] for q < units;
 // pairs past the row's end and rows past `valid` are zeros. tmp holds
@@ -125,6 +127,10 @@ size_t mul_mat_t_work_size(const Tensor* dst, int nth, const cpu::KernelSet& k);
 bool mmt_bf16_applies(const Tensor* dst, const cpu::KernelSet& k);
 size_t mmt_bf16_work_size(const Tensor* dst, int nth, const cpu::KernelSet& k);
 void compute_mmt_bf16(const ComputeParams& p, Tensor* dst);
+// Its int8 path through block-quantized weights (compute_mmt_q8.cpp).
+bool mmt_q8_applies(const Tensor* dst, const cpu::KernelSet& k);
+size_t mmt_q8_work_size(const Tensor* dst, int nth, const cpu::KernelSet& k);
+void compute_mmt_q8(const ComputeParams& p, Tensor* dst);
 void compute_get_rows_back(const ComputeParams& p, Tensor* dst);
 void compute_rms_norm_back(const ComputeParams& p, Tensor* dst);
 void compute_norm_back(const ComputeParams& p, Tensor* dst);

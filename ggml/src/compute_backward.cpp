@@ -92,6 +92,7 @@ constexpr int64_t MT_TOK = 4;    // output rows (tokens) updated together
 }  // namespace
 
 size_t mul_mat_t_work_size(const Tensor* dst, int nth, const cpu::KernelSet& k) {
+  if (mmt_q8_applies(dst, k)) return mmt_q8_work_size(dst, nth, k);
   if (mmt_bf16_applies(dst, k)) return mmt_bf16_work_size(dst, nth, k);
   const Tensor* a = dst->src[0];
   return a->type == Type::F32 ? 0 : size_t(nth) * (size_t(MT_ROWS) * size_t(a->ne[0]) * sizeof(float) + 64) + 64;
@@ -103,6 +104,7 @@ void compute_mul_mat_t(const ComputeParams& p, Tensor* dst) {
   // tokens: the sums run over the rows in the same order for any thread
   // count, with no barrier. A non-F32 tile is converted by each thread that
   // uses it (a 64th of its multiply-adds at 256 tokens).
+  if (mmt_q8_applies(dst, *p.k)) return compute_mmt_q8(p, dst);
   if (mmt_bf16_applies(dst, *p.k)) return compute_mmt_bf16(p, dst);
   const Tensor* a = dst->src[0];
   const Tensor* d = dst->src[1];

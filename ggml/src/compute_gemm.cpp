@@ -92,6 +92,8 @@ struct Shape {
 };
 }  // namespace
 
+bool gemm_q_format(Type f) { return quantized_path(f); }
+
 bool gemm_applies(const Tensor* dst, const cpu::KernelSet& k) {
   if (dst->op_params[0] != 0) return false;  // fused products (generation's) take the tiles
   const Type t = fmt(dst->src[0]);

@@ -91,7 +91,7 @@ Tensor* acc(Context& ctx, Tensor* b, Tensor* base, const int64_t* ne, size_t nb1
   return t;
 }
 
-Tensor* mul_mat_t(Context& ctx, Tensor* a, Tensor* d, bool bf16) {
+Tensor* mul_mat_t(Context& ctx, Tensor* a, Tensor* d, bool bf16, bool int8) {
   GGML_CHECK(traits(a->type).to_float != nullptr, a, std::string("mul_mat_t: no conversion from ") + type_name(a->type));
   GGML_CHECK(a->rows_contiguous(), a, "mul_mat_t: weight rows must be contiguous");
   f32_rows(d, "mul_mat_t");
@@ -100,7 +100,7 @@ Tensor* mul_mat_t(Context& ctx, Tensor* a, Tensor* d, bool bf16) {
   GGML_CHECK(d->ne[2] % a->ne[2] == 0 && d->ne[3] % a->ne[3] == 0, a, "mul_mat_t: cannot broadcast over " + d->shape_str());
   const int64_t ne[4] = {a->ne[0], d->ne[1], d->ne[2], d->ne[3]};
   Tensor* t = node(ctx, Op::MUL_MAT_T, ne, a, d);
-  t->op_params[0] = bf16 ? 1 : 0;
+  t->op_params[0] = (bf16 ? 1 : 0) | (int8 ? 2 : 0);
   return t;
 }
 

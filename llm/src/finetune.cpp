@@ -229,6 +229,7 @@ Finetuner::Finetuner(const Model& model, Lora& lora, const TrainData& train, con
   bo.bf16_products = o.bf16;
   bo.bf16_activations = o.bf16;
   bo.bf16_attention = o.bf16;
+  bo.int8_products = o.int8_backward;
   m.grads = ggml::build_backward(m.ctx, m.g, m.t.loss, bo);
   const ggml::Gradients& grads = m.grads;
   ggml::OptimizerConfig oc = o.optim;

@@ -494,6 +494,20 @@ raise SystemExit(len(a) != 12 or len(b) != 12 or any(abs(x - y) > 1e-2 * x + 1e-
   else
     fail "finetune-lora --optim adamw8bit: ${msg:-} (resume identical: $(cmp -s "$TMP/a8.gguf" "$TMP/a8r.gguf" && echo yes || echo no))"
   fi
+  # The Q4_1 base's backward products in int8 (the default, the run above)
+  # against float (--float-backward): the same losses up to rounding.
+  "$BIN/finetune-lora" -m "$MODEL" "${A8[@]}" --float-backward -o "$TMP/af.gguf" --log "$TMP/af.jsonl" 2>/dev/null
+  if msg=$(python3 -c "
+import json
+a = [json.loads(l)['loss'] for l in open('$TMP/a32.jsonl')]
+b = [json.loads(l)['loss'] for l in open('$TMP/af.jsonl')]
+worst = max(abs(x - y) / y for x, y in zip(a, b))
+print(f'{len(b)} steps, int8 losses within {worst:.1e} of float')
+raise SystemExit(len(a) != 12 or len(b) != 12 or worst > 1e-2 or a == b)"); then
+    pass "finetune-lora int8 backward: $msg"
+  else
+    fail "finetune-lora int8 backward: ${msg:-no log}"
+  fi
   msg=""
 fi
 expect_error "finetune-lora: a budget that is not a size" "--mem-budget '6X' is not a size" \

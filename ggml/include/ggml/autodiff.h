@@ -52,6 +52,12 @@ struct BackwardOptions {
   // computed, and widened again just before its first backward use: half the
   // memory for the activations kept, at the cost of their rounding.
   bool bf16_activations = false;
+  // The products through frozen block-quantized weights (Q8_0, Q4_0, Q4_1)
+  // on the backend's int8 product, as their forward products run: W^T
+  // requantized to Q8_0 along W's columns, dY rounded to 8 bits per block of
+  // 32, integer sums. Faster than bf16 where both exist (and than float
+  // everywhere here); before bf16_products for such weights.
+  bool int8_products = false;
 };
 Gradients build_backward(Context& ctx, Graph& g, Tensor* loss, const BackwardOptions& opt = {});
 

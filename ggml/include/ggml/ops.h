@@ -107,7 +107,10 @@ Tensor* acc(Context& ctx, Tensor* b, Tensor* base, const int64_t* ne, size_t nb1
 // frozen weight, dequantized a block of rows at a time, never whole.
 // bf16: in mixed precision where the backend has a BF16 product (the CPU's
 // AVX512-BF16 or AMX microkernel): both operands rounded to bf16, float sums.
-Tensor* mul_mat_t(Context& ctx, Tensor* a, Tensor* d, bool bf16 = false);
+// int8: through a Q8_0, Q4_0 or Q4_1 weight, on the backend's int8 product
+// where it has one (W^T requantized to Q8_0 along W's columns, d to 8 bits
+// per block of 32); before bf16 where both apply.
+Tensor* mul_mat_t(Context& ctx, Tensor* a, Tensor* d, bool bf16 = false, bool int8 = false);
 // Rows of g [ne0, n] added into a zero [ne0, n_rows] at ids (I32 [n]): the
 // reverse of get_rows.
 Tensor* get_rows_back(Context& ctx, Tensor* g, Tensor* ids, int64_t n_rows);

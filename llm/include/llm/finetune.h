@@ -49,6 +49,7 @@ struct FinetuneOptions {
   ggml::OptimizerConfig optim;
   bool checkpointing = false;
   bool bf16 = false;         // mixed precision (BackwardOptions::bf16_products and bf16_activations)
+  bool int8_backward = true; // a Q8_0/Q4_0/Q4_1 base's backward products in int8 (BackwardOptions::int8_products)
   float lora_dropout = 0;    // on each adapter's input, a new mask every compute (seeded by seed, step, sequence)
   int threads = 0;           // 0: one per physical core
 };

@@ -96,7 +96,8 @@ def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", help="GGUF whose shape both sides use (and ours trains on unless NAME=PATH)")
     p.add_argument("--ours", default="f32,f32:bf16,f32:ckpt",
-                   help="NAME[:bf16][:ckpt] runs on --model, or NAME=PATH[:bf16][:ckpt] on another base")
+                   help="NAME[:bf16][:ckpt][:float] runs on --model, or NAME=PATH[:...] on another base "
+                        "(float: --float-backward)")
     p.add_argument("--torch", default="f32,bf16,ckpt", help="PyTorch modes: f32, bf16 (autocast), ckpt (checkpointing)")
     p.add_argument("--seq", type=int, default=256)
     p.add_argument("--steps", type=int, default=6)
@@ -124,7 +125,8 @@ def main():
                     name, _, rest = spec.partition("=")
                     parts = (rest or spec).split(":")
                     model = parts[0] if rest else a.model
-                    extra = (["--bf16"] if "bf16" in parts else []) + (["--checkpointing"] if "ckpt" in parts else [])
+                    extra = ((["--bf16"] if "bf16" in parts else []) + (["--checkpointing"] if "ckpt" in parts else []) +
+                             (["--float-backward"] if "float" in parts else []))
                     label = "ours " + (name if rest else spec)
                     rows.setdefault(label, []).append(run_ours(a, model, extra, data, tmp))
                     print(label, rows[label][-1], file=sys.stderr)

@@ -368,6 +368,15 @@ MemoryPlan Finetuner::memory(const ProcessBaseline& before) const {
 namespace {
 constexpr const char* kKeys[] = {"finetune.seed", "finetune.batch", "finetune.sequences", "finetune.counted",
                                  "finetune.total_steps", "finetune.rank"};
+// The products' precision (--bf16: 1, int8 backward: 2): a resumed run must
+// round as the interrupted one did to give its floats. (Older checkpoints
+// lack the key and are taken as they are.)
+constexpr const char* kPrecision = "finetune.precision";
+uint64_t precision_bits(const FinetuneOptions& o) { return (o.bf16 ? 1u : 0u) | (o.int8_backward ? 2u : 0u); }
+std::string precision_options(uint64_t bits) {
+  std::string s = bits & 1 ? "--bf16" : "no --bf16";
+  return s + (bits & 2 ? ", int8 backward" : ", --float-backward");
+}
 }
 
 void Finetuner::save_checkpoint(const std::string& path) const {
@@ -379,6 +388,7 @@ void Finetuner::save_checkpoint(const std::string& path) const {
   const uint64_t vals[] = {m.o.seed, uint64_t(m.batch), m.train.seqs.size(), uint64_t(m.train.counted()), uint64_t(total_),
                            uint64_t(m.lora.rank())};
   for (size_t i = 0; i < sizeof(kKeys) / sizeof(kKeys[0]); i++) u64(kKeys[i], vals[i]);
+  u64(kPrecision, precision_bits(m.o));
   u64("finetune.step", uint64_t(m.opt->steps()));
   u64("finetune.epoch", uint64_t(m.epoch));
   u64("finetune.next", m.next);
@@ -400,6 +410,9 @@ void Finetuner::resume(const std::string& path) {
     if (f->get_uint(kKeys[i]) != vals[i])
       throw Error(path + ": written by a run with other settings or data (" + std::string(kKeys[i]) + " " +
                   std::to_string(f->get_uint(kKeys[i])) + ", this run " + std::to_string(vals[i]) + ")");
+  if (f->find(kPrecision) && f->get_uint(kPrecision) != precision_bits(m.o))
+    throw Error(path + ": written by a run with other precision options (" + precision_options(f->get_uint(kPrecision)) +
+                "; this run " + precision_options(precision_bits(m.o)) + ")");
   std::vector<Tensor*> ts = m.lora.params();
   for (Tensor* s : m.opt->state()) ts.push_back(s);
   for (Tensor* t : ts) {

@@ -549,6 +549,7 @@ else
   fail "finetune-lora --resume after SIGKILL at step $killed_at: $(tail -2 "$TMP/resume.err")"
 fi
 expect_error "finetune-lora: resume with other settings" "other settings or data" "${FT[@]}" --lr 1e-3 --batch 4 -o "$TMP/C.gguf" --checkpoint-dir "$TMP/ck" --resume
+expect_error "finetune-lora: resume with other precision" "other precision options (no --bf16, int8 backward; this run no --bf16, --float-backward)" "${FT[@]}" --float-backward -o "$TMP/C.gguf" --checkpoint-dir "$TMP/ck" --resume
 expect_error "finetune-lora: resume without checkpoints" "no complete checkpoint" "${FT[@]}" -o "$TMP/C.gguf" --checkpoint-dir "$TMP/empty-ck" --resume
 # export-lora: the merged model generates what the base with the adapter does.
 if "$BIN/convert" "$DATA/hf/llama_st" -o "$TMP/llama32.gguf" --outtype f32 2>/dev/null &&

@@ -682,6 +682,32 @@ TEST_CASE("checkpointing: the same gradients from less planned memory") {
   CHECK(planned[1] < planned[0]);
 }
 
+namespace {
+// mul_mat_t(w, d, bf16, int8) on 1 and 3 threads (checked equal), and its
+// relative RMS error against a double sum over w's values as stored.
+double mmt_rel_error(Context& ctx, Tensor* w, Tensor* d, bool bf16, bool int8 = false) {
+  const int64_t K = w->ne[0], M = w->ne[1], N = d->ne[1];
+  std::vector<std::vector<float>> outs;
+  for (int threads : {1, 3}) {
+    auto r = th::run(mul_mat_t(ctx, w, d, bf16, int8), threads);
+    const Tensor* o = r->g.nodes().back();
+    outs.emplace_back(o->as<float>(), o->as<float>() + o->nelements());
+  }
+  CHECK(outs[0] == outs[1]);
+  std::vector<std::vector<double>> rows;
+  for (int64_t i = 0; i < M; i++) rows.push_back(th::row_f64(w, i));
+  double diff = 0, norm = 0;
+  for (int64_t j = 0; j < N; j++)
+    for (int64_t k = 0; k < K; k++) {
+      double s = 0;
+      for (int64_t i = 0; i < M; i++) s += rows[size_t(i)][size_t(k)] * double(d->as<float>()[j * M + i]);
+      diff += std::pow(s - outs[0][size_t(j * K + k)], 2);
+      norm += s * s;
+    }
+  return std::sqrt(diff / norm);
+}
+}  // namespace
+
 TEST_CASE("mul_mat_t in mixed precision: within bf16 rounding of the exact product, any thread count") {
   for (Type t : {Type::Q4_0, Type::Q8_0, Type::Q4_K, Type::F16, Type::BF16, Type::F32, cpu::Q4_0R}) {
     CAPTURE(type_name(t));
@@ -695,24 +721,7 @@ TEST_CASE("mul_mat_t in mixed precision: within bf16 rounding of the exact produ
     th::fill(w, rng);
     Tensor* d = ctx.new_tensor(Type::F32, {M, N});
     th::fill(d, rng);
-    std::vector<std::vector<float>> outs;
-    for (int threads : {1, 3}) {
-      auto r = th::run(mul_mat_t(ctx, w, d, true), threads);
-      const Tensor* o = r->g.nodes().back();
-      outs.emplace_back(o->as<float>(), o->as<float>() + o->nelements());
-    }
-    CHECK(outs[0] == outs[1]);
-    std::vector<std::vector<double>> rows;
-    for (int64_t i = 0; i < M; i++) rows.push_back(th::row_f64(w, i));
-    double diff = 0, norm = 0;
-    for (int64_t j = 0; j < N; j++)
-      for (int64_t k = 0; k < K; k++) {
-        double s = 0;
-        for (int64_t i = 0; i < M; i++) s += rows[size_t(i)][size_t(k)] * double(d->as<float>()[j * M + i]);
-        diff += std::pow(s - outs[0][size_t(j * K + k)], 2);
-        norm += s * s;
-      }
-    const double rel = std::sqrt(diff / norm);
+    const double rel = mmt_rel_error(ctx, w, d, true);
     // bf16 keeps 8 bits: about 2^-9 relative per operand; the sums average it down
     CHECK(rel < 4e-3);
     if (cpu::best().gemm_bf16.kernel) CHECK(rel > 1e-6);  // the bf16 path did run (it rounds)
@@ -760,24 +769,7 @@ TEST_CASE("mul_mat_t in int8: within 8-bit rounding of the exact product, any th
     th::fill(w, rng);
     Tensor* d = ctx.new_tensor(Type::F32, {M, N});
     th::fill(d, rng);
-    std::vector<std::vector<float>> outs;
-    for (int threads : {1, 3}) {
-      auto r = th::run(mul_mat_t(ctx, w, d, false, true), threads);
-      const Tensor* o = r->g.nodes().back();
-      outs.emplace_back(o->as<float>(), o->as<float>() + o->nelements());
-    }
-    CHECK(outs[0] == outs[1]);
-    std::vector<std::vector<double>> rows;
-    for (int64_t i = 0; i < M; i++) rows.push_back(th::row_f64(w, i));
-    double diff = 0, norm = 0;
-    for (int64_t j = 0; j < N; j++)
-      for (int64_t k = 0; k < K; k++) {
-        double s = 0;
-        for (int64_t i = 0; i < M; i++) s += rows[size_t(i)][size_t(k)] * double(d->as<float>()[j * M + i]);
-        diff += std::pow(s - outs[0][size_t(j * K + k)], 2);
-        norm += s * s;
-      }
-    const double rel = std::sqrt(diff / norm);
+    const double rel = mmt_rel_error(ctx, w, d, false, true);
     MESSAGE(std::string(type_name(t)) << ": int8 dX relative error " << rel);
     // Two roundings to 8 bits per block of 32 (W^T's and dY's): each about
     // 0.5 / 127 of the block's largest value, uniform

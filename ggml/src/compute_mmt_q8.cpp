@@ -34,9 +34,10 @@ size_t al64(size_t n) { return (n + 63) / 64 * 64; }
 size_t wt_row_bytes(const Tensor* a) { return row_size(Type::Q8_0, a->ne[1]); }
 size_t wt_bytes(const Tensor* a) { return al64(wt_row_bytes(a) * size_t(a->ne[0])); }
 // Phase 0's per-thread scratch: QB rows of W as floats, then CT x QB
-// transposed. The rows lie a cache line more than K apart: at K = 2048 they
-// were 8 KiB apart, every one in the same few sets of L1, and the
-// transposition took twice as long as the rest of the pass.
+// transposed. The rows lie a cache line more than K apart, so that a
+// power-of-two K (2048: rows 8 KiB apart) does not put all 32 of them in the
+// same few sets of L1. (On this host the padding's gain was within the noise;
+// the transposition is still about half of the pass.)
 int64_t tile_ld(const Tensor* a) { return (a->ne[0] + 15) / 16 * 16 + 16; }
 size_t tile_bytes(const Tensor* a) { return al64(size_t(QB * tile_ld(a)) * 4) + al64(size_t(CT * QB) * 4); }
 
